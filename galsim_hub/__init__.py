@@ -1,0 +1,42 @@
+"""galsim-hub: deep generative models of galaxy morphology as GalSim light profiles.
+
+Importing this package is cheap: TensorFlow is imported only when a model is loaded.
+
+Examples
+--------
+>>> import galsim_hub
+>>> model = galsim_hub.GenerativeGalaxyModel("hub:default")  # doctest: +SKIP
+>>> galaxies = model.sample(catalog, seed=42)                  # doctest: +SKIP
+"""
+from ._version import __version__
+from .errors import (
+    GalSimHubError,
+    HandleError,
+    DownloadError,
+    ChecksumError,
+    UnsafeArchiveError,
+    MetadataError,
+    CatalogError,
+)
+
+__all__ = [
+    "__version__",
+    "GenerativeGalaxyModel",
+    "GalSimHubError",
+    "HandleError",
+    "DownloadError",
+    "ChecksumError",
+    "UnsafeArchiveError",
+    "MetadataError",
+    "CatalogError",
+]
+
+
+def __getattr__(name):
+    # Lazy attribute so that ``import galsim_hub`` stays free of TensorFlow and of the
+    # model machinery until it is used.
+    if name == "GenerativeGalaxyModel":
+        from .model import GenerativeGalaxyModel
+
+        return GenerativeGalaxyModel
+    raise AttributeError(f"module 'galsim_hub' has no attribute {name!r}")

@@ -1,0 +1,33 @@
+"""Exceptions raised by galsim-hub.
+
+Every error names the problem (the handle, the column, the file) so that a user can fix
+the input without reading the source.
+"""
+
+
+class GalSimHubError(Exception):
+    """Base class of all galsim-hub errors."""
+
+
+class HandleError(GalSimHubError, ValueError):
+    """A model handle is malformed or names no known model."""
+
+
+class DownloadError(GalSimHubError, OSError):
+    """A model archive could not be downloaded (network, HTTP status, truncation, offline)."""
+
+
+class ChecksumError(DownloadError):
+    """A downloaded or local archive does not match its expected sha256."""
+
+
+class UnsafeArchiveError(GalSimHubError, ValueError):
+    """An archive contains absolute paths, ``..`` components, links or devices."""
+
+
+class MetadataError(GalSimHubError, ValueError):
+    """A model directory has missing, malformed or inconsistent metadata."""
+
+
+class CatalogError(GalSimHubError, ValueError):
+    """A catalog lacks a condition column or holds values the model cannot take."""
