@@ -8,6 +8,8 @@ Examples
 >>> model = galsim_hub.GenerativeGalaxyModel("hub:default")  # doctest: +SKIP
 >>> galaxies = model.sample(catalog, seed=42)                  # doctest: +SKIP
 """
+import os as _os
+
 from ._version import __version__
 from .errors import (
     GalSimHubError,
@@ -18,6 +20,9 @@ from .errors import (
     MetadataError,
     CatalogError,
 )
+
+# Keep TensorFlow's C++ start-up chatter out of users' logs unless they ask for it.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __all__ = [
     "__version__",
