@@ -1,0 +1,417 @@
+"""Model handles: ``hub:NAME[@VERSION]``, ``http(s)://`` URLs and local paths.
+
+A handle is turned into a `ModelSource`, which says where the model lives and what its
+archive should look like; `galsim_hub.cache.fetch` then makes it a local directory.
+
+``hub:`` names are looked up in the bundled index (``hub_models/index.json``) and then in
+every index named by the ``GALSIM_HUB_INDEX`` environment variable (comma-separated URLs
+or paths). When two indexes list the same NAME@VERSION, the first one searched wins, so
+an extra index cannot shadow a bundled model.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
+
+from .errors import DownloadError, HandleError, MetadataError
+
+__all__ = [
+    "ModelSource",
+    "parse_hub_handle",
+    "load_index",
+    "find_entry",
+    "resolve",
+    "version_key",
+]
+
+INDEX_ENV = "GALSIM_HUB_INDEX"
+INDEX_FORMAT = 1
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+HTTP_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds, for remote indexes
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+ACCEPTED_FORMS = (
+    "accepted handles are 'hub:NAME' or 'hub:NAME@VERSION' (a model of the hub index), "
+    "an http(s):// URL of a .tar.gz archive, a local model directory, "
+    "or a local .tar.gz/.tgz archive"
+)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model lives, as resolved from a handle.
+
+    Attributes
+    ----------
+    handle : str
+        The handle as the user gave it.
+    kind : str
+        ``"directory"`` (a local model directory), ``"archive"`` (a local ``.tar.gz``)
+        or ``"url"`` (an archive to download).
+    location : str
+        Absolute local path, or the URL.
+    sha256 : str or None
+        Expected sha256 (lower-case hex) of the archive, when known.
+    size : int or None
+        Expected byte size of the archive, when known.
+    entry : dict or None
+        The hub index entry for ``hub:`` handles, else None.
+    """
+
+    handle: str
+    kind: str
+    location: str
+    sha256: str | None = None
+    size: int | None = None
+    entry: dict | None = None
+
+
+def parse_hub_handle(handle: str) -> tuple[str, str | None]:
+    """Split ``"hub:NAME[@VERSION]"`` into ``(NAME, VERSION)``.
+
+    Parameters
+    ----------
+    handle : str
+        A handle starting with ``hub:``.
+
+    Returns
+    -------
+    name : str
+    version : str or None
+        None when no version is named.
+
+    Raises
+    ------
+    HandleError
+        If the handle does not have the form ``hub:NAME`` or ``hub:NAME@VERSION``.
+    """
+    if not isinstance(handle, str) or not handle.startswith("hub:"):
+        raise HandleError(f"{handle!r} is not a hub handle; {ACCEPTED_FORMS}")
+    name, sep, version = handle[len("hub:"):].partition("@")
+    if not _NAME_RE.match(name):
+        raise HandleError(
+            f"malformed hub handle {handle!r}: the model name {name!r} must be letters, digits, "
+            f"'_', '.', '+' or '-'; {ACCEPTED_FORMS}"
+        )
+    if not sep:
+        return name, None
+    if not _VERSION_RE.match(version):
+        raise HandleError(
+            f"malformed hub handle {handle!r}: the version after '@' is {version!r}; "
+            f"{ACCEPTED_FORMS}"
+        )
+    return name, version
+
+
+def version_key(version: str) -> tuple:
+    """Sort key comparing versions numerically, much like PEP 440.
+
+    ``"1.10" > "1.9"``, ``"1.0" == "1"``, and a pre-release suffix sorts before the
+    release (``"2.0rc1" < "2.0"``).
+
+    Parameters
+    ----------
+    version : str
+
+    Returns
+    -------
+    tuple
+        Comparable key.
+    """
+    text = version.strip().lower().lstrip("v")
+    release = re.match(r"\d+(?:\.\d+)*", text)
+    numbers = [int(part) for part in release.group(0).split(".")] if release else []
+    while numbers and numbers[-1] == 0:
+        numbers.pop()
+    rest = text[release.end():] if release else text
+    # Numbers sort above the end marker, which sorts above letters: 1.0 < 1.0.1, 1.0rc1 < 1.0.
+    key = [(1, n, "") for n in numbers]
+    for token in re.findall(r"\d+|[a-z]+", rest):
+        key.append((1, int(token), "") if token.isdigit() else (-1, 0, token))
+    key.append((0, 0, ""))
+    return tuple(key)
+
+
+def _is_url(text: str) -> bool:
+    return urlparse(text).scheme in ("http", "https")
+
+
+def _bundled_index_path() -> Path:
+    from .hub_models import INDEX_PATH
+
+    return INDEX_PATH
+
+
+def _index_locations() -> list[str]:
+    extra = os.environ.get(INDEX_ENV, "")
+    return [str(_bundled_index_path())] + [part.strip() for part in extra.split(",") if part.strip()]
+
+
+def _remote_index_copy(url: str) -> Path:
+    from .cache import cache_root
+
+    digest = hashlib.sha256(url.encode()).hexdigest()
+    return cache_root() / ".indexes" / f"{digest}.json"
+
+
+def _read_remote_index(url: str) -> str:
+    """Text of a remote index; a copy is kept so that offline mode can reuse it."""
+    from .cache import is_offline
+
+    copy = _remote_index_copy(url)
+    if is_offline():
+        if copy.is_file():
+            return copy.read_text(encoding="utf-8")
+        raise DownloadError(
+            f"offline mode is on (GALSIM_HUB_OFFLINE) and the index {url} was never fetched; "
+            f"unset GALSIM_HUB_OFFLINE once, or name a local copy of the index in {INDEX_ENV}"
+        )
+    import requests
+
+    try:
+        response = requests.get(url, timeout=HTTP_TIMEOUT)
+    except requests.RequestException as exc:
+        if copy.is_file():
+            warnings.warn(f"could not reach the index {url} ({exc}); using the copy from {copy}")
+            return copy.read_text(encoding="utf-8")
+        raise DownloadError(f"could not download the index {url}: {exc}") from exc
+    if response.status_code >= 400:
+        raise DownloadError(
+            f"could not download the index {url}: HTTP {response.status_code} {response.reason}"
+        )
+    text = response.text
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, copy)
+    return text
+
+
+def _resolve_reference(reference: str, index_location: str) -> tuple[str, str]:
+    """Resolve an entry's ``url``/``path``/``card`` against its index: ("url"|"path", where)."""
+    if _is_url(reference):
+        return "url", reference
+    if _is_url(index_location):
+        return "url", urljoin(index_location, reference)
+    parsed = urlparse(reference)
+    if parsed.scheme == "file":
+        return "path", str(Path(unquote(parsed.path)))
+    if len(parsed.scheme) > 1:
+        raise ValueError(f"unsupported URL scheme {parsed.scheme!r}")
+    path = Path(reference).expanduser()
+    if not path.is_absolute():
+        path = Path(index_location).resolve().parent / path
+    return "path", str(path.resolve())
+
+
+def _validate_entry(raw: object, position: int, index_location: str) -> dict:
+    where = f"entry {position} of the index {index_location}"
+    if not isinstance(raw, dict):
+        raise MetadataError(f"{where} is not a JSON object")
+    for key in ("name", "version"):
+        if not isinstance(raw.get(key), str):
+            raise MetadataError(f"{where} lacks a string {key!r}")
+    name, version = raw["name"], raw["version"]
+    where = f"entry {name}@{version} of the index {index_location}"
+    if not _NAME_RE.match(name) or not _VERSION_RE.match(version):
+        raise MetadataError(f"{where}: name and version must be letters, digits, '_', '.', '+' or '-'")
+    if ("url" in raw) == ("path" in raw):
+        raise MetadataError(f"{where} must have exactly one of 'url' and 'path'")
+    reference = raw.get("url", raw.get("path"))
+    if not isinstance(reference, str) or not reference:
+        raise MetadataError(f"{where}: 'url'/'path' must be a non-empty string")
+    sha256 = raw.get("sha256")
+    if sha256 is not None and not (isinstance(sha256, str) and _SHA256_RE.match(sha256.lower())):
+        raise MetadataError(f"{where}: 'sha256' must be 64 hex digits or null, got {sha256!r}")
+    size = raw.get("size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise MetadataError(f"{where}: 'size' must be a non-negative integer or null, got {size!r}")
+    for key in ("format", "description", "card"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise MetadataError(f"{where}: {key!r} must be a string")
+    if raw.get("metadata") is not None and not isinstance(raw["metadata"], dict):
+        raise MetadataError(f"{where}: 'metadata' must be a JSON object")
+
+    entry = dict(raw)
+    if sha256 is not None:
+        entry["sha256"] = sha256.lower()
+    entry["_index"] = index_location
+    try:
+        kind, location = _resolve_reference(reference, index_location)
+        entry["_location"] = location
+        entry["_location_kind"] = kind
+        if entry.get("card"):
+            card_kind, card = _resolve_reference(entry["card"], index_location)
+            entry["_card_url" if card_kind == "url" else "_card_path"] = card
+    except ValueError as exc:
+        raise MetadataError(f"{where}: {exc}") from exc
+    return entry
+
+
+def _parse_index(text: str, index_location: str) -> list[dict]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MetadataError(f"the index {index_location} is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict) or document.get("format") != INDEX_FORMAT:
+        raise MetadataError(
+            f"the index {index_location} must be a JSON object with \"format\": {INDEX_FORMAT}"
+        )
+    models = document.get("models")
+    if not isinstance(models, list):
+        raise MetadataError(f"the index {index_location} lacks a 'models' list")
+    return [_validate_entry(raw, i, index_location) for i, raw in enumerate(models)]
+
+
+def load_index() -> list[dict]:
+    """All entries of the bundled index and of the indexes named by ``GALSIM_HUB_INDEX``.
+
+    Each returned entry is a copy of the index entry with these keys added: ``_index``
+    (where the index was read from), ``_location`` and ``_location_kind`` (the model's
+    absolute URL, ``"url"``, or absolute local path, ``"path"``) and, when the entry has a
+    card, ``_card_url`` or ``_card_path``. Remote indexes are fetched with requests; the
+    last copy is kept in the cache and used in offline mode or when the server is down.
+
+    Returns
+    -------
+    list of dict
+        Entries in search order (bundled index first), duplicates of NAME@VERSION dropped.
+
+    Raises
+    ------
+    MetadataError
+        If an index is malformed.
+    DownloadError
+        If a remote index cannot be read and no copy of it is cached.
+    HandleError
+        If a local index named in ``GALSIM_HUB_INDEX`` does not exist.
+    """
+    entries: list[dict] = []
+    seen: set[tuple[str, tuple]] = set()
+    for location in _index_locations():
+        if _is_url(location):
+            text = _read_remote_index(location)
+        else:
+            path = Path(location).expanduser()
+            if not path.is_file():
+                raise HandleError(f"the index {location} named in {INDEX_ENV} does not exist")
+            location = str(path.resolve())
+            text = path.read_text(encoding="utf-8")
+        for entry in _parse_index(text, location):
+            identity = (entry["name"], version_key(entry["version"]))
+            if identity not in seen:
+                seen.add(identity)
+                entries.append(entry)
+    return entries
+
+
+def find_entry(name: str, version: str | None = None) -> dict:
+    """The index entry of model NAME, the newest version unless VERSION is given.
+
+    Parameters
+    ----------
+    name : str
+        Model name, as in ``hub:NAME``.
+    version : str, optional
+        Version; compared numerically (``"1"`` matches ``"1.0"``).
+
+    Returns
+    -------
+    dict
+        The entry, as returned by `load_index`.
+
+    Raises
+    ------
+    HandleError
+        If no index lists NAME (close names and the searched indexes are given), or if
+        NAME has no such VERSION (the available versions are given).
+    """
+    entries = load_index()
+    candidates = [entry for entry in entries if entry["name"] == name]
+    if not candidates:
+        names = sorted({entry["name"] for entry in entries})
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        close += [n for n in names if n.lower() == name.lower() and n not in close]
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        searched = ", ".join(_index_locations())
+        raise HandleError(
+            f"no model named {name!r} in the hub.{hint} Known models: {', '.join(names) or 'none'}. "
+            f"Indexes searched: {searched} (add more with {INDEX_ENV}=url-or-path[,...])."
+        )
+    if version is None:
+        return max(candidates, key=lambda entry: version_key(entry["version"]))
+    wanted = version_key(version)
+    for entry in candidates:
+        if entry["version"] == version or version_key(entry["version"]) == wanted:
+            return entry
+    available = sorted((entry["version"] for entry in candidates), key=version_key)
+    raise HandleError(
+        f"model {name!r} has no version {version!r}; available versions: {', '.join(available)}"
+    )
+
+
+def _source_from_path(handle: str, path: Path, entry: dict | None = None) -> ModelSource:
+    sha256 = entry.get("sha256") if entry else None
+    size = entry.get("size") if entry else None
+    if path.is_dir():
+        return ModelSource(handle, "directory", str(path), entry=entry)
+    if not path.exists():
+        raise HandleError(f"{handle!r}: {path} does not exist; {ACCEPTED_FORMS}")
+    if not path.is_file() or not path.name.lower().endswith(ARCHIVE_SUFFIXES):
+        raise HandleError(f"{handle!r}: {path} is neither a directory nor a .tar.gz/.tgz archive; {ACCEPTED_FORMS}")
+    return ModelSource(handle, "archive", str(path), sha256=sha256, size=size, entry=entry)
+
+
+def resolve(handle: str | os.PathLike) -> ModelSource:
+    """Turn a handle into a `ModelSource`.
+
+    Parameters
+    ----------
+    handle : str or os.PathLike
+        ``hub:NAME``, ``hub:NAME@VERSION``, an ``http(s)://`` URL of a ``.tar.gz``
+        archive, a ``file://`` URL, a local model directory or a local ``.tar.gz``/``.tgz``.
+
+    Returns
+    -------
+    ModelSource
+
+    Raises
+    ------
+    HandleError
+        If the handle is malformed, names no known model or version, or names a local path
+        that does not exist or is not a directory or archive.
+    """
+    if isinstance(handle, os.PathLike):
+        handle = os.fspath(handle)
+    if not isinstance(handle, str):
+        raise HandleError(f"a handle must be a string or a path, got {type(handle).__name__}")
+    text = handle.strip()
+    if not text:
+        raise HandleError(f"empty handle; {ACCEPTED_FORMS}")
+    if text.startswith("hub:"):
+        entry = find_entry(*parse_hub_handle(text))
+        if entry["_location_kind"] == "url":
+            return ModelSource(
+                handle, "url", entry["_location"], sha256=entry.get("sha256"), size=entry.get("size"), entry=entry
+            )
+        return _source_from_path(handle, Path(entry["_location"]), entry)
+    parsed = urlparse(text)
+    if parsed.scheme in ("http", "https"):
+        if not parsed.netloc:
+            raise HandleError(f"malformed URL {handle!r}: no host; {ACCEPTED_FORMS}")
+        return ModelSource(handle, "url", text)
+    if parsed.scheme == "file":
+        return _source_from_path(handle, Path(unquote(parsed.path)).resolve())
+    if len(parsed.scheme) > 1:  # one letter is a Windows drive
+        raise HandleError(f"unsupported handle {handle!r} (scheme {parsed.scheme!r}); {ACCEPTED_FORMS}")
+    return _source_from_path(handle, Path(text).expanduser().resolve())
