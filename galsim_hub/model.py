@@ -172,7 +172,9 @@ class GenerativeGalaxyModel:
             Random number generator for the base noise; its state advances.
         seed : int, optional
             Seed for a new generator when ``rng`` is not given. The same rng state or seed
-            gives the same galaxies whatever :attr:`batch_size` is.
+            gives the same galaxies whatever :attr:`batch_size` is: each galaxy gets the
+            same base noise, and only float32 round-off of vectorised kernels (a relative
+            1e-6) can differ between batch shapes.
         x_interpolant, k_interpolant, pad_factor, gsparams
             Passed to :class:`galsim.InterpolatedImage`.
         return_arrays : bool
