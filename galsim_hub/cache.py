@@ -86,8 +86,10 @@ def _read_entry(entry_dir: Path) -> dict | None:
         record = json.loads((entry_dir / ENTRY_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    model_dir = entry_dir / MODEL_FOLDER / record.get("model_subdir", "")
-    if not isinstance(record, dict) or not model_dir.is_dir():
+    if not isinstance(record, dict) or not isinstance(record.get("model_subdir"), str):
+        return None
+    model_dir = entry_dir / MODEL_FOLDER / record["model_subdir"]
+    if not model_dir.is_dir():
         return None
     record["path"] = str(entry_dir)
     record["model_dir"] = str(model_dir)
@@ -173,7 +175,7 @@ def _download(source: ModelSource, target: Path, progress: bool) -> None:
         raise DownloadError(f"could not download {url}: connection failed ({exc}).{advice}") from exc
     except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
         raise DownloadError(
-            f"could not download {url}: transfer broke off after {received} bytes ({exc}).{advice}"
+            f"truncated download of {url}: the transfer broke off after {received} bytes ({exc}).{advice}"
         ) from exc
     if announced is not None and received != announced:
         raise DownloadError(

@@ -16,7 +16,7 @@ import json
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
 
@@ -73,7 +73,7 @@ class ModelSource:
     location: str
     sha256: str | None = None
     size: int | None = None
-    entry: dict | None = None
+    entry: dict | None = field(default=None, hash=False)
 
 
 def parse_hub_handle(handle: str) -> tuple[str, str | None]:

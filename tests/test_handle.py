@@ -223,3 +223,8 @@ def test_missing_extra_index(tmp_path, hub_cache, monkeypatch):
     monkeypatch.setenv("GALSIM_HUB_INDEX", str(tmp_path / "absent.json"))
     with pytest.raises(HandleError, match="absent.json.*does not exist"):
         load_index()
+
+
+def test_model_source_is_hashable(hub_cache):
+    source = resolve("hub:Lanusse2020")
+    assert {source: 1}[resolve("hub:Lanusse2020")] == 1
