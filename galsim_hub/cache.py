@@ -169,7 +169,7 @@ def _download(source: ModelSource, target: Path, progress: bool) -> None:
                     out.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
-    except requests.Timeout as exc:
+    except (requests.Timeout, urllib3.exceptions.TimeoutError) as exc:
         raise DownloadError(f"could not download {url}: timed out ({exc}).{advice}") from exc
     except requests.ConnectionError as exc:
         raise DownloadError(f"could not download {url}: connection failed ({exc}).{advice}") from exc
