@@ -368,7 +368,9 @@ def _source_from_path(handle: str, path: Path, entry: dict | None = None) -> Mod
     if not path.exists():
         raise HandleError(f"{handle!r}: {path} does not exist; {ACCEPTED_FORMS}")
     if not path.is_file() or not path.name.lower().endswith(ARCHIVE_SUFFIXES):
-        raise HandleError(f"{handle!r}: {path} is neither a directory nor a .tar.gz/.tgz archive; {ACCEPTED_FORMS}")
+        raise HandleError(
+            f"{handle!r}: {path} is neither a directory nor a .tar.gz/.tgz archive; {ACCEPTED_FORMS}"
+        )
     return ModelSource(handle, "archive", str(path), sha256=sha256, size=size, entry=entry)
 
 
@@ -402,7 +404,8 @@ def resolve(handle: str | os.PathLike) -> ModelSource:
         entry = find_entry(*parse_hub_handle(text))
         if entry["_location_kind"] == "url":
             return ModelSource(
-                handle, "url", entry["_location"], sha256=entry.get("sha256"), size=entry.get("size"), entry=entry
+                handle, "url", entry["_location"],
+                sha256=entry.get("sha256"), size=entry.get("size"), entry=entry,
             )
         return _source_from_path(handle, Path(entry["_location"]), entry)
     parsed = urlparse(text)
