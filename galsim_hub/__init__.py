@@ -24,6 +24,10 @@ from .errors import (
 # Keep TensorFlow's C++ start-up chatter out of users' logs unless they ask for it.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# A GalSim YAML with ``modules: [galsim_hub]`` imports this package: register the config
+# types ``generative_model`` and ``GenerativeGalaxy`` (this imports GalSim, not TensorFlow).
+from . import config as _config  # noqa: E402,F401
+
 __all__ = [
     "__version__",
     "GenerativeGalaxyModel",
