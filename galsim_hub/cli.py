@@ -1,0 +1,317 @@
+"""The ``galsim-hub`` command line (also ``python -m galsim_hub``).
+
+::
+
+    galsim-hub list
+    galsim-hub info HANDLE
+    galsim-hub fetch HANDLE
+    galsim-hub sample HANDLE [--catalog CAT.fits] --out OUT.fits [--n N] [--seed S]
+                             [--psf FWHM [--psf-scale SCALE]] [--batch-size B] [--device DEV]
+    galsim-hub cache list | clear [KEY ...]
+    galsim-hub publish MODEL_DIR --hub DIR_OR_URL [--name NAME] [--version VERSION]
+
+Errors print one line, ``galsim-hub: error: ...``, and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import GalSimHubError
+
+EXIT_ERROR = 2
+
+
+def _print_table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(row[i])) for row in [header] + rows) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def _conditions_text(metadata: dict) -> str:
+    parts = []
+    for condition in metadata.get("conditions") or []:
+        low, high = condition.get("min"), condition.get("max")
+        span = f"[{low:g}, {high:g}]" if low is not None and high is not None else ""
+        parts.append(f"{condition['name']}{span}")
+    return ", ".join(parts) or "?"
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    """Print the models of every index: name, version, stamp, pixel scale, conditions."""
+    from .handle import load_index
+
+    rows = []
+    for entry in load_index():
+        metadata = entry.get("metadata") or {}
+        rows.append([
+            f"hub:{entry['name']}",
+            entry["version"],
+            str(metadata.get("stamp_size", "?")),
+            f"{metadata['pixel_scale']:g}" if "pixel_scale" in metadata else "?",
+            _conditions_text(metadata),
+        ])
+    _print_table(rows, ["HANDLE", "VERSION", "STAMP", "PIXEL[\"]", "CONDITIONS"])
+
+
+def _read_card(entry: dict) -> str | None:
+    if entry.get("_card_path"):
+        path = Path(entry["_card_path"])
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+    if entry.get("_card_url"):
+        from .cache import is_offline
+
+        if is_offline():
+            return None
+        import requests
+
+        try:
+            response = requests.get(entry["_card_url"], timeout=(10, 60))
+        except requests.RequestException:
+            return None
+        return response.text if response.ok else None
+    return None
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    """Print a model's metadata and model card (hub entries need no download)."""
+    from .handle import resolve
+
+    source = resolve(args.handle)
+    if source.entry is not None:
+        entry = source.entry
+        metadata = dict(entry.get("metadata") or {})
+        card = _read_card(entry)
+        details = {
+            "handle": f"hub:{entry['name']}@{entry['version']}",
+            "source": source.location,
+            "sha256": entry.get("sha256"),
+            "size": entry.get("size"),
+            "description": entry.get("description", ""),
+        }
+    else:
+        from .cache import fetch
+        from .metadata import METADATA_FILE, read_metadata
+
+        directory = fetch(source, progress=None)
+        metadata = read_metadata(directory) if (directory / METADATA_FILE).is_file() else {}
+        card_path = directory / "README.md"
+        card = card_path.read_text(encoding="utf-8") if card_path.is_file() else None
+        details = {"handle": args.handle, "source": source.location, "directory": str(directory)}
+    for key, value in details.items():
+        print(f"{key}: {value}")
+    print("conditions: " + _conditions_text(metadata))
+    print("metadata:")
+    print(json.dumps(metadata, indent=2))
+    print("model card:")
+    print(card if card else "(none)")
+
+
+def cmd_fetch(args: argparse.Namespace) -> None:
+    """Download a model into the cache (with a progress bar) and print its directory."""
+    from .cache import fetch
+    from .handle import resolve
+
+    print(fetch(resolve(args.handle), progress=not args.quiet))
+
+
+def _uniform_catalog(model, n: int, seed: int | None):
+    import numpy as np
+    from astropy.table import Table
+
+    rng = np.random.default_rng(seed)
+    columns = {}
+    for condition in model.metadata["conditions"]:
+        low, high = condition.get("min"), condition.get("max")
+        if low is None or high is None:
+            raise GalSimHubError(
+                f"the model does not state the training range of '{condition['name']}'; give --catalog"
+            )
+        columns[condition["name"]] = rng.uniform(low, high, n)
+    return Table(columns)
+
+
+def _read_catalog(path: str, n: int | None):
+    from astropy.table import Table
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"the catalog {path} does not exist")
+    catalog = Table.read(path)
+    if n is not None:
+        if n > len(catalog):
+            raise GalSimHubError(f"--n {n} asks for more galaxies than the {len(catalog)} rows of {path}")
+        catalog = catalog[:n]
+    return catalog
+
+
+def _stamps(model, catalog, args):
+    import galsim
+    import numpy as np
+
+    if args.psf is None:
+        return model.sample(catalog, seed=args.seed, return_arrays=True), model.pixel_scale
+    scale = args.psf_scale or model.pixel_scale
+    size = int(np.ceil(model.stamp_size * model.pixel_scale / scale))
+    psf = galsim.Kolmogorov(fwhm=args.psf)
+    galaxies = model.sample(catalog, seed=args.seed)
+    stamps = [
+        galsim.Convolve(galaxy, psf).drawImage(nx=size, ny=size, scale=scale).array for galaxy in galaxies
+    ]
+    return np.stack(stamps).astype(np.float32), scale
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    """Sample galaxies and write a FITS cube of stamps plus the conditions table."""
+    from astropy.io import fits
+
+    from .model import GenerativeGalaxyModel
+
+    if args.catalog is None and args.n is None:
+        raise GalSimHubError("give --catalog CAT.fits, or --n N to draw conditions uniformly in the training range")
+    if args.n is not None and args.n < 1:
+        raise GalSimHubError(f"--n must be a positive number, got {args.n}")
+    if args.psf is not None and args.psf <= 0:
+        raise GalSimHubError(f"--psf is a FWHM in arcsec and must be positive, got {args.psf}")
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise GalSimHubError(f"{out} exists; pass --overwrite to replace it")
+    catalog = _read_catalog(args.catalog, args.n) if args.catalog else None
+    model = GenerativeGalaxyModel(args.handle, device=args.device, batch_size=args.batch_size)
+    if catalog is None:
+        catalog = _uniform_catalog(model, args.n, args.seed)
+    stamps, scale = _stamps(model, catalog, args)
+    header = fits.Header()
+    header["MODEL"] = (args.handle, "galsim-hub model handle")
+    header["MODNAME"] = (str(model.metadata.get("name", "")), "model name")
+    header["MODVERS"] = (str(model.metadata.get("version", "")), "model version")
+    header["PIXSCALE"] = (scale, "arcsec per pixel")
+    header["SEED"] = (-1 if args.seed is None else args.seed, "seed of the base noise (-1: random)")
+    header["PSFFWHM"] = (0.0 if args.psf is None else args.psf, "Kolmogorov PSF FWHM in arcsec (0: none)")
+    header["BUNIT"] = str(model.metadata.get("flux_units", ""))[:68]
+    primary = fits.PrimaryHDU(stamps, header=header)
+    table = fits.table_to_hdu(catalog)
+    table.name = "CATALOG"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    fits.HDUList([primary, table]).writeto(tmp, overwrite=True)
+    tmp.replace(out)
+    print(f"wrote {len(stamps)} stamps of {stamps.shape[1]}x{stamps.shape[2]} pixels at {scale:g}\" to {out}")
+
+
+def cmd_cache(args: argparse.Namespace) -> None:
+    """List or clear the model cache."""
+    from .cache import cache_root, clear, list_entries
+
+    if args.action == "list":
+        entries = list_entries()
+        rows = [
+            [
+                entry["key"][:12],
+                f"{entry['name']}@{entry['version']}" if "name" in entry else "-",
+                f"{entry.get('size_bytes', 0) / 1e6:.1f}",
+                entry.get("created", ""),
+                entry.get("source", ""),
+            ]
+            for entry in entries
+        ]
+        print(f"cache: {cache_root()} ({len(entries)} entries)")
+        if rows:
+            _print_table(rows, ["KEY", "MODEL", "MB", "CREATED", "SOURCE"])
+    else:
+        keys = _expand_keys(args.keys) if args.keys else None
+        removed = clear(keys)
+        print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'} from {cache_root()}")
+
+
+def _expand_keys(prefixes: list[str]) -> list[str]:
+    """Full cache keys from the (unique) prefixes that ``cache list`` prints."""
+    from .cache import list_entries
+
+    keys = [entry["key"] for entry in list_entries()]
+    expanded = []
+    for prefix in prefixes:
+        matches = [key for key in keys if key.startswith(prefix)]
+        if len(matches) != 1:
+            raise GalSimHubError(
+                f"cache key {prefix!r} matches {len(matches)} entries; see `galsim-hub cache list`"
+            )
+        expanded.append(matches[0])
+    return expanded
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    """Validate a model and publish it into a hub folder or HTTP(S) endpoint."""
+    from .publish import publish
+
+    entry = publish(args.model_dir, args.hub, name=args.name, version=args.version)
+    print(f"published hub:{entry['name']}@{entry['version']} to {args.hub}")
+    print(f"  archive {entry['path']} ({entry['size']} bytes, sha256 {entry['sha256']})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``galsim-hub``."""
+    parser = argparse.ArgumentParser(
+        prog="galsim-hub", description="Deep generative galaxy models for GalSim: list, fetch, sample, publish."
+    )
+    parser.add_argument("--version", action="version", version=f"galsim-hub {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub = commands.add_parser("list", help="list the models of the hub indexes")
+    sub.set_defaults(func=cmd_list)
+
+    sub = commands.add_parser("info", help="show a model's metadata and model card")
+    sub.add_argument("handle", help="hub:NAME[@VERSION], URL, archive or directory")
+    sub.set_defaults(func=cmd_info)
+
+    sub = commands.add_parser("fetch", help="download a model into the cache")
+    sub.add_argument("handle")
+    sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.set_defaults(func=cmd_fetch)
+
+    sub = commands.add_parser("sample", help="sample galaxies into a FITS file")
+    sub.add_argument("handle")
+    sub.add_argument("--catalog", help="FITS (or any astropy-readable) table with the condition columns")
+    sub.add_argument("--out", required=True, help="output FITS: cube of stamps + CATALOG table")
+    sub.add_argument("--n", type=int, help="first N catalog rows, or N galaxies with uniform conditions")
+    sub.add_argument("--seed", type=int, help="seed of the base noise (and of uniform conditions)")
+    sub.add_argument("--psf", type=float, metavar="FWHM", help="convolve with a Kolmogorov PSF of this FWHM (arcsec)")
+    sub.add_argument("--psf-scale", type=float, metavar="SCALE", help="pixel scale of PSF-convolved stamps (arcsec)")
+    sub.add_argument("--batch-size", type=int, default=256, help="galaxies per model call (default 256)")
+    sub.add_argument("--device", help="TensorFlow device, e.g. /CPU:0")
+    sub.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    sub.set_defaults(func=cmd_sample)
+
+    sub = commands.add_parser("cache", help="list or clear the model cache")
+    sub.add_argument("action", choices=["list", "clear"])
+    sub.add_argument("keys", nargs="*", help="for clear: keys (or prefixes) to remove; default all")
+    sub.set_defaults(func=cmd_cache)
+
+    sub = commands.add_parser("publish", help="validate a model and publish it into a hub")
+    sub.add_argument("model_dir")
+    sub.add_argument("--hub", required=True, help="hub folder (with index.json) or http(s) URL accepting PUT")
+    sub.add_argument("--name", help="published name (default: the metadata's)")
+    sub.add_argument("--version", help="published version (default: the metadata's)")
+    sub.set_defaults(func=cmd_publish)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``galsim-hub``; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (GalSimHubError, OSError, ValueError) as exc:
+        print(f"galsim-hub: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("galsim-hub: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

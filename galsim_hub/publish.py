@@ -1,0 +1,318 @@
+"""Publish a model into a hub: validate it, archive it reproducibly, add it to the index.
+
+A hub is a folder (e.g. a checkout of ``hub_models/``) or an HTTP(S) endpoint that accepts
+``PUT`` (with ``Authorization: Bearer $GALSIM_HUB_TOKEN``). Its ``index.json`` lists one
+entry per NAME@VERSION; the archive goes to ``NAME/VERSION/model.tar.gz`` and the model card
+to ``NAME/VERSION/README.md``, both relative to the index. The index is written last, and
+only when everything else is in place, so a failure never leaves an entry pointing at a
+missing or partial file.
+"""
+from __future__ import annotations
+
+import copy
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+from urllib.parse import urljoin, urlparse
+
+import numpy as np
+
+from .errors import DownloadError, HandleError, MetadataError
+from .handle import INDEX_FORMAT, version_key
+from .metadata import METADATA_FILE, read_metadata, validate_metadata
+
+__all__ = ["validate_model", "write_archive", "publish", "TOKEN_ENV"]
+
+TOKEN_ENV = "GALSIM_HUB_TOKEN"
+ENTRY_FORMAT = "galsim-hub-1"
+CARD_FILE = "README.md"
+ARCHIVE_FILE = "model.tar.gz"
+INDEX_FILE = "index.json"
+HTTP_TIMEOUT = (10.0, 300.0)
+_VALIDATION_GALAXIES = 4
+
+
+def validate_model(model_dir: str | os.PathLike) -> dict:
+    """Load a format-1 model and check that it samples sensible images.
+
+    The model is loaded and sampled at the centre of its training range (zero base noise)
+    and at a few random base-noise draws; the images must have the shape of the metadata,
+    be finite, non-negative and carry positive flux.
+
+    Parameters
+    ----------
+    model_dir : str or os.PathLike
+        A format-1 model directory (``galsim_hub.json``, SavedModel, ``README.md``).
+
+    Returns
+    -------
+    dict
+        The validated metadata.
+
+    Raises
+    ------
+    MetadataError
+        If a file is missing, the metadata are invalid, or the samples fail a check.
+    """
+    from .module import LoadedModel
+
+    directory = Path(model_dir)
+    if not directory.is_dir():
+        raise MetadataError(f"{directory} is not a model directory")
+    if not (directory / METADATA_FILE).is_file():
+        raise MetadataError(f"{directory} lacks {METADATA_FILE}: only format-1 models can be published")
+    if not (directory / CARD_FILE).is_file():
+        raise MetadataError(f"{directory} lacks the model card {CARD_FILE}")
+    metadata = read_metadata(directory)
+    conditions = metadata["conditions"]
+    if any(c.get("min") is None or c.get("max") is None for c in conditions):
+        raise MetadataError(f"{directory}: every condition needs its training range (min, max) to be published")
+    model = LoadedModel(directory, device="/CPU:0")
+    centre = np.array([[(c["min"] + c["max"]) / 2.0 for c in conditions]] * _VALIDATION_GALAXIES)
+    noise = np.random.default_rng(0).standard_normal((_VALIDATION_GALAXIES, model.latent_dim)).astype(np.float32)
+    noise[0] = 0.0
+    try:
+        images = np.asarray(model.sample_images(centre, noise))
+    except Exception as exc:  # any failure of the model's own code
+        raise MetadataError(f"{directory}: sampling at the centre of the training range failed: {exc}") from exc
+    size = model.stamp_size
+    expected = (_VALIDATION_GALAXIES, size, size)
+    if images.shape != expected:
+        raise MetadataError(f"{directory}: the model returned images of shape {images.shape}, expected {expected}")
+    if not np.isfinite(images).all():
+        raise MetadataError(f"{directory}: the model returned NaN or infinite pixels at the centre of its training range")
+    if (images < 0).any():
+        raise MetadataError(f"{directory}: the model returned negative pixels (min {images.min():g})")
+    flux = images.sum(axis=(1, 2))
+    if not (flux > 0).all():
+        raise MetadataError(f"{directory}: the model returned empty images (total flux {flux.min():g})")
+    return metadata
+
+
+def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o755 if info.isdir() else 0o644
+    return info
+
+
+def write_archive(model_dir: str | os.PathLike, archive: str | os.PathLike, top_folder: str) -> tuple[str, int]:
+    """Write a reproducible ``.tar.gz`` of a model directory.
+
+    Members are sorted, owned by uid/gid 0 without user names, dated 1970 and have modes
+    0644/0755; the gzip header holds no date or file name. The same files give the same
+    bytes, hence the same sha256.
+
+    Parameters
+    ----------
+    model_dir : str or os.PathLike
+        The directory to archive (links and special files are refused).
+    archive : str or os.PathLike
+        The file to write.
+    top_folder : str
+        Name of the single top-level folder in the archive.
+
+    Returns
+    -------
+    (str, int)
+        The sha256 (hex) and byte size of the archive.
+    """
+    root = Path(model_dir)
+    paths = sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix())
+    buffer = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0) as zipped:
+        with tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            tar.addfile(_normalise(tar.gettarinfo(str(root), arcname=top_folder)))
+            for path in paths:
+                if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                    raise MetadataError(f"{path}: links and special files cannot be published")
+                arcname = f"{top_folder}/{path.relative_to(root).as_posix()}"
+                info = _normalise(tar.gettarinfo(str(path), arcname=arcname))
+                if path.is_file():
+                    with open(path, "rb") as stream:
+                        tar.addfile(info, stream)
+                else:
+                    tar.addfile(info)
+    data = buffer.getvalue()
+    Path(archive).write_bytes(data)
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+def _staged_model(model_dir: Path, metadata: dict, name: str, version: str, work: Path) -> Path:
+    """A copy of the model whose metadata carry the published name and version."""
+    staged = work / "model"
+    shutil.copytree(model_dir, staged, symlinks=True)
+    if (metadata["name"], metadata["version"]) != (name, version):
+        updated = dict(metadata, name=name, version=version)
+        (staged / METADATA_FILE).write_text(json.dumps(updated, indent=2) + "\n", encoding="utf-8")
+    return staged
+
+
+def _entry(name: str, version: str, sha256: str, size: int, metadata: dict) -> dict:
+    public = {k: copy.deepcopy(v) for k, v in metadata.items() if k != "format"}
+    public.update(name=name, version=version)
+    return {
+        "name": name,
+        "version": version,
+        "format": ENTRY_FORMAT,
+        "path": f"{name}/{version}/{ARCHIVE_FILE}",
+        "sha256": sha256,
+        "size": size,
+        "card": f"{name}/{version}/{CARD_FILE}",
+        "description": str(metadata.get("description", "")),
+        "metadata": public,
+    }
+
+
+def _check_new(index: dict, name: str, version: str, where: str) -> None:
+    models = index.get("models")
+    if index.get("format") != INDEX_FORMAT or not isinstance(models, list):
+        raise MetadataError(f"{where} is not a galsim-hub index (format {INDEX_FORMAT} with a 'models' list)")
+    for entry in models:
+        if entry.get("name") == name and version_key(str(entry.get("version"))) == version_key(version):
+            raise HandleError(
+                f"{name}@{entry.get('version')} is already published in {where}; "
+                "publish under a new --version (published versions are never overwritten)"
+            )
+
+
+def _publish_to_directory(hub: Path, entry: dict, archive: Path, card: Path) -> None:
+    index_path = hub / INDEX_FILE
+    index = json.loads(index_path.read_text(encoding="utf-8")) if index_path.is_file() else {
+        "format": INDEX_FORMAT, "models": []}
+    _check_new(index, entry["name"], entry["version"], str(index_path))
+    folder = hub / entry["name"] / entry["version"]
+    if folder.exists():
+        raise HandleError(f"{folder} already exists; publish under a new --version")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".publish-", dir=folder.parent))
+    try:
+        shutil.copyfile(archive, work / ARCHIVE_FILE)
+        shutil.copyfile(card, work / CARD_FILE)
+        os.rename(work, folder)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    try:
+        index["models"].append(entry)
+        tmp = index_path.with_name(f".{INDEX_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, index_path)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _http(method: str, url: str, **kwargs):
+    import requests
+
+    headers = kwargs.pop("headers", {})
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        return requests.request(method, url, headers=headers, timeout=HTTP_TIMEOUT, **kwargs)
+    except requests.RequestException as exc:
+        raise DownloadError(f"{method} {url} failed: {exc}") from exc
+
+
+def _require_ok(response, what: str) -> None:
+    if response.status_code >= 400:
+        hint = f" (is {TOKEN_ENV} set to a valid token?)" if response.status_code in (401, 403) else ""
+        raise DownloadError(
+            f"{what}: HTTP {response.status_code} {response.reason}{hint}; the hub index was not changed"
+        )
+
+
+def _publish_to_url(hub: str, entry: dict, archive: Path, card: Path) -> None:
+    if hub.endswith("/" + INDEX_FILE):
+        hub = hub[: -len(INDEX_FILE)]
+    base = hub if hub.endswith("/") else hub + "/"
+    index_url = urljoin(base, INDEX_FILE)
+    response = _http("GET", index_url)
+    if response.status_code == 404:
+        index = {"format": INDEX_FORMAT, "models": []}
+    else:
+        _require_ok(response, f"reading the index {index_url}")
+        try:
+            index = response.json()
+        except ValueError as exc:
+            raise MetadataError(f"the index {index_url} is not valid JSON: {exc}") from exc
+    _check_new(index, entry["name"], entry["version"], index_url)
+    for local, relative in ((archive, entry["path"]), (card, entry["card"])):
+        url = urljoin(base, relative)
+        with open(local, "rb") as stream:
+            _require_ok(_http("PUT", url, data=stream), f"uploading {url}")
+    index["models"].append(entry)
+    body = (json.dumps(index, indent=1) + "\n").encode()
+    _require_ok(
+        _http("PUT", index_url, data=body, headers={"Content-Type": "application/json"}),
+        f"uploading the index {index_url}",
+    )
+
+
+def publish(
+    model_dir: str | os.PathLike,
+    hub: str | os.PathLike,
+    name: str | None = None,
+    version: str | None = None,
+) -> dict:
+    """Validate a model and publish it into a hub.
+
+    Parameters
+    ----------
+    model_dir : str or os.PathLike
+        A format-1 model directory.
+    hub : str or os.PathLike
+        A hub folder (its ``index.json`` is created when missing) or an ``http(s)://``
+        base URL accepting ``PUT`` (bearer token from ``GALSIM_HUB_TOKEN``).
+    name, version : str, optional
+        Published name and version; default: those of the metadata (the archived
+        metadata are updated when they differ).
+
+    Returns
+    -------
+    dict
+        The index entry that was added.
+
+    Raises
+    ------
+    MetadataError
+        If the model fails validation, or the hub's index is malformed.
+    HandleError
+        If NAME@VERSION is already published, or the name or version is malformed.
+    DownloadError
+        If an upload fails (the index is then left untouched).
+    """
+    from .handle import parse_hub_handle
+
+    model_dir = Path(model_dir)
+    metadata = validate_model(model_dir)
+    name = name or metadata["name"]
+    version = version or metadata["version"]
+    parse_hub_handle(f"hub:{name}@{version}")  # the same rules as handles
+    validate_metadata(dict(metadata, name=name, version=version), source=str(model_dir))
+    with tempfile.TemporaryDirectory(prefix="galsim-hub-publish-") as tmp:
+        work = Path(tmp)
+        staged = _staged_model(model_dir, metadata, name, version, work)
+        archive = work / ARCHIVE_FILE
+        sha256, size = write_archive(staged, archive, top_folder=f"{name}-{version}")
+        entry = _entry(name, version, sha256, size, metadata)
+        hub_text = os.fspath(hub)
+        if urlparse(hub_text).scheme in ("http", "https"):
+            _publish_to_url(hub_text, entry, archive, staged / CARD_FILE)
+        else:
+            hub_dir = Path(hub_text).expanduser()
+            if hub_dir.name == INDEX_FILE:
+                hub_dir = hub_dir.parent
+            if not hub_dir.is_dir():
+                raise HandleError(f"the hub folder {hub_dir} does not exist")
+            _publish_to_directory(hub_dir, entry, archive, staged / CARD_FILE)
+    return entry
