@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import multiprocessing
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,7 +35,7 @@ import numpy as np
 from astropy.table import Table
 from scipy import ndimage, stats
 
-from galsim_hub.errors import CatalogError, MetadataError
+from galsim_hub.errors import CatalogError, GalSimHubError, MetadataError
 
 __all__ = [
     "HSM_COLUMNS",
@@ -176,7 +177,10 @@ def central_segmap(image: np.ndarray, noise_sigma: float, *, nsigma: float = 2.0
 
 
 def _hsm_moments(image: np.ndarray, pixel_scale: float) -> tuple[float, float, float, float, bool]:
-    """Flux, sigma (arcsec), g1, g2 and success flag of HSM adaptive moments."""
+    """Flux, sigma (arcsec), g1, g2 and success flag of HSM adaptive moments.
+
+    A fit that converges to a negative amplitude (a negative source) is a failure too.
+    """
     try:
         result = galsim.hsm.FindAdaptiveMom(galsim.Image(image, scale=pixel_scale), strict=False)
     except (galsim.GalSimError, RuntimeError, ValueError):
@@ -185,7 +189,9 @@ def _hsm_moments(image: np.ndarray, pixel_scale: float) -> tuple[float, float, f
         return (math.nan,) * 4 + (False,)
     shape = result.observed_shape
     values = (result.moments_amp, result.moments_sigma * pixel_scale, shape.g1, shape.g2)
-    return values + (bool(np.isfinite(values).all() and values[1] > 0),)
+    if not (np.isfinite(values).all() and values[0] > 0 and values[1] > 0):
+        return (math.nan,) * 4 + (False,)
+    return values + (True,)
 
 
 def _morphology_one(task: tuple[np.ndarray, np.ndarray, float, dict]) -> tuple[tuple[float, ...], int, bool]:
@@ -575,6 +581,13 @@ def _pair_extent(stats_tables: Mapping[str, Table], x: str, y: str):
     return extent
 
 
+def _legend(ax) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small", markerscale=3)
+    else:
+        ax.text(0.5, 0.5, "no morphology measured", ha="center", transform=ax.transAxes)
+
+
 def _pair_panel(ax, stats_tables: Mapping[str, Table], x: str, y: str) -> None:
     extent = _pair_extent(stats_tables, x, y)
     for sample, table in stats_tables.items():
@@ -659,7 +672,7 @@ def make_figures(results: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     for ax, (x, y) in zip(axes, (("multimode", "intensity"), ("multimode", "deviation"), ("intensity", "deviation"))):
         _pair_panel(ax, stats_tables, x, y)
-    axes[0].legend(fontsize="small", markerscale=3)
+    _legend(axes[0])
     save(fig, "mid.png")
 
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
@@ -669,7 +682,7 @@ def make_figures(results: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     ax.plot(m20, -0.14 * m20 + 0.33, color="grey", ls="--", lw=0.8)
     ax.plot(m20, 0.14 * m20 + 0.80, color="grey", ls=":", lw=0.8)
     ax.invert_xaxis()
-    ax.legend(fontsize="small", markerscale=3)
+    _legend(ax)
     save(fig, "gini_m20.png")
     return paths
 
@@ -871,9 +884,13 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
         raise ValueError(f"model returned {mock_profiles.shape[0]} images for {len(indices)} galaxies")
 
     if psf is None:
-        psfs = [galsim.InterpolatedImage(galsim.Image(np.asarray(p, dtype=np.float64), scale=pixel_scale))
-                for p in arrays["psf"][indices]]
-        method, psf_text = "no_pixel", "per-galaxy PSF images of the data set"
+        # The data set's PSF images are sampled without a pixel, centred on pixel (S//2, S//2),
+        # and its truth images already hold the pixel: draw without a further pixel.
+        psfs = [galsim.InterpolatedImage(galsim.Image(np.asarray(p, dtype=np.float64), scale=pixel_scale),
+                                         use_true_center=False) for p in arrays["psf"][indices]]
+        description = metadata.get("psf", {})
+        description = description.get("description", description) if isinstance(description, Mapping) else description
+        method, psf_text = "no_pixel", f"data set PSF images ({description})" if description else "data set PSF images"
     else:
         psfs, method, psf_text = psf, "auto", repr(psf)
     sigmas = np.sqrt(arrays["noise_var"][indices]) if noise_sigma is None else float(noise_sigma)
@@ -921,7 +938,8 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m galsim_hub.training validate MODEL --data DIR --out DIR``.
 
-    Returns the exit status: 0, or 1 with ``--strict`` when a target fails.
+    Returns the exit status: 0; 1 with ``--strict`` when a target fails; 2 when the model or
+    the data set cannot be used (the error is printed).
     """
     parser = argparse.ArgumentParser(prog="python -m galsim_hub.training validate",
                                      description="Validate a generative galaxy model against a held-out data set.")
@@ -934,8 +952,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-morph", type=int, default=None, help="galaxies measured with statmorph (default: all)")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target fails")
     args = parser.parse_args(argv)
-    results = run_validation(args.model, args.data, args.out, n=args.n, seed=args.seed, n_jobs=args.jobs,
-                             n_morph=args.n_morph)
+    try:
+        results = run_validation(args.model, args.data, args.out, n=args.n, seed=args.seed, n_jobs=args.jobs,
+                                 n_morph=args.n_morph)
+    except GalSimHubError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(targets_markdown(results["targets"]))
     print(f"\nreport: {results['report']}")
     return 1 if args.strict and not all(t["passed"] for t in results["targets"]) else 0
