@@ -1,0 +1,190 @@
+"""GalSim config types: the real ``galsim`` executable on the example YAML, and bad input."""
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import galsim
+import numpy as np
+import pytest
+import yaml
+from astropy.io import fits
+from astropy.table import Table
+
+import galsim_hub  # noqa: F401  (registers the config types)
+
+from toy_models import CONDITIONS, ZERO_POINT, _affine_parameters, _render_gaussians
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+GALSIM = Path(sys.executable).with_name("galsim")
+RUN_TIMEOUT = 240  # a TensorFlow fork hang fails the test instead of blocking it
+
+
+def build_field_model(path: Path, stamp_size: int = 32, latent_dim: int = 4) -> Path:
+    """The toy Gaussian model of toy_models, also taking (and ignoring) ``zphot``."""
+    import tensorflow as tf
+
+    from galsim_hub.training.export import export_model
+
+    weights, bias, scale = _affine_parameters(latent_dim, 0.02)
+    weights = np.concatenate([weights, np.zeros((1, latent_dim), np.float32)])
+
+    class Flow(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.weights, self.bias, self.scale = tf.Variable(weights), tf.Variable(bias), tf.Variable(scale)
+
+        def sample(self, noise, conditions):
+            return noise * self.scale + tf.matmul(conditions, self.weights) + self.bias
+
+    class Decoder(tf.Module):
+        def __call__(self, z):
+            return _render_gaussians(tf, z, stamp_size)[..., None]
+
+    zphot = {"name": "zphot", "unit": "", "description": "photometric redshift", "min": 0.0, "max": 3.0}
+    return export_model(
+        path, flow=Flow(), decoder=Decoder(), conditions=CONDITIONS + [zphot], latent_dim=latent_dim,
+        stamp_size=stamp_size, pixel_scale=0.03, name="field_toy", version="1.0", zero_point=ZERO_POINT,
+        condition_mean=[22.5, 3.0, 1.5], condition_std=[2.5, 1.5, 1.5], training={"dataset": "none"},
+    )
+
+
+@pytest.fixture(scope="module")
+def field_model(tmp_path_factory):
+    return build_field_model(tmp_path_factory.mktemp("model") / "field_toy")
+
+
+def run_galsim(cwd: Path, *overrides: str, extra: tuple = ()) -> None:
+    env = dict(os.environ, GALSIM_HUB_CACHE=str(cwd / "cache"))
+    command = [str(GALSIM), *extra, str(EXAMPLES / "field.yaml"), *overrides]
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_example_yaml_identical_for_nproc_and_jobs(tmp_path, field_model):
+    """nproc 1 vs 2 and one job vs `-n 2 -j k` write byte-identical FITS files."""
+    common = (
+        f"input.generative_model.file_name={field_model}",
+        f"input.catalog.dir={EXAMPLES}",
+        "output.nfiles=2",
+        "output.file_name=$'field_%d.fits' % file_num",
+        "image.nobjects=40",
+        "input.generative_model.batch_size=16",  # 3 blocks per image, the last one padded
+    )
+    run_galsim(tmp_path, *common, "output.dir=single")
+    run_galsim(tmp_path, *common, "output.dir=split", "image.nproc=2", extra=("-n", "2", "-j", "1"))
+    run_galsim(tmp_path, *common, "output.dir=split", extra=("-n", "2", "-j", "2"))
+    for name in ("field_0.fits", "field_1.fits"):
+        single = (tmp_path / "single" / name).read_bytes()
+        assert single == (tmp_path / "split" / name).read_bytes(), name
+    first, second = (fits.getdata(tmp_path / "single" / f"field_{i}.fits") for i in (0, 1))
+    assert first.shape == (256, 256)
+    assert first.max() > 10 * 0.02  # galaxies above the noise
+    assert not np.array_equal(first, second)  # files get their own seeds
+
+
+def base_config(model_dir: Path, catalog: Path, **gal) -> dict:
+    config = {
+        "input": {
+            "catalog": {"file_name": str(catalog)},
+            "generative_model": {"file_name": str(model_dir), "batch_size": 4},
+        },
+        "gal": {
+            "type": "GenerativeGalaxy",
+            "mag_auto": {"type": "Catalog", "col": "mag_auto"},
+            "flux_radius": {"type": "Catalog", "col": "flux_radius"},
+            "zphot": {"type": "Catalog", "col": "zphot"},
+            **gal,
+        },
+        "image": {"type": "Tiled", "nx_tiles": 3, "ny_tiles": 2, "stamp_size": 32, "pixel_scale": 0.03,
+                  "random_seed": 5},
+    }
+    return config
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    path = tmp_path / "cat.fits"
+    Table({"mag_auto": np.linspace(21, 24, 6), "flux_radius": np.linspace(2, 4, 6),
+           "zphot": np.full(6, 0.5)}).write(path)
+    return path
+
+
+def build(config: dict) -> np.ndarray:
+    return galsim.config.BuildImage(copy.deepcopy(config)).array
+
+
+def test_batched_matches_per_object_and_flux_follows_catalog(field_model, catalog):
+    config = base_config(field_model, catalog)
+    batched = build(config)
+    config["input"]["generative_model"]["batch_size"] = 1
+    per_object = build(config)
+    np.testing.assert_allclose(batched, per_object, rtol=1e-5, atol=1e-6)
+    stamps = batched.reshape(2, 32, 3, 32).transpose(0, 2, 1, 3).reshape(6, 32, 32)
+    expected = 10 ** (-0.4 * (np.linspace(21, 24, 6) - ZERO_POINT))
+    np.testing.assert_allclose(stamps.sum(axis=(1, 2)), expected, rtol=0.1)
+
+
+def test_generic_gsobject_keys_apply(field_model, catalog):
+    plain = build(base_config(field_model, catalog))
+    scaled = build(base_config(field_model, catalog, flux=50.0, shear={"type": "G1G2", "g1": 0.3, "g2": 0}))
+    tiles = scaled.reshape(2, 32, 3, 32).transpose(0, 2, 1, 3)
+    np.testing.assert_allclose(tiles.sum(axis=(2, 3)), 50.0, rtol=0.05)
+    assert not np.allclose(plain, scaled)
+
+
+def test_upstream_spelling_is_accepted(field_model, catalog):
+    config = base_config(field_model, catalog)
+    modern = build(config)
+    config["gal"]["type"] = "GenerativeModelGalaxy"
+    np.testing.assert_array_equal(build(config), modern)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c["gal"].update(colour={"type": "Catalog", "col": "zphot"}), "unknown parameter.*colour.*mag_auto"),
+        (lambda c: c["gal"].pop("zphot"), "gives no value for zphot"),
+        (lambda c: c["input"]["generative_model"].update(colour=1), "colour"),
+        (lambda c: c["image"].update(nx_tiles=4), "only 6 rows"),
+        (lambda c: c["gal"].update(mag_auto="$21 + 0.01 * image_pos.x"), "depends on more.*batch_size: 1"),
+    ],
+    ids=["unknown-condition", "missing-condition", "unknown-input-key", "short-catalog", "position-condition"],
+)
+def test_bad_config_gives_clear_error(field_model, catalog, change, message):
+    config = base_config(field_model, catalog)
+    change(config)
+    with pytest.raises(galsim.GalSimConfigError, match=message):
+        build(config)
+
+
+def test_position_dependent_condition_works_one_object_at_a_time(field_model, catalog):
+    config = base_config(field_model, catalog, mag_auto="$21 + 0.01 * image_pos.x")
+    config["input"]["generative_model"]["batch_size"] = 1
+    first, again = build(config), build(config)
+    np.testing.assert_array_equal(first, again)
+    tiles = first.reshape(2, 32, 3, 32).transpose(0, 2, 1, 3).sum(axis=(2, 3))
+    assert (np.diff(tiles, axis=1) < 0).all()  # fainter to the right
+
+
+def test_model_without_the_yaml_columns(tmp_path, catalog):
+    from toy_models import build_toy_model
+
+    two_conditions = build_toy_model(tmp_path / "toy")  # mag_auto, flux_radius only
+    with pytest.raises(galsim.GalSimConfigError, match="unknown parameter.*zphot"):
+        build(base_config(two_conditions, catalog))
+
+
+def test_import_and_input_object_load_no_tensorflow(field_model):
+    code = (
+        "import sys, galsim_hub.config as c; m = c.GenerativeModelInput(sys.argv[1]); "
+        "assert m.getMetadata()['name'] == 'field_toy'; print('tensorflow' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(field_model)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
