@@ -277,7 +277,8 @@ def test_cosmos_dataset(cosmos_dir, tmp_path):
     # frequencies, cut beyond the PSF's maxk by the deconvolution and reconvolution.
     np.testing.assert_allclose(arrays["noise_ps"][:, :3, :3], COSMOS_VARIANCE, rtol=0.05)
     lag0 = np.fft.irfft2(arrays["noise_ps"], s=(STAMP, STAMP), axes=(1, 2))[:, 0, 0]
-    np.testing.assert_allclose(arrays["noise_var"], lag0, rtol=1e-5)
+    np.testing.assert_allclose(arrays["noise_var"], lag0, rtol=0.02)
+    assert np.all(arrays["noise_ps"] >= 0)
     assert np.all(arrays["noise_var"] < COSMOS_VARIANCE)
     np.testing.assert_allclose(arrays["psf"].sum(axis=(1, 2)), 1.0, rtol=1e-5)
     assert np.unravel_index(arrays["psf"][0].argmax(), (STAMP, STAMP)) == (STAMP // 2,) * 2

@@ -220,19 +220,22 @@ def power_spectrum_from_correlated_noise(noise: galsim.BaseCorrelatedNoise, stam
 
     The correlation function is drawn on the stamp (lag 0 at pixel ``(S // 2, S // 2)``) and
     Fourier transformed, which gives ``E|rfft2(noise)|**2 / S**2`` of periodic noise with that
-    correlation function: white noise of variance ``v`` gives ``v`` everywhere.
+    correlation function: white noise of variance ``v`` gives ``v`` everywhere. Where the
+    true spectrum vanishes (beyond a PSF's ``maxk``) the transform of the stamp-truncated
+    correlation function rings by a few percent of the variance below zero: it is clipped at 0.
 
     Returns
     -------
     power_spectrum : numpy.ndarray
-        ``[S, S // 2 + 1]``, in :func:`numpy.fft.rfft2` layout.
+        ``[S, S // 2 + 1]``, non-negative, in :func:`numpy.fft.rfft2` layout.
     variance : float
         The pixel variance, lag 0 of the correlation function.
     """
     cf = galsim.ImageD(stamp_size, stamp_size, scale=pixel_scale)
     noise.drawImage(cf)
     centre = stamp_size // 2
-    return np.fft.rfft2(np.fft.ifftshift(cf.array)).real, float(cf.array[centre, centre])
+    power_spectrum = np.maximum(np.fft.rfft2(np.fft.ifftshift(cf.array)).real, 0.0)
+    return power_spectrum, float(cf.array[centre, centre])
 
 
 # ------------------------------------------------------------------------------------------
