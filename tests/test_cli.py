@@ -1,0 +1,125 @@
+"""The galsim-hub command line, every verb end to end (in process, plus one real subprocess)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from galsim_hub.cli import main
+from galsim_hub.model import GenerativeGalaxyModel
+
+from toy_models import ZERO_POINT, build_toy_model
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return build_toy_model(tmp_path_factory.mktemp("model") / "toy", name="clitoy", version="1.0")
+
+
+@pytest.fixture
+def hub(toy, tmp_path, hub_cache, monkeypatch):
+    """A hub folder holding the toy model, named in GALSIM_HUB_INDEX."""
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    assert main(["publish", str(toy), "--hub", str(folder)]) == 0
+    monkeypatch.setenv("GALSIM_HUB_INDEX", str(folder / "index.json"))
+    return folder
+
+
+def run(capsys, *argv):
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_list_and_info(hub, capsys):
+    status, out, _ = run(capsys, "list")
+    assert status == 0
+    line = next(line for line in out.splitlines() if line.startswith("hub:clitoy"))
+    assert line.split()[:4] == ["hub:clitoy", "1.0", "32", "0.03"]
+    assert "mag_auto[20, 25]" in line and "flux_radius[1.5, 4.5]" in line
+    assert "hub:Lanusse2020" in out
+    status, out, _ = run(capsys, "info", "hub:clitoy")
+    assert status == 0
+    assert "sha256: " in out and '"latent_dim": 4' in out
+    assert "model card:\n# " in out
+
+
+def test_fetch_and_cache(hub, hub_cache, capsys):
+    status, out, _ = run(capsys, "fetch", "hub:clitoy", "--quiet")
+    assert status == 0
+    assert (hub_cache / out.strip().split("/cache/")[1]).is_dir()
+    status, out, _ = run(capsys, "cache", "list")
+    assert status == 0 and "clitoy@1.0" in out and "(1 entries)" in out
+    status, out, _ = run(capsys, "cache", "clear")
+    assert status == 0 and "removed 1 cache entry" in out
+    assert "(0 entries)" in run(capsys, "cache", "list")[1]
+
+
+def test_sample_with_catalog_matches_python_api(hub, toy, tmp_path, capsys):
+    catalog = tmp_path / "cat.fits"
+    Table({"mag_auto": [21.0, 22.0, 23.0, 24.0], "flux_radius": [2.0, 3.0, 4.0, 2.5]}).write(catalog)
+    out = tmp_path / "out.fits"
+    status, _, err = run(capsys, "sample", "hub:clitoy", "--catalog", str(catalog), "--n", "3", "--seed", "9",
+                         "--out", str(out))
+    assert status == 0, err
+    with fits.open(out) as hdus:
+        cube, header, table = hdus[0].data, hdus[0].header, Table(hdus["CATALOG"].data)
+    assert cube.shape == (3, 32, 32)
+    assert header["MODEL"] == "hub:clitoy" and header["SEED"] == 9 and header["PIXSCALE"] == 0.03
+    assert list(table["mag_auto"]) == [21.0, 22.0, 23.0]
+    expected = GenerativeGalaxyModel(toy).sample(table, seed=9, return_arrays=True)
+    np.testing.assert_array_equal(cube, expected)
+
+
+def test_sample_without_catalog_and_with_psf(hub, tmp_path, capsys):
+    out = tmp_path / "psf.fits"
+    status, _, err = run(capsys, "sample", "hub:clitoy", "--n", "5", "--seed", "1", "--psf", "0.1",
+                         "--psf-scale", "0.06", "--out", str(out))
+    assert status == 0, err
+    with fits.open(out) as hdus:
+        cube, table = hdus[0].data, Table(hdus["CATALOG"].data)
+    assert cube.shape == (5, 16, 16)
+    assert ((table["mag_auto"] >= 20) & (table["mag_auto"] <= 25)).all()
+    flux = 10 ** (-0.4 * (np.asarray(table["mag_auto"]) - ZERO_POINT))
+    np.testing.assert_allclose(cube.sum(axis=(1, 2)), flux, rtol=0.1)  # PSF and drawing keep the flux
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["info", "hub:nosuchmodel"], "no model named 'nosuchmodel'"),
+        (["sample", "hub:clitoy", "--out", "x.fits"], "give --catalog"),
+        (["sample", "hub:clitoy", "--catalog", "missing.fits", "--out", "x.fits"], "missing.fits does not exist"),
+        (["publish", "nowhere", "--hub", "."], "not a model directory"),
+        (["cache", "clear", "feedbeef"], "matches 0 entries"),
+    ],
+)
+def test_errors_are_one_line_and_exit_2(hub, capsys, argv, message):
+    status, out, err = run(capsys, *argv)
+    assert status == 2
+    assert err.startswith("galsim-hub: error: ") and message in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_catalog_without_the_model_columns(hub, tmp_path, capsys):
+    catalog = tmp_path / "cat.fits"
+    Table({"mag_auto": [21.0]}).write(catalog)
+    status, _, err = run(capsys, "sample", "hub:clitoy", "--catalog", str(catalog), "--out", str(tmp_path / "o.fits"))
+    assert status == 2 and "flux_radius" in err
+
+
+def test_python_m_entry_point(hub, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "galsim_hub", "list"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "hub:clitoy" in result.stdout
+    result = subprocess.run([sys.executable, "-m", "galsim_hub", "info", "hub:nope"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    index = json.loads((hub / "index.json").read_text())
+    assert [entry["name"] for entry in index["models"]] == ["clitoy"]
