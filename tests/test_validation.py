@@ -31,8 +31,17 @@ def _clumpy_galaxy(rng):
     return clumpy, disc.withFlux(flux), flux, hlr
 
 
-def write_dataset(path, n=24, seed=1):
-    """Write ``dataset.json`` and one shard with truth, truth_smooth, conditions, psf, noise_var."""
+def correlated_power_spectrum(sigma, size, kernel_sigma=0.6):
+    """rfft2-layout power spectrum of noise of rms ``sigma`` smoothed by a Gaussian kernel."""
+    y, x = np.indices((size, size)) - size // 2
+    kernel = np.exp(-0.5 * (x**2 + y**2) / kernel_sigma**2)
+    kernel /= np.sqrt((kernel**2).sum())
+    return sigma**2 * np.abs(np.fft.rfft2(np.fft.ifftshift(kernel))) ** 2
+
+
+def write_dataset(path, n=24, seed=1, noise_ps=True):
+    """Write ``dataset.json`` and one shard with truth, truth_smooth, conditions, psf, noise_var
+    and (optionally) a correlated noise power spectrum ``noise_ps``."""
     rng = np.random.default_rng(seed)
     psf = galsim.Gaussian(fwhm=0.08)
     psf_image = psf.drawImage(nx=STAMP, ny=STAMP, scale=SCALE, method="no_pixel", use_true_center=False).array
@@ -45,10 +54,13 @@ def write_dataset(path, n=24, seed=1):
         conditions.append((25.94 - 2.5 * np.log10(flux), hlr / SCALE, rng.uniform(0.2, 2.0)))
     conditions = np.array(conditions, dtype=np.float32)
     path.mkdir(parents=True, exist_ok=True)
-    np.savez(path / "shard-00000.npz", truth=np.array(truth, np.float32), truth_smooth=np.array(smooth, np.float32),
-             image=np.array(truth, np.float32), conditions=conditions,
-             psf=np.repeat(psf_image[None].astype(np.float32), n, axis=0),
-             noise_var=np.full(n, NOISE**2, np.float32), ident=np.arange(n, dtype=np.int64))
+    arrays = dict(truth=np.array(truth, np.float32), truth_smooth=np.array(smooth, np.float32),
+                  image=np.array(truth, np.float32), conditions=conditions,
+                  psf=np.repeat(psf_image[None].astype(np.float32), n, axis=0),
+                  noise_var=np.full(n, NOISE**2, np.float32), ident=np.arange(n, dtype=np.int64))
+    if noise_ps:
+        arrays["noise_ps"] = np.repeat(correlated_power_spectrum(NOISE, STAMP)[None], n, axis=0).astype(np.float32)
+    np.savez(path / "shard-00000.npz", **arrays)
     names = ("mag_auto", "flux_radius", "zphot")
     metadata = {"format": 1, "source": "synthetic", "stamp_size": STAMP, "pixel_scale": SCALE,
                 "flux_units": "counts", "zero_point": 25.94, "n_examples": n, "shards": ["shard-00000.npz"],
@@ -183,6 +195,18 @@ def test_draw_observed_convolves_resamples_and_adds_noise():
     noisy = validation.draw_observed(np.zeros((200, 8, 8)) + [profile[28:36, 28:36]], 0.015, psf, SCALE, 8,
                                      np.full(200, 0.3), rng=np.random.default_rng(2))
     assert abs(np.std(noisy - noisy.mean(axis=0)) - 0.3) < 0.02
+    white = validation.draw_observed(np.zeros((50, 16, 16)), SCALE, psf, SCALE, 16, None, rng=3,
+                                     noise_power=np.full((50, 16, 9), 0.04))
+    correlated = validation.draw_observed(np.zeros((50, 16, 16)), SCALE, psf, SCALE, 16, None, rng=3,
+                                          noise_power=np.repeat(correlated_power_spectrum(0.2, 16)[None], 50, 0))
+    for noise in (white, correlated):
+        assert np.std(noise) == pytest.approx(0.2, rel=0.05)
+    neighbours = [np.corrcoef(n[:, :-1].ravel(), n[:, 1:].ravel())[0, 1] for n in (white, correlated)]
+    assert abs(neighbours[0]) < 0.05 and neighbours[1] > 0.3
+    with pytest.raises(ValueError, match="exactly one"):
+        validation.draw_observed(np.zeros((1, 16, 16)), SCALE, psf, SCALE, 16, 0.1, noise_power=np.ones((1, 16, 9)))
+    with pytest.raises(ValueError, match="noise_power must have shape"):
+        validation.draw_observed(np.zeros((1, 16, 16)), SCALE, psf, SCALE, 16, None, noise_power=np.ones((1, 16, 16)))
     empty = validation.draw_observed(np.zeros((1, 16, 16)), SCALE, psf, SCALE, 16, 0.0, rng=0)
     assert not empty.any()
     with pytest.raises(ValueError, match="psf"):
@@ -282,6 +306,7 @@ def test_run_validation_with_a_faithful_model_passes(good_run):
     assert model.calls == [["mag_auto", "flux_radius"]]
     assert set(results["stats"]) == {"real", "parametric", "mock"}
     assert results["metadata"]["n_galaxies"] == 24
+    assert results["metadata"]["noise"] == "data set noise power spectra"
     for sample in ("real", "mock"):
         assert results["stats"][sample]["hsm_ok"].mean() > 0.9
         assert results["stats"][sample]["morph_ok"].mean() > 0.8
@@ -310,9 +335,11 @@ def test_report_and_json(good_run):
     assert numbers["comparisons"]["mock"][1]["statistic"] == "sigma"
 
 
-def test_run_validation_with_a_wrong_model_fails(dataset, tmp_path):
+def test_run_validation_with_a_wrong_model_fails(tmp_path):
+    dataset = write_dataset(tmp_path / "white", n=16, noise_ps=False)
     results = validation.run_validation(FakeModel(dataset, wrong=True), dataset, tmp_path, n=12, seed=1,
-                                        n_morph=12)
+                                        n_morph=4)
+    assert results["metadata"]["noise"] == "white, data set noise_var"
     outcome = {t["name"]: t["passed"] for t in results["targets"]}
     assert not outcome["mean_size_relative"] and not outcome["mean_g_relative"]
     assert not outcome["size_scatter"]

@@ -298,7 +298,8 @@ def measure_statistics(images: Any, pixel_scale: float, *, noise_sigma: Any = No
 # ----------------------------------------------------------------------------------------
 def draw_observed(profiles: Any, pixel_scale_in: float, psf: galsim.GSObject | Sequence[galsim.GSObject],
                   pixel_scale_out: float, stamp_size_out: int, noise_sigma: Any,
-                  rng: np.random.Generator | int | None = None, *, method: str = "auto") -> np.ndarray:
+                  rng: np.random.Generator | int | None = None, *, method: str = "auto",
+                  noise_power: Any = None) -> np.ndarray:
     """Convolve unconvolved profile images with a PSF, draw them and add Gaussian noise.
 
     Parameters
@@ -314,13 +315,19 @@ def draw_observed(profiles: Any, pixel_scale_in: float, psf: galsim.GSObject | S
         Pixel scale of the observed stamps in arcsec.
     stamp_size_out : int
         Side of the observed stamps in pixels.
-    noise_sigma : float or array-like
-        Rms of the Gaussian pixel noise, one value or one per galaxy (0 for none).
+    noise_sigma : float or array-like or None
+        Rms of the white Gaussian pixel noise, one value or one per galaxy (0 for none);
+        None when ``noise_power`` is given.
     rng : `numpy.random.Generator` or int, optional
         Source of the noise (a seed or a generator).
     method : str, optional
         GalSim ``drawImage`` method: ``'auto'`` convolves with the pixel; use
         ``'no_pixel'`` when the PSF is an effective PSF that already contains it.
+    noise_power : array-like, optional
+        Power spectra of correlated Gaussian noise, ``[N, S', S' // 2 + 1]`` in
+        `numpy.fft.rfft2` layout, normalised as the ``noise_ps`` of a data set
+        (``E|rfft2(noise)|**2 / S'**2``: white noise of variance ``v`` has ``v`` everywhere).
+        The noise is periodic on the stamp.
 
     Returns
     -------
@@ -337,9 +344,19 @@ def draw_observed(profiles: Any, pixel_scale_in: float, psf: galsim.GSObject | S
     psfs = [psf] * n_images if isinstance(psf, galsim.GSObject) else list(psf)
     if len(psfs) != n_images or not all(isinstance(p, galsim.GSObject) for p in psfs):
         raise ValueError(f"psf must be a galsim.GSObject or a sequence of {n_images} of them")
-    sigmas = _per_image(noise_sigma, n_images, "noise_sigma")
-    rng = np.random.default_rng(rng)
     size = int(stamp_size_out)
+    if (noise_power is None) == (noise_sigma is None):
+        raise ValueError("give exactly one of noise_sigma and noise_power")
+    if noise_power is not None:
+        noise_power = np.asarray(noise_power, dtype=np.float64)
+        if noise_power.shape != (n_images, size, size // 2 + 1):
+            raise ValueError(f"noise_power must have shape {(n_images, size, size // 2 + 1)}, "
+                             f"got {noise_power.shape}")
+        if not np.isfinite(noise_power).all() or (noise_power < 0).any():
+            raise ValueError("noise_power must be finite and non-negative")
+    else:
+        sigmas = _per_image(noise_sigma, n_images, "noise_sigma")
+    rng = np.random.default_rng(rng)
     stamps = np.zeros((n_images, size, size))
     for index in range(n_images):
         if stack[index].sum() <= 0:
@@ -347,7 +364,10 @@ def draw_observed(profiles: Any, pixel_scale_in: float, psf: galsim.GSObject | S
         galaxy = galsim.InterpolatedImage(galsim.Image(stack[index], scale=pixel_scale_in))
         stamps[index] = galsim.Convolve(galaxy, psfs[index]).drawImage(
             nx=size, ny=size, scale=pixel_scale_out, method=method).array
-    return stamps + sigmas[:, None, None] * rng.standard_normal(stamps.shape)
+    white = rng.standard_normal(stamps.shape)
+    if noise_power is None:
+        return stamps + sigmas[:, None, None] * white
+    return stamps + np.fft.irfft2(np.fft.rfft2(white) * np.sqrt(noise_power), s=(size, size))
 
 
 # ----------------------------------------------------------------------------------------
@@ -536,7 +556,7 @@ def evaluate_targets(comparisons: Mapping[str, Table], residuals: Table) -> list
         value = mock[column]["mean_diff"]
         limit = TARGETS[key]
         add(key, f"relative difference of the {text} of mocks and real galaxies", value,
-            f"|value| < {limit:g}", abs(value) < limit)
+            f"abs(value) < {limit:g}", abs(value) < limit)
     for column, key, unit in (("size_scatter", "size_scatter", "fractional"), ("mag_scatter", "mag_scatter", "mag")):
         value = overall[column]
         limit = TARGETS[key]
@@ -830,7 +850,9 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
         PSF of the three samples. By default each galaxy's own PSF image from the data set,
         taken as an effective PSF (drawn with ``method='no_pixel'``).
     noise_sigma : float, optional
-        Pixel noise rms of the three samples; by default each galaxy's ``sqrt(noise_var)``.
+        White pixel noise rms of the three samples. By default each galaxy's noise of the
+        data set: its power spectrum ``noise_ps`` when the data set has one (correlated noise
+        as in COSMOS), else white noise of variance ``noise_var``.
     n_jobs : int, optional
         Processes for statmorph.
     n_morph : int, optional
@@ -857,7 +879,10 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
     stamp_size = int(metadata["stamp_size"])
     keys = ["truth", "truth_smooth", "conditions"] + (["psf"] if psf is None else [])
     keys += ["noise_var"] if noise_sigma is None else []
-    arrays = load_arrays(data_dir, keys=keys)
+    try:  # the data set's (possibly correlated) noise power spectrum, when it has one
+        arrays = load_arrays(data_dir, keys=keys + (["noise_ps"] if noise_sigma is None else []))
+    except MetadataError:
+        arrays = load_arrays(data_dir, keys=keys)
     total = len(arrays["truth"])
     if arrays["conditions"].shape != (total, len(names)):
         raise MetadataError(f"conditions of {data_dir} have shape {arrays['conditions'].shape}, "
@@ -894,13 +919,21 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
     else:
         psfs, method, psf_text = psf, "auto", repr(psf)
     sigmas = np.sqrt(arrays["noise_var"][indices]) if noise_sigma is None else float(noise_sigma)
+    noise_power = arrays["noise_ps"][indices] if "noise_ps" in arrays else None
+    noise_text = "data set noise power spectra" if noise_power is not None else (
+        "white, data set noise_var" if noise_sigma is None else f"white, sigma {float(noise_sigma):g}")
 
-    def observe(profiles, scale, noise):
-        return draw_observed(profiles, scale, psfs, pixel_scale, stamp_size, noise, rng, method=method)
+    def observe(profiles, scale, noisy=True):
+        if not noisy:
+            return draw_observed(profiles, scale, psfs, pixel_scale, stamp_size, 0.0, rng, method=method)
+        if noise_power is not None:
+            return draw_observed(profiles, scale, psfs, pixel_scale, stamp_size, None, rng, method=method,
+                                 noise_power=noise_power)
+        return draw_observed(profiles, scale, psfs, pixel_scale, stamp_size, sigmas, rng, method=method)
 
-    observed = {"real": observe(arrays["truth"][indices], pixel_scale, sigmas),
-                "parametric": observe(arrays["truth_smooth"][indices], pixel_scale, sigmas),
-                "mock": observe(mock_profiles, float(model.pixel_scale), sigmas)}
+    observed = {"real": observe(arrays["truth"][indices], pixel_scale),
+                "parametric": observe(arrays["truth_smooth"][indices], pixel_scale),
+                "mock": observe(mock_profiles, float(model.pixel_scale))}
     stats_tables = {sample: measure_statistics(images, pixel_scale, noise_sigma=sigmas, n_morph=n_morph,
                                                n_jobs=n_jobs) for sample, images in observed.items()}
     comparisons = {sample: compare_samples(stats_tables["real"], stats_tables[sample])
@@ -915,13 +948,14 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
         if len(reconstructions) != total:
             raise ValueError(f"reconstructions must have one image per data set row ({total}), "
                              f"got {len(reconstructions)}")
-        reconstruction = reconstruction_check(observe(reconstructions[indices], pixel_scale, 0.0), observed["real"],
-                                              observe(arrays["truth"][indices], pixel_scale, 0.0))
+        reconstruction = reconstruction_check(observe(reconstructions[indices], pixel_scale, noisy=False),
+                                              observed["real"], observe(arrays["truth"][indices], pixel_scale,
+                                                                        noisy=False))
 
     results = {
         "metadata": {"model": str(handle), "data": str(data_dir), "n_galaxies": len(indices), "seed": seed,
                      "pixel_scale": pixel_scale, "stamp_size": stamp_size, "psf": psf_text,
-                     "noise_sigma": float(np.mean(sigmas)), "n_morph": len(indices) if n_morph is None else n_morph},
+                     "noise_sigma": float(np.mean(sigmas)), "noise": noise_text, "n_morph": len(indices) if n_morph is None else n_morph},
         "indices": indices,
         "conditions": conditions,
         "stats": stats_tables,
