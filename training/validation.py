@@ -1,7 +1,8 @@
 """Validation of generative galaxy models against real galaxies.
 
 Following Lanusse et al. (2021, MNRAS 504, 5543, sec. 5), three samples of the same
-galaxies are drawn with the same PSF and the same noise level:
+galaxies are drawn with the same PSF and the same noise (the data set's noise power
+spectrum when it has one):
 
 - ``real``: the held-out noiseless profiles of a data set (``truth``);
 - ``parametric``: their smooth counterparts without knots (``truth_smooth``);
@@ -107,8 +108,9 @@ def _as_image_stack(images: Any, name: str = "images") -> np.ndarray:
 
 
 def _per_image(value: Any, n: int, name: str) -> np.ndarray:
-    array = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)) if np.ndim(value) == 0 else (
-        np.asarray(value, dtype=np.float64))
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim == 0:
+        array = np.full(n, float(array))
     if array.shape != (n,):
         raise ValueError(f"{name} must be a scalar or have one value per image ({n}), got shape {array.shape}")
     if not np.isfinite(array).all() or (array < 0).any():
