@@ -41,16 +41,19 @@ class ConfigError(GalSimHubError, ValueError):
 class DatasetConfig:
     """Where the training set comes from.
 
-    ``source`` is ``"synthetic"`` (parametric galaxies drawn with GalSim) or ``"cosmos"`` (the
-    COSMOS 25.2 real-galaxy catalog in ``catalog_dir``). ``path`` is the built data set; when
-    unset it is ``<work_dir>/dataset``. ``options`` holds further keyword arguments of the
-    builder (``build_synthetic_dataset`` or ``build_cosmos_dataset``).
+    ``source`` is ``"synthetic"`` (galaxies drawn with GalSim) or ``"cosmos"`` (the COSMOS
+    25.2 real-galaxy catalog in ``catalog_dir``). ``path`` is the built data set; when unset
+    it is ``<work_dir>/dataset``. ``n_examples`` is the number of synthetic galaxies, or the
+    maximum number of COSMOS galaxies (``None``: all that pass the cuts). ``psf`` and
+    ``noise_sigma`` apply to synthetic data only. ``options`` holds further keyword arguments
+    of the builder (``build_synthetic_dataset``, e.g. ``correlated_noise``, or
+    ``build_cosmos_dataset``, e.g. ``catalog_file``, ``exclusion_level``, ``conditions``).
     """
 
     source: str = "synthetic"
     path: str | None = None
     catalog_dir: str | None = None
-    n_examples: int = 4096
+    n_examples: int | None = 4096
     stamp_size: int = 64
     pixel_scale: float = 0.03
     psf: str = "hst"
@@ -81,7 +84,7 @@ class VAEConfig:
     base_depth: int = 16
     max_depth: int = 128
     blocks_per_stage: int = 1
-    activation: str = "relu"
+    activation: str = "elu"
     image_scale: float | None = None
     optimizer: str = "adam"
     learning_rate: float = 1e-3
@@ -221,7 +224,10 @@ def _validate(config: TrainingConfig) -> None:
              f"dataset.source must be 'synthetic' or 'cosmos', got {d.source!r}")
     _require(d.source != "cosmos" or bool(d.catalog_dir),
              "dataset.source 'cosmos' needs dataset.catalog_dir (the COSMOS 25.2 catalog directory)")
-    _check_positive_ints("dataset", d, ("n_examples", "stamp_size", "shard_size"))
+    _require(d.source == "cosmos" or d.n_examples is not None,
+             "dataset.n_examples must be set for synthetic data")
+    counts = ("stamp_size", "shard_size") + (("n_examples",) if d.n_examples is not None else ())
+    _check_positive_ints("dataset", d, counts)
     _check_positive_number("dataset", "pixel_scale", d.pixel_scale)
     _require(isinstance(d.options, Mapping), "dataset.options must be a mapping of builder arguments")
     _check_positive_ints("vae", v, ("latent_dim", "num_stages", "base_depth", "max_depth",

@@ -108,8 +108,13 @@ class MADE(keras.layers.Layer):
                 collection.append(weight)
         self.built = True
 
-    def call(self, x, conditions):
-        """Return ``(shift, log_scale)``, each ``[N, latent_dim]``; log-scale in ``(-3, 3)``."""
+    def call(self, inputs):
+        """``inputs = (x, conditions)`` -> ``(shift, log_scale)``, each ``[N, latent_dim]``.
+
+        The log-scale is softly clipped to ``(-3, 3)``. One tuple argument, so that SavedModel
+        export can trace the layer.
+        """
+        x, conditions = inputs
         h = x
         n_layers = len(self.kernels)
         for i in range(n_layers):
@@ -201,14 +206,14 @@ class ConditionalMAF(keras.Model):
         u_ordered = tf.gather(u, order, axis=-1)
         x = tf.zeros_like(u_ordered)
         for _ in range(self.latent_dim):
-            shift, log_scale = block(x, conditions)
+            shift, log_scale = block((x, conditions))
             x = u_ordered * tf.exp(log_scale) + shift
         return tf.gather(x, tf.math.invert_permutation(order), axis=-1)
 
     def _block_inverse(self, block, order, x, conditions):
         """Density direction of one block: returns ``(u, sum of log-scales)``."""
         x_ordered = tf.gather(x, order, axis=-1)
-        shift, log_scale = block(x_ordered, conditions)
+        shift, log_scale = block((x_ordered, conditions))
         u = (x_ordered - shift) * tf.exp(-log_scale)
         return tf.gather(u, tf.math.invert_permutation(order), axis=-1), tf.reduce_sum(log_scale, -1)
 

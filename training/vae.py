@@ -29,7 +29,7 @@ class ResidualBlock(keras.layers.Layer):
     deep stacks).
     """
 
-    def __init__(self, depth: int, activation: str = "relu", **kwargs):
+    def __init__(self, depth: int, activation: str = "elu", **kwargs):
         super().__init__(**kwargs)
         self.depth = depth
         self.activation = keras.activations.get(activation)
@@ -72,7 +72,7 @@ class Encoder(keras.Model):
     """
 
     def __init__(self, stamp_size: int, latent_dim: int, num_stages: int, base_depth: int,
-                 max_depth: int, blocks_per_stage: int = 1, activation: str = "relu",
+                 max_depth: int, blocks_per_stage: int = 1, activation: str = "elu",
                  image_scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         _check_architecture(stamp_size, num_stages)
@@ -96,8 +96,12 @@ class Encoder(keras.Model):
         self.flatten = keras.layers.Flatten()
         self.head = keras.layers.Dense(2 * latent_dim)
 
-    def call(self, image, psf):
-        """Return ``(mean, log_scale)``, each ``[N, latent_dim]``, for ``[N, S, S(, 1)]`` inputs."""
+    def call(self, inputs):
+        """``inputs = (image, psf)``, each ``[N, S, S(, 1)]`` -> ``(mean, log_scale)`` ``[N, latent_dim]``.
+
+        One tuple argument, so that SavedModel export can trace the layer.
+        """
+        image, psf = inputs
         image = _with_channel(image) / self.image_scale
         psf = _with_channel(psf)
         psf = psf / tf.reduce_max(psf, axis=[1, 2, 3], keepdims=True)
@@ -119,7 +123,7 @@ class Decoder(keras.Model):
     """
 
     def __init__(self, stamp_size: int, latent_dim: int, num_stages: int, base_depth: int,
-                 max_depth: int, blocks_per_stage: int = 1, activation: str = "relu",
+                 max_depth: int, blocks_per_stage: int = 1, activation: str = "elu",
                  image_scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         _check_architecture(stamp_size, num_stages)
@@ -141,7 +145,10 @@ class Decoder(keras.Model):
                                                       for _ in range(blocks_per_stage)])
             for i in reversed(range(num_stages))
         ]
-        self.to_image = keras.layers.Conv2D(1, 3, padding="same")
+        # Start faint (softplus(-3) = 0.05 of image_scale per pixel): a bright flat start makes
+        # the first updates push the softplus into saturation, where it never recovers.
+        self.to_image = keras.layers.Conv2D(1, 3, padding="same",
+                                            bias_initializer=keras.initializers.Constant(-3.0))
 
     def call(self, z):
         """Return the ``[N, S, S, 1]`` light profiles of codes ``z`` ``[N, latent_dim]``."""
@@ -190,7 +197,7 @@ class VAE(keras.Model):
 
     def __init__(self, stamp_size: int, latent_dim: int = 16, num_stages: int = 7,
                  base_depth: int = 16, max_depth: int = 512, blocks_per_stage: int = 1,
-                 activation: str = "relu", image_scale: float = 1.0, **kwargs):
+                 activation: str = "elu", image_scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.architecture = {
             "stamp_size": int(stamp_size),
@@ -219,7 +226,11 @@ class VAE(keras.Model):
 
     def encode(self, image, psf):
         """Posterior ``(mean, log_scale)``, each ``[N, latent_dim]``."""
-        return self.encoder(image, psf)
+        return self.encoder((image, psf))
+
+    def encode_mean(self, image, psf):
+        """Posterior mean ``[N, latent_dim]`` (the ``encode`` signature of exported models)."""
+        return self.encoder((image, psf))[0]
 
     def decode(self, z):
         """Non-negative light profiles ``[N, S, S, 1]`` of codes ``z``."""

@@ -1,0 +1,192 @@
+"""Training pipeline: config parsing, end-to-end tiny training and export, resume, errors."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from galsim_hub.training.config import (  # noqa: E402
+    ConfigError, config_from_dict, config_to_dict, load_config,
+)
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "training" / "configs"
+
+
+# ---------------------------------------------------------------------------------- config
+
+def test_example_configs_load_and_round_trip():
+    for name in ("synthetic_default.yaml", "cosmos25.2_paper.yaml"):
+        config = load_config(CONFIG_DIR / name)
+        assert config_from_dict(config_to_dict(config)) == config
+    paper = load_config(CONFIG_DIR / "cosmos25.2_paper.yaml")
+    assert (paper.dataset.stamp_size, paper.vae.num_stages, paper.vae.latent_dim) == (128, 7, 16)
+    assert (paper.vae.base_depth, paper.vae.max_depth, paper.flow.n_blocks) == (16, 512, 8)
+    assert paper.flow.hidden_units == (256, 256)
+
+
+def test_yaml_and_json_files(tmp_path):
+    (tmp_path / "c.yaml").write_text("vae:\n  latent_dim: 4\nflow:\n  hidden_units: [8, 8]\n")
+    config = load_config(tmp_path / "c.yaml")
+    assert config.vae.latent_dim == 4 and config.flow.hidden_units == (8, 8)
+    assert config.vae.batch_size == 32  # defaults kept
+    (tmp_path / "c.json").write_text(json.dumps({"export": {"name": "x"}}))
+    assert load_config(tmp_path / "c.json").export.name == "x"
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"vae": {"latentdim": 4}}, r"unknown key 'latentdim' in config section 'vae'; valid keys: .*latent_dim"),
+    ({"training": {}}, r"unknown config section 'training'; valid sections: dataset, vae, flow, export"),
+    ({"dataset": {"source": "sdss"}}, "dataset.source must be 'synthetic' or 'cosmos'"),
+    ({"dataset": {"source": "cosmos"}}, "needs dataset.catalog_dir"),
+    ({"dataset": {"stamp_size": 40}, "vae": {"num_stages": 4}}, r"divisible by 2\*\*vae.num_stages"),
+    ({"vae": {"likelihood": "poisson"}}, "vae.likelihood must be 'pixel' or 'fourier'"),
+    ({"vae": {"optimizer": "sgd"}}, "vae.optimizer must be 'adam' or 'adafactor'"),
+    ({"vae": {"batch_size": 0}}, r"vae.batch_size must be >= 1"),
+    ({"vae": {"steps": 1.5}}, "vae.steps must be an integer"),
+    ({"vae": {"learning_rate": -1}}, "vae.learning_rate must be > 0"),
+    ({"flow": {"hidden_units": [0]}}, "flow.hidden_units must be a list of positive integers"),
+    ({"vae": [1, 2]}, "config section 'vae' must be a mapping"),
+])
+def test_bad_configs_name_the_problem(values, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(values)
+
+
+def test_bad_config_file_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("flow:\n  blocks: 3\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown key 'blocks' in config section 'flow'"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+# ------------------------------------------------------------------------------- training
+
+from galsim_hub.training import train  # noqa: E402
+from galsim_hub.training.data import build_synthetic_dataset, load_arrays  # noqa: E402
+from galsim_hub.training.likelihood import convolve_with_psf  # noqa: E402
+
+TINY = {
+    "dataset": {"stamp_size": 32, "n_examples": 256, "noise_sigma": 0.01},
+    "vae": {"latent_dim": 8, "num_stages": 3, "base_depth": 8, "max_depth": 32, "batch_size": 32,
+            "steps": 400, "learning_rate": 1e-3, "warmup_steps": 100, "free_bits": 2.0,
+            "checkpoint_every": 200},
+    "flow": {"n_blocks": 2, "hidden_units": [32, 32], "steps": 300, "batch_size": 128,
+             "learning_rate": 3e-3, "warmup_steps": 100},
+    "export": {"name": "tiny-test", "version": "0.1.0"},
+}
+
+
+def _config(**overrides):
+    values = json.loads(json.dumps(TINY))
+    for section, changes in overrides.items():
+        values[section].update(changes)
+    return config_from_dict(values)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    d = TINY["dataset"]
+    return build_synthetic_dataset(tmp_path_factory.mktemp("data") / "dataset", d["n_examples"],
+                                   stamp_size=d["stamp_size"], noise_sigma=d["noise_sigma"], seed=0)
+
+
+def _mean(history, key, part):
+    values = [h[key] for h in history]
+    n = max(len(values) // 10, 1)
+    return float(np.mean(values[:n] if part == "first" else values[-n:]))
+
+
+def test_tiny_model_trains_deconvolves_exports_and_samples(tiny_dataset, tmp_path):
+    import galsim_hub
+
+    config = _config()
+    work = tmp_path / "work"
+    vae_history = train.train_vae(config, tiny_dataset, work, progress=False)
+    assert len(vae_history) == config.vae.steps
+    assert _mean(vae_history, "loss", "last") < _mean(vae_history, "loss", "first") - 50
+    assert _mean(vae_history, "loss", "last") < vae_history[0]["loss"] - 200
+    assert json.loads((work / "vae_history.json").read_text()) == vae_history
+    assert json.loads((work / "vae" / "architecture.json").read_text())["latent_dim"] == 8
+
+    # Deconvolution: reconstructions of the training galaxies are closer to the noiseless,
+    # unconvolved truth than the noisy inputs are, and even than the noiseless convolved truth.
+    arrays = load_arrays(tiny_dataset, ("image", "psf", "truth"))
+    vae = train.load_vae(work)
+    recon = vae.reconstruct(arrays["image"], arrays["psf"]).numpy()
+    truth = arrays["truth"]
+    mse_recon = np.mean((recon - truth) ** 2)
+    assert mse_recon < np.mean((arrays["image"] - truth) ** 2)
+    assert mse_recon < np.mean((convolve_with_psf(truth, arrays["psf"]).numpy() - truth) ** 2)
+
+    latents = np.load(train.encode_latents(config, tiny_dataset, work))
+    assert latents["mean"].shape == (256, 8) and latents["conditions"].shape[0] == 256
+    flow_history = train.train_flow(config, work, progress=False)
+    assert _mean(flow_history, "loss", "last") < _mean(flow_history, "loss", "first")
+
+    export_dir = train.export(config, work, tmp_path / "model", dataset_dir=tiny_dataset)
+    model = galsim_hub.GenerativeGalaxyModel(str(export_dir))
+    assert model.stamp_size == 32
+    names = list(model.quantities)
+    table = {name: np.full(4, np.median(latents["conditions"][:, i]), np.float32)
+             for i, name in enumerate(names)}
+    images = model.sample(table, seed=1, return_arrays=True)
+    assert images.shape == (4, 32, 32)
+    assert np.all(np.isfinite(images)) and np.all(images >= 0) and images.sum() > 0
+
+
+def test_resume_continues_and_mismatch_is_refused(tiny_dataset, tmp_path):
+    work = tmp_path / "work"
+    first = train.train_vae(_config(vae={"steps": 3, "checkpoint_every": 3}), tiny_dataset, work,
+                            progress=False)
+    assert [h["step"] for h in first] == [0, 1, 2]
+    resumed = train.train_vae(_config(vae={"steps": 5, "checkpoint_every": 5}), tiny_dataset, work,
+                              progress=False)
+    assert [h["step"] for h in resumed] == [0, 1, 2, 3, 4]
+    assert resumed[:3] == first
+
+    before = {p.name: p.read_bytes() for p in (work / "vae").iterdir()}
+    with pytest.raises(train.CheckpointMismatchError, match=r"latent_dim: checkpoint 8 vs config 4"):
+        train.train_vae(_config(vae={"latent_dim": 4, "steps": 6}), tiny_dataset, work, progress=False)
+    assert {p.name: p.read_bytes() for p in (work / "vae").iterdir()} == before
+
+    fresh = train.train_vae(_config(vae={"latent_dim": 4, "steps": 2}), tiny_dataset, work,
+                            resume=False, progress=False)
+    assert [h["step"] for h in fresh] == [0, 1]
+
+
+def test_nan_pixels_give_a_clear_error(tiny_dataset, tmp_path, monkeypatch):
+    from galsim_hub.training import data
+
+    real = data.make_tf_dataset
+
+    def with_nan(*args, **kwargs):
+        def poison(batch):
+            image = tf.tensor_scatter_nd_update(batch["image"], [[0, 3, 3]], [np.nan])
+            return {**batch, "image": image}
+
+        return real(*args, **kwargs).map(poison)
+
+    monkeypatch.setattr(data, "make_tf_dataset", with_nan)
+    with pytest.raises(train.TrainingDivergedError, match="NaN or infinite"):
+        train.train_vae(_config(vae={"steps": 2, "image_scale": 0.05}), tiny_dataset, tmp_path / "w",
+                        progress=False)
+
+
+def test_diverging_loss_gives_a_clear_error(tiny_dataset, tmp_path):
+    config = _config(vae={"steps": 20, "learning_rate": 1e6, "warmup_steps": 0,
+                          "lr_schedule": "constant"})
+    with pytest.raises(train.TrainingDivergedError, match="loss became non-finite at step"):
+        train.train_vae(config, tiny_dataset, tmp_path / "w", progress=False)
+
+
+def test_cli_reports_config_errors(tmp_path, capsys):
+    from galsim_hub.training.__main__ import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("vae:\n  latent: 3\n")
+    assert main(["vae", "--config", str(bad), "--work-dir", str(tmp_path / "w")]) == 1
+    assert "unknown key 'latent' in config section 'vae'" in capsys.readouterr().err
