@@ -46,6 +46,7 @@ def test_yaml_and_json_files(tmp_path):
     ({"vae": {"batch_size": 0}}, r"vae.batch_size must be >= 1"),
     ({"vae": {"steps": 1.5}}, "vae.steps must be an integer"),
     ({"vae": {"learning_rate": -1}}, "vae.learning_rate must be > 0"),
+    ({"vae": {"clip_norm": 0}}, "vae.clip_norm must be > 0"),
     ({"flow": {"hidden_units": [0]}}, "flow.hidden_units must be a list of positive integers"),
     ({"vae": [1, 2]}, "config section 'vae' must be a mapping"),
 ])

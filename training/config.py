@@ -76,7 +76,8 @@ class VAEConfig:
     for ``warmup_steps`` then ``learning_rate * sqrt(warmup_steps / step)``) or ``"constant"``;
     ``likelihood`` ``"pixel"`` (diagonal, paper eq. 4) or ``"fourier"`` (noise power spectrum,
     eq. 5); ``free_bits`` (nats, eq. 10); ``tv_weight`` (total-variation penalty);
-    ``kl_warmup_steps`` ramps the KL weight linearly from 0 to 1 (bottleneck warm-up, 0: off).
+    ``kl_warmup_steps`` ramps the KL weight linearly from 0 to 1 (bottleneck warm-up, 0: off);
+    ``clip_norm`` clips the global gradient norm (``None``: no clipping).
     """
 
     latent_dim: int = 16
@@ -96,6 +97,7 @@ class VAEConfig:
     tv_weight: float = 0.01
     likelihood: str = "pixel"
     kl_warmup_steps: int = 0
+    clip_norm: float | None = 1.0
     checkpoint_every: int = 500
     seed: int = 0
 
@@ -251,6 +253,8 @@ def _validate(config: TrainingConfig) -> None:
     _check_positive_number("vae", "tv_weight", v.tv_weight, allow_zero=True)
     if v.image_scale is not None:
         _check_positive_number("vae", "image_scale", v.image_scale)
+    if v.clip_norm is not None:
+        _check_positive_number("vae", "clip_norm", v.clip_norm)
     _check_positive_ints("flow", f, ("n_blocks", "batch_size", "steps", "checkpoint_every",
                                      "warmup_steps"), allow_zero=("warmup_steps",))
     _require(len(f.hidden_units) > 0 and all(isinstance(h, int) and h > 0 for h in f.hidden_units),

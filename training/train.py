@@ -82,10 +82,10 @@ def _learning_rate(learning_rate: float, schedule: str, warmup_steps: int):
     return learning_rate
 
 
-def _make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
+def _make_optimizer(name: str, learning_rate, clip_norm: float | None = None) -> keras.optimizers.Optimizer:
     if name == "adafactor":
-        return keras.optimizers.Adafactor(learning_rate=learning_rate)
-    return keras.optimizers.Adam(learning_rate=learning_rate)
+        return keras.optimizers.Adafactor(learning_rate=learning_rate, global_clipnorm=clip_norm)
+    return keras.optimizers.Adam(learning_rate=learning_rate, global_clipnorm=clip_norm)
 
 
 def _progress_bar(total: int, initial: int, description: str, progress: bool | None):
@@ -295,7 +295,8 @@ def train_vae(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | P
 
     keras.utils.set_random_seed(v.seed)
     vae = VAE.from_architecture(architecture)
-    optimizer = _make_optimizer(v.optimizer, _learning_rate(v.learning_rate, v.lr_schedule, v.warmup_steps))
+    optimizer = _make_optimizer(v.optimizer, _learning_rate(v.learning_rate, v.lr_schedule, v.warmup_steps),
+                                v.clip_norm)
     optimizer.build(vae.trainable_variables)
     step = tf.Variable(0, dtype=tf.int64, name="step")
     generator = tf.random.Generator.from_seed(v.seed)

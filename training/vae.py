@@ -113,7 +113,9 @@ class Encoder(keras.Model):
             x = down(self.activation(x))
         params = self.head(self.flatten(self.activation(x)))
         mean, log_scale = tf.split(params, 2, axis=-1)
-        return mean, log_scale
+        # Softly bounded to (-10, 10): an unbounded log-scale can overflow exp() early in
+        # training, when the pixel likelihood's gradients are large.
+        return mean, 10.0 * tf.tanh(log_scale / 10.0)
 
 
 class Decoder(keras.Model):
