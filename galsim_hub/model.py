@@ -1,11 +1,13 @@
 """``GenerativeGalaxyModel``: sample galaxy light profiles as GalSim objects."""
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Iterator
 
 import galsim
 import numpy as np
+from galsim.interpolant import convert_interpolant
 
 from .cache import fetch
 from .catalog import condition_matrix
@@ -13,6 +15,7 @@ from .handle import resolve
 from .module import LoadedModel
 
 DEFAULT_BATCH_SIZE = 256
+_MAXK_CHUNK = 16  # stamps Fourier-transformed at once: small enough to stay in cache
 
 
 def draw_base_noise(n_galaxies: int, latent_dim: int, rng: galsim.BaseDeviate) -> np.ndarray:
@@ -36,6 +39,81 @@ def draw_base_noise(n_galaxies: int, latent_dim: int, rng: galsim.BaseDeviate) -
     noise = np.empty(n_galaxies * latent_dim, dtype=np.float64)
     galsim.GaussianDeviate(rng, sigma=1.0).generate(noise)
     return noise.reshape(n_galaxies, latent_dim).astype(np.float32)
+
+
+def interpolated_image_maxk(
+    images: np.ndarray,
+    pixel_scale: float,
+    pad_factor: float = 4,
+    x_interpolant: Any = None,
+    gsparams: galsim.GSParams | None = None,
+) -> np.ndarray:
+    """The ``maxk`` that :class:`galsim.InterpolatedImage` computes, for a batch of stamps.
+
+    GalSim finds ``maxk`` one object at a time: it Fourier transforms the padded stamp,
+    scans square rings ``max(|kx|, |ky|) = r`` outwards and stops once five rings in a row
+    (counting the last one above) have no ``|F(k)|`` above ``maxk_threshold`` times the
+    flux; then it discards the transform, which drawing computes again. This runs the same
+    scan on batched, zero-padded FFTs, about twice as fast, and the values are GalSim's (a
+    ring can only flip where ``|F(k)|`` sits within float32 round-off of the threshold), so
+    they can be handed to GalSim as ``_force_maxk``.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        ``[N, S, S]`` stamps.
+    pixel_scale : float
+        Pixel scale in arcsec.
+    pad_factor, x_interpolant, gsparams
+        As given to :class:`galsim.InterpolatedImage`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[N]`` maxk values in 1/arcsec.
+    """
+    gsparams = galsim.GSParams.check(gsparams)
+    if x_interpolant is None:
+        interpolant = galsim.Quintic(gsparams=gsparams)
+    else:
+        interpolant = convert_interpolant(x_interpolant).withGSParams(gsparams)
+    size = max(images.shape[1:])
+    pad_size = galsim.Image.good_fft_size(int(math.ceil(pad_factor * size)) if pad_factor > 1 else size)
+    half = pad_size // 2
+    dk = math.pi / half
+    last_ring = min(int(math.ceil(interpolant.krange / dk)), half)
+    flux = images.sum(axis=(1, 2), dtype=np.float64)
+    threshold = (gsparams.maxk_threshold * flux) ** 2
+    above = np.empty((len(images), last_ring + 1), dtype=bool)
+    for start in range(0, len(images), _MAXK_CHUNK):
+        chunk = slice(start, start + _MAXK_CHUNK)
+        above[chunk] = _rings_above(images[chunk], threshold[chunk], pad_size, last_ring)
+    maxk_ring = np.zeros(len(images), dtype=int)
+    count = np.zeros(len(images), dtype=int)
+    done = np.zeros(len(images), dtype=bool)
+    for ring in range(last_ring + 1):
+        hit = above[:, ring] & ~done
+        maxk_ring[hit] = ring
+        count[hit] = 0
+        count[~done] += 1
+        done |= count == 5
+    return (maxk_ring + 1) * dk / pixel_scale
+
+
+def _rings_above(images: np.ndarray, threshold: np.ndarray, pad_size: int, last_ring: int) -> np.ndarray:
+    """``[B, last_ring + 1]``: does ring ``max(|kx|, |ky|) = r`` hold a ``|F|^2 > threshold``?"""
+    import scipy.fft
+
+    spectrum = scipy.fft.rfft(images, n=pad_size, axis=2)
+    spectrum = scipy.fft.fft(spectrum, n=pad_size, axis=1, overwrite_x=True)[:, :, : last_ring + 1]
+    above = spectrum.real**2 + spectrum.imag**2 > threshold[:, None, None]  # [B, ky (wrapped), kx]
+    rings = np.arange(last_ring + 1)
+    # Fold -ky onto ky (the index wraps, so ky = -N/2 folds onto itself).
+    folded = above[:, : last_ring + 1] | above[:, (pad_size - rings) % pad_size]
+    # Ring r: the row |ky| = r for kx <= r, and the column kx = r for |ky| <= r.
+    rows = np.logical_or.accumulate(folded, axis=2)[:, rings, rings]
+    columns = np.logical_or.accumulate(folded, axis=1)[:, rings, rings]
+    return rows | columns
 
 
 class GenerativeGalaxyModel:
@@ -190,10 +268,7 @@ class GenerativeGalaxyModel:
         images = self.sample_arrays(conditions, noise)
         if return_arrays:
             return images
-        return [
-            self.interpolated_image(image, x_interpolant, k_interpolant, pad_factor, gsparams)
-            for image in images
-        ]
+        return self.interpolated_images(images, x_interpolant, k_interpolant, pad_factor, gsparams)
 
     def iter_sample(
         self, cat: Any, rng: galsim.BaseDeviate | None = None, seed: int | None = None
@@ -224,3 +299,31 @@ class GenerativeGalaxyModel:
             pad_factor=pad_factor,
             gsparams=gsparams,
         )
+
+    def interpolated_images(
+        self,
+        images: np.ndarray,
+        x_interpolant: Any = None,
+        k_interpolant: Any = None,
+        pad_factor: float = 4,
+        gsparams: galsim.GSParams | None = None,
+    ) -> list[galsim.InterpolatedImage]:
+        """Wrap ``[N, S, S]`` model images as :class:`galsim.InterpolatedImage` objects.
+
+        The objects are those of :meth:`interpolated_image`, but their ``maxk`` is found
+        for the whole batch at once (:func:`interpolated_image_maxk`), which halves the
+        cost of building them.
+        """
+        images = np.asarray(images)
+        maxk = interpolated_image_maxk(images, self.pixel_scale, pad_factor, x_interpolant, gsparams)
+        return [
+            galsim.InterpolatedImage(
+                galsim.Image(image, scale=self.pixel_scale),
+                x_interpolant=x_interpolant,
+                k_interpolant=k_interpolant,
+                pad_factor=pad_factor,
+                gsparams=gsparams,
+                _force_maxk=float(galaxy_maxk),
+            )
+            for image, galaxy_maxk in zip(images, maxk)
+        ]
