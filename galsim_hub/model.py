@@ -283,6 +283,32 @@ class GenerativeGalaxyModel:
         conditions, noise = self._prepare(cat, rng, seed)
         yield from self._batches(conditions, noise)
 
+    def reconstruct(self, images: np.ndarray, psfs: np.ndarray) -> np.ndarray:
+        """Encode observed stamps and decode them: the VAE's PSF-deconvolved, denoised profiles.
+
+        Parameters
+        ----------
+        images : numpy.ndarray
+            ``[N, S, S]`` noisy, PSF-convolved stamps at the model's pixel scale and flux units.
+        psfs : numpy.ndarray
+            ``[N, S, S]`` their PSF images (unit sum, centred on pixel ``(S//2, S//2)``).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``[N, S, S]`` reconstructed light profiles.
+
+        Raises
+        ------
+        MetadataError
+            When the model was exported without an encoder (no ``encode`` signature).
+        """
+        batches = []
+        for start in range(0, len(images), self.batch_size):
+            stop = start + self.batch_size
+            batches.append(self._model.decode(self._model.encode(images[start:stop], psfs[start:stop])))
+        return np.concatenate(batches, axis=0)
+
     def interpolated_image(
         self,
         image: np.ndarray,

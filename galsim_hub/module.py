@@ -174,8 +174,22 @@ class LoadedModel:
         """Decode latent vectors ``z`` ``[N, L]`` into ``[N, S, S]`` images (format 1 only)."""
         import tensorflow as tf
 
-        if self.format != "galsim-hub-1":
-            raise MetadataError(f"{self.directory}: a {self.format} model has no decode signature")
         with tf.device(self.device):
-            images = self._require_signature("decode")(z=tf.constant(np.asarray(z, np.float32)))["image"]
+            images = self._format1_signature("decode")(z=tf.constant(np.asarray(z, np.float32)))["image"]
         return images.numpy()
+
+    def encode(self, image: np.ndarray, psf: np.ndarray) -> np.ndarray:
+        """Encode observed stamps and their PSFs ``[N, S, S]`` into posterior-mean latents ``[N, L]``.
+
+        Only format-1 models exported with an encoder have this ``encode`` signature.
+        """
+        import tensorflow as tf
+
+        inputs = {"image": tf.constant(np.asarray(image, np.float32)), "psf": tf.constant(np.asarray(psf, np.float32))}
+        with tf.device(self.device):
+            return self._format1_signature("encode")(**inputs)["z"].numpy()
+
+    def _format1_signature(self, name: str):
+        if self.format != "galsim-hub-1":
+            raise MetadataError(f"{self.directory}: a {self.format} model has no {name} signature")
+        return self._require_signature(name)

@@ -40,8 +40,8 @@ def correlated_power_spectrum(sigma, size, kernel_sigma=0.6):
 
 
 def write_dataset(path, n=24, seed=1, noise_ps=True):
-    """Write ``dataset.json`` and one shard with truth, truth_smooth, conditions, psf, noise_var
-    and (optionally) a correlated noise power spectrum ``noise_ps``."""
+    """Write ``dataset.json`` and one shard with truth, truth_smooth, a noisy image, conditions,
+    psf, noise_var and (optionally) a correlated noise power spectrum ``noise_ps``."""
     rng = np.random.default_rng(seed)
     psf = galsim.Gaussian(fwhm=0.08)
     psf_image = psf.drawImage(nx=STAMP, ny=STAMP, scale=SCALE, method="no_pixel", use_true_center=False).array
@@ -55,7 +55,8 @@ def write_dataset(path, n=24, seed=1, noise_ps=True):
     conditions = np.array(conditions, dtype=np.float32)
     path.mkdir(parents=True, exist_ok=True)
     arrays = dict(truth=np.array(truth, np.float32), truth_smooth=np.array(smooth, np.float32),
-                  image=np.array(truth, np.float32), conditions=conditions,
+                  image=(np.array(truth) + rng.normal(0, NOISE, np.shape(truth))).astype(np.float32),
+                  conditions=conditions,
                   psf=np.repeat(psf_image[None].astype(np.float32), n, axis=0),
                   noise_var=np.full(n, NOISE**2, np.float32), ident=np.arange(n, dtype=np.int64))
     if noise_ps:

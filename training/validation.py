@@ -861,8 +861,9 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
         Measure morphology on this many galaxies only (HSM runs on all).
     reconstructions : array-like, optional
         VAE reconstructions ``[n_dataset, S, S]`` (unconvolved, aligned with the data set's
-        rows); when given they are drawn with the same PSF and compared with the noisy
-        real stamps (:func:`reconstruction_check`).
+        rows), compared with the data set's noisy PSF-convolved ``image`` against the noiseless
+        unconvolved ``truth`` (:func:`reconstruction_check`). By default computed with
+        ``model.reconstruct`` when the model has an encoder.
 
     Returns
     -------
@@ -879,7 +880,7 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
     names = _condition_names(metadata)
     pixel_scale = float(metadata["pixel_scale"])
     stamp_size = int(metadata["stamp_size"])
-    keys = ["truth", "truth_smooth", "conditions"] + (["psf"] if psf is None else [])
+    keys = ["truth", "truth_smooth", "conditions", "image", "psf"]
     keys += ["noise_var"] if noise_sigma is None else []
     try:  # the data set's (possibly correlated) noise power spectrum, when it has one
         arrays = load_arrays(data_dir, keys=keys + (["noise_ps"] if noise_sigma is None else []))
@@ -944,15 +945,23 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
     residuals = conditional_residuals(stats_tables["real"], stats_tables["mock"], conditions, residual_names)
     targets = evaluate_targets(comparisons, residuals)
 
+    # The deconvolution claim, in the unconvolved frame: the VAE's reconstruction of a noisy,
+    # PSF-convolved stamp is closer to the noiseless unconvolved truth than the stamp is.
     reconstruction = None
+    if reconstructions is None and hasattr(model, "reconstruct"):
+        try:
+            reconstructions = model.reconstruct(arrays["image"][indices], arrays["psf"][indices])
+        except MetadataError:
+            reconstructions = None  # exported without an encoder
+        else:
+            reconstructions = _scatter_rows(reconstructions, indices, total)
     if reconstructions is not None:
         reconstructions = np.asarray(reconstructions)
         if len(reconstructions) != total:
             raise ValueError(f"reconstructions must have one image per data set row ({total}), "
                              f"got {len(reconstructions)}")
-        reconstruction = reconstruction_check(observe(reconstructions[indices], pixel_scale, noisy=False),
-                                              observed["real"], observe(arrays["truth"][indices], pixel_scale,
-                                                                        noisy=False))
+        reconstruction = reconstruction_check(reconstructions[indices], arrays["image"][indices],
+                                              arrays["truth"][indices])
 
     results = {
         "metadata": {"model": str(handle), "data": str(data_dir), "n_galaxies": len(indices), "seed": seed,
@@ -969,6 +978,13 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
     results["figures"] = make_figures(results, out_dir)
     results["report"] = write_report(results, out_dir)
     return results
+
+
+def _scatter_rows(rows: np.ndarray, indices: np.ndarray, total: int) -> np.ndarray:
+    """Place ``rows`` (one per selected index) into a ``[total, ...]`` array of zeros."""
+    full = np.zeros((total,) + rows.shape[1:], rows.dtype)
+    full[indices] = rows
+    return full
 
 
 def main(argv: Sequence[str] | None = None) -> int:
