@@ -319,7 +319,7 @@ def test_run_validation_with_a_faithful_model_passes(good_run):
 def test_figures_are_valid_pngs(good_run):
     results, _, out = good_run
     names = {p.name for p in results["figures"]}
-    assert names == {"size_ellipticity.png", "residuals.png", "mid.png", "gini_m20.png"}
+    assert names == {"size_ellipticity.png", "residuals.png", "mid.png", "gini_m20.png", "gallery.png"}
     for path in results["figures"]:
         assert path.parent == out and path.read_bytes()[:8] == PNG_SIGNATURE
         assert matplotlib.image.imread(path).shape[0] > 100
@@ -380,7 +380,7 @@ def test_cli_main_writes_the_report(dataset, tmp_path, monkeypatch, capsys):
                               "--n-morph", "3"])
     assert status == 0 and opened == ["hub:fake"]
     assert (out / "validation.md").is_file() and (out / "validation.json").is_file()
-    assert len(list(out.glob("*.png"))) == 4
+    assert len(list(out.glob("*.png"))) == 5
     printed = capsys.readouterr().out
     assert "| target | value | requirement | result |" in printed and "validation.md" in printed
     assert json.loads((out / "validation.json").read_text())["metadata"]["model"] == "hub:fake"

@@ -76,6 +76,7 @@ TARGETS = {
 
 # Conditions in which the residuals are binned when the data set has them.
 RESIDUAL_CONDITIONS = ("mag_auto", "flux_radius")
+GALLERY_SIZE = 8  # stamps per sample in gallery.png
 
 _LABELS = {
     "flux": "flux",
@@ -642,7 +643,8 @@ def make_figures(results: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     paths : list of `pathlib.Path`
         ``size_ellipticity.png`` (histograms of sigma and ``|g|``), ``residuals.png``
         (conditional size and magnitude residuals), ``mid.png`` (M-I, M-D, I-D) and
-        ``gini_m20.png``.
+        ``gini_m20.png``, and ``gallery.png`` (the first stamps of each sample, as observed)
+        when ``results`` has a ``gallery`` (``{sample: [n, S, S] stamps}``).
     """
     import matplotlib
 
@@ -706,7 +708,29 @@ def make_figures(results: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     ax.invert_xaxis()
     _legend(ax)
     save(fig, "gini_m20.png")
+
+    gallery = results.get("gallery")
+    if gallery:
+        rows = list(gallery.items())
+        n_columns = min(len(images) for _, images in rows)
+        fig, axes = plt.subplots(len(rows), n_columns, figsize=(1.6 * n_columns, 1.7 * len(rows)), squeeze=False)
+        for row, (sample, images) in enumerate(rows):
+            for column in range(n_columns):
+                ax = axes[row, column]
+                stamp = images[column]
+                ax.imshow(np.arcsinh(stamp / (3 * _noise_level(stamp))), origin="lower", cmap="gray")
+                ax.set_xticks([])
+                ax.set_yticks([])
+            axes[row, 0].set_ylabel(sample)
+        save(fig, "gallery.png")
     return paths
+
+
+def _noise_level(stamp: np.ndarray) -> float:
+    """A robust noise rms from the stamp border (median absolute deviation), for display."""
+    border = np.concatenate([stamp[:2].ravel(), stamp[-2:].ravel(), stamp[:, :2].ravel(), stamp[:, -2:].ravel()])
+    mad = float(np.median(np.abs(border - np.median(border)))) * 1.4826
+    return mad if mad > 0 else float(np.max(np.abs(stamp))) / 100 or 1.0
 
 
 def _format(value: Any) -> str:
@@ -974,6 +998,7 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
         "residuals": residuals,
         "targets": targets,
         "reconstruction": reconstruction,
+        "gallery": {sample: images[:GALLERY_SIZE] for sample, images in observed.items()},
     }
     results["figures"] = make_figures(results, out_dir)
     results["report"] = write_report(results, out_dir)
