@@ -21,8 +21,9 @@ that draws one object of a block decodes the whole block, with exactly the same 
 any other process, so ``nproc: 1``, ``nproc: 4`` and ``galsim -n N -j J`` give identical
 pixels. Conditions must therefore follow from the object number (catalog columns,
 sequences, constants, expressions of ``obj_num``); conditions that depend on what happened
-earlier in the object's build (random values, the stamp position) are detected and refused
-unless ``batch_size: 1``, where each object is sampled in its own context.
+earlier in the object's build (random values, the stamp position) are detected, with a
+warning, and that ``gal`` field is then sampled one object per model call in each object's own
+context, as with ``batch_size: 1`` (still reproducible, only slower).
 
 Fork safety. Building the input object resolves the handle and downloads the archive, but
 loads no TensorFlow; the model is loaded on the first sampling. With ``nproc > 1`` GalSim
@@ -61,6 +62,7 @@ _OBJECT_OPTIONS = {
     "num": int,
 }
 _BLOCK_CACHE_KEY = "_galsim_hub_blocks"
+_UNBATCHED_KEY = "_galsim_hub_unbatched"  # gal fields whose values depend on more than obj_num
 
 
 class GenerativeModelInput:
@@ -258,13 +260,7 @@ def _block_image(model, param: dict, base: dict, metadata: dict, num: int, own_v
     size = model.getBatchSize()
     image_start, image_nobj = _image_object_range(base)
     if size == 1 or not image_start <= obj_num < image_start + image_nobj:
-        # One object in its own context: any kind of value is fine.
-        for name in names:
-            _check_catalog_rows(param, name, base, obj_num)
-        seed = base.get("seed") or galsim.UniformDeviate(base["rng"]).raw()
-        noise = draw_base_noise(1, latent_dim, _noise_rng(seed))
-        images = _decode(model, metadata, [obj_num], own_values[None, :], noise)
-        return images[0], own_values
+        return _own_image(model, param, base, metadata, own_values), own_values
     first = image_start + (obj_num - image_start) // size * size
     cache = base.setdefault(_BLOCK_CACHE_KEY, collections.OrderedDict())
     key = (id(param), num, base.get("file_num", 0), base.get("image_num", 0), first)
@@ -278,6 +274,16 @@ def _block_image(model, param: dict, base: dict, metadata: dict, num: int, own_v
             cache.popitem(last=False)
     images, conditions = cache[key]
     return images[obj_num - first], conditions[obj_num - first]
+
+
+def _own_image(model, param: dict, base: dict, metadata: dict, own_values: np.ndarray) -> np.ndarray:
+    """The image of the current object sampled alone, in its own context (any value works)."""
+    obj_num = base["obj_num"]
+    for name in condition_names(metadata):
+        _check_catalog_rows(param, name, base, obj_num)
+    seed = base.get("seed") or galsim.UniformDeviate(base["rng"]).raw()
+    noise = draw_base_noise(1, int(metadata["latent_dim"]), _noise_rng(seed))
+    return _decode(model, metadata, [obj_num], own_values[None, :], noise)[0]
 
 
 def _check_keys(param: dict, names: list[str], ignore: list[str], file_name: str) -> None:
@@ -316,15 +322,24 @@ def BuildGenerativeGalaxy(config: dict, base: dict, ignore: list, gsparams: dict
         config, base, req=request, opt=_OBJECT_OPTIONS, ignore=list(ignore) + ["flux"]
     )
     own_values = np.array([kwargs[name] for name in names], dtype=np.float64)
-    image, block_values = _block_image(model, config, base, metadata, num, own_values)
-    if not np.array_equal(own_values, block_values):
-        changed = [n for n, a, b in zip(names, own_values, block_values) if a != b]
-        raise galsim.GalSimConfigError(
-            f"{OBJECT_TYPE}: the value of {', '.join(changed)} for object {base['obj_num']} depends on more "
-            f"than the object number (e.g. a Random value or the stamp position), so it cannot be "
-            f"evaluated for the other objects of its block; use catalog columns, sequences or "
-            f"expressions of obj_num, or set input.generative_model.batch_size: 1"
-        )
+    unbatched = base.setdefault(_UNBATCHED_KEY, set())
+    if (id(config), num) in unbatched:
+        image = _own_image(model, config, base, metadata, own_values)
+    else:
+        image, block_values = _block_image(model, config, base, metadata, num, own_values)
+        if not np.array_equal(own_values, block_values):
+            # A value that depends on more than obj_num (upstream YAML often uses Random
+            # conditions): sample this gal field one object per model call from now on.
+            unbatched.add((id(config), num))
+            changed = [n for n, a, b in zip(names, own_values, block_values) if a != b]
+            message = (
+                f"{OBJECT_TYPE}: the value of {', '.join(changed)} depends on more than the object "
+                f"number (e.g. a Random value or the stamp position); sampling one object per model "
+                f"call, which is slower. Catalog columns, sequences or expressions of obj_num keep "
+                f"the batching (or set input.generative_model.batch_size: 1 to silence this)"
+            )
+            warnings.warn(message, stacklevel=2)
+            image = _own_image(model, config, base, metadata, own_values)
     galaxy = galsim.InterpolatedImage(
         galsim.Image(np.array(image), scale=float(metadata["pixel_scale"])),
         x_interpolant=kwargs.get("x_interpolant"),

@@ -5,6 +5,7 @@ import copy
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import galsim
@@ -151,9 +152,8 @@ def test_upstream_spelling_is_accepted(field_model, catalog):
         (lambda c: c["gal"].pop("zphot"), "gives no value for zphot"),
         (lambda c: c["input"]["generative_model"].update(colour=1), "colour"),
         (lambda c: c["image"].update(nx_tiles=4), "only 6 rows"),
-        (lambda c: c["gal"].update(mag_auto="$21 + 0.01 * image_pos.x"), "depends on more.*batch_size: 1"),
     ],
-    ids=["unknown-condition", "missing-condition", "unknown-input-key", "short-catalog", "position-condition"],
+    ids=["unknown-condition", "missing-condition", "unknown-input-key", "short-catalog"],
 )
 def test_bad_config_gives_clear_error(field_model, catalog, change, message):
     config = base_config(field_model, catalog)
@@ -169,6 +169,23 @@ def test_position_dependent_condition_works_one_object_at_a_time(field_model, ca
     np.testing.assert_array_equal(first, again)
     tiles = first.reshape(2, 32, 3, 32).transpose(0, 2, 1, 3).sum(axis=(2, 3))
     assert (np.diff(tiles, axis=1) < 0).all()  # fainter to the right
+
+
+def test_values_beyond_obj_num_fall_back_to_one_object_per_call(field_model, catalog):
+    config = base_config(field_model, catalog, mag_auto="$21 + 0.01 * image_pos.x")
+    with pytest.warns(UserWarning, match="depends on more than the object number.*one object per model call"):
+        batched = build(config)
+    config["input"]["generative_model"]["batch_size"] = 1
+    np.testing.assert_array_equal(batched, build(config))
+
+
+def test_random_conditions_are_batched_from_each_object_rng(field_model, catalog):
+    config = base_config(field_model, catalog, mag_auto={"type": "Random", "min": 21, "max": 24})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batched = build(config)
+    config["input"]["generative_model"]["batch_size"] = 1
+    np.testing.assert_allclose(batched, build(config), rtol=1e-5, atol=1e-6)
 
 
 def test_model_without_the_yaml_columns(tmp_path, catalog):
