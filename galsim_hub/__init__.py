@@ -5,7 +5,7 @@ Importing this package is cheap: TensorFlow is imported only when a model is loa
 Examples
 --------
 >>> import galsim_hub
->>> model = galsim_hub.GenerativeGalaxyModel("hub:default")  # doctest: +SKIP
+>>> model = galsim_hub.GenerativeGalaxyModel("hub:synthetic_bdk")  # doctest: +SKIP
 >>> galaxies = model.sample(catalog, seed=42)                  # doctest: +SKIP
 """
 import os as _os
@@ -20,6 +20,7 @@ from .errors import (
     MetadataError,
     CatalogError,
 )
+from .catalog import OutOfRangeWarning
 
 # Keep TensorFlow's C++ start-up chatter out of users' logs unless they ask for it.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -38,6 +39,7 @@ __all__ = [
     "UnsafeArchiveError",
     "MetadataError",
     "CatalogError",
+    "OutOfRangeWarning",
 ]
 
 

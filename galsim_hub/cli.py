@@ -304,6 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except BrokenPipeError:
+        # The reader went away (e.g. `galsim-hub info ... | head`): not an error of ours.
+        sys.stderr.close()
+        return 0
     except (GalSimHubError, OSError, ValueError) as exc:
         print(f"galsim-hub: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

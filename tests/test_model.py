@@ -245,5 +245,6 @@ def test_tf1_hub_archive_from_an_index_entry(tf1_dir, tmp_path, monkeypatch):
 
 def test_public_namespace():
     assert galsim_hub.GenerativeGalaxyModel is GenerativeGalaxyModel
+    assert galsim_hub.OutOfRangeWarning is OutOfRangeWarning
     with pytest.raises(AttributeError):
         galsim_hub.NoSuchThing
