@@ -15,6 +15,7 @@ from .handle import resolve
 from .module import LoadedModel
 
 DEFAULT_BATCH_SIZE = 256
+_SCALAR_DRAWS_BELOW = 256  # smaller base-noise draws loop in Python (see draw_base_noise)
 _MAXK_CHUNK = 16  # stamps Fourier-transformed at once: small enough to stay in cache
 
 
@@ -37,7 +38,14 @@ def draw_base_noise(n_galaxies: int, latent_dim: int, rng: galsim.BaseDeviate) -
         float32 array ``[n_galaxies, latent_dim]``.
     """
     noise = np.empty(n_galaxies * latent_dim, dtype=np.float64)
-    galsim.GaussianDeviate(rng, sigma=1.0).generate(noise)
+    deviate = galsim.GaussianDeviate(rng, sigma=1.0)
+    if noise.size < _SCALAR_DRAWS_BELOW:
+        # Same values and final rng state as generate(), without its OpenMP parallel
+        # region, whose start-up costs milliseconds on a busy machine.
+        for i in range(noise.size):
+            noise[i] = deviate()
+    else:
+        deviate.generate(noise)
     return noise.reshape(n_galaxies, latent_dim).astype(np.float32)
 
 
