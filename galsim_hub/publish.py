@@ -193,6 +193,7 @@ def _publish_to_directory(hub: Path, entry: dict, archive: Path, card: Path) -> 
         raise HandleError(f"{folder} already exists; publish under a new --version")
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".publish-", dir=folder.parent))
+    work.chmod(0o755)  # mkdtemp makes it private; a hub is read by others
     try:
         shutil.copyfile(archive, work / ARCHIVE_FILE)
         shutil.copyfile(card, work / CARD_FILE)

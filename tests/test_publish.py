@@ -90,6 +90,7 @@ def test_publish_to_directory_then_sample_from_hub(toy, tmp_path, hub_cache, mon
     index = json.loads((hub / "index.json").read_text())
     assert index["models"] == [entry]
     assert (hub / entry["path"]).stat().st_size == entry["size"]
+    assert (hub / entry["path"]).parent.stat().st_mode & 0o777 == 0o755  # readable by every hub user
     assert hashlib.sha256((hub / entry["path"]).read_bytes()).hexdigest() == entry["sha256"]
     assert (hub / entry["card"]).read_text() == (toy / "README.md").read_text()
     monkeypatch.setenv("GALSIM_HUB_INDEX", str(hub / "index.json"))
