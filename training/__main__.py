@@ -26,9 +26,11 @@ STAGES = ("dataset", "vae", "flow", "export", "all")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m galsim_hub.training",
+        usage="%(prog)s {dataset,vae,flow,export,all} --config CFG --work-dir DIR [options]\n"
+              "       %(prog)s validate MODEL --data DIR --out DIR [options]  (see validate --help)",
         description="Train, export and validate galsim-hub generative galaxy models.",
     )
-    parser.add_argument("stage", choices=STAGES + ("validate",), help="what to run")
+    parser.add_argument("stage", choices=STAGES, help="what to run")
     parser.add_argument("--config", required=True, help="training config (YAML or JSON)")
     parser.add_argument("--work-dir", required=True, help="directory of data, checkpoints and histories")
     parser.add_argument("--out", help="exported model directory (default WORK_DIR/export/NAME)")
