@@ -227,6 +227,11 @@ class GenerativeGalaxyModel:
     def _prepare(self, cat: Any, rng: galsim.BaseDeviate | None, seed: int | None):
         if rng is not None and seed is not None:
             raise ValueError("give either rng or seed, not both")
+        if seed is not None and int(seed) == 0:
+            raise ValueError(
+                "seed=0 makes GalSim draw a random seed; pass a non-zero seed for reproducible "
+                "galaxies, or seed=None for new ones each time"
+            )
         if rng is None:
             rng = galsim.BaseDeviate(seed)
         elif not isinstance(rng, galsim.BaseDeviate):
@@ -257,7 +262,8 @@ class GenerativeGalaxyModel:
         rng : galsim.BaseDeviate, optional
             Random number generator for the base noise; its state advances.
         seed : int, optional
-            Seed for a new generator when ``rng`` is not given. The same rng state or seed
+            Non-zero seed for a new generator when ``rng`` is not given (``None``: a random
+            seed; 0 is refused, since GalSim takes it to mean random). The same rng state or seed
             gives the same galaxies whatever :attr:`batch_size` is: each galaxy gets the
             same base noise, and only float32 round-off of vectorised kernels (a relative
             1e-6) can differ between batch shapes.

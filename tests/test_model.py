@@ -96,6 +96,8 @@ def test_seed_and_rng_control_the_noise(toy):
     assert not np.allclose(first, second), "the rng state must advance"
     with pytest.raises(ValueError, match="either rng or seed"):
         toy.sample(cat, rng=rng, seed=1)
+    with pytest.raises(ValueError, match="seed=0 makes GalSim draw a random seed"):
+        toy.sample(cat, seed=0)
 
 
 def test_iter_sample_streams_the_same_images(toy_dir):

@@ -929,7 +929,9 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
     missing = [q for q in model.quantities if q not in names]
     if missing:
         raise CatalogError(f"the model needs conditions {missing} that data set {data_dir} does not have ({names})")
-    mock_profiles = np.asarray(model.sample(conditions[list(model.quantities)], seed=seed, return_arrays=True))
+    # GalSim takes seed 0 to mean "random": derive a non-zero model seed from ``seed``.
+    model_seed = int(rng.integers(1, 2**31 - 1))
+    mock_profiles = np.asarray(model.sample(conditions[list(model.quantities)], seed=model_seed, return_arrays=True))
     if mock_profiles.ndim == 4 and mock_profiles.shape[-1] == 1:
         mock_profiles = mock_profiles[..., 0]
     if mock_profiles.shape[0] != len(indices):
