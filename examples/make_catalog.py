@@ -35,8 +35,8 @@ def make_catalog(n_galaxies: int = 64, seed: int = 2021, field_size: int = 256) 
             "x": rng.uniform(16, field_size - 16, n_galaxies),
             "y": rng.uniform(16, field_size - 16, n_galaxies),
             "mag_auto": rng.uniform(21.0, 24.5, n_galaxies),
-            "flux_radius": rng.uniform(2.0, 4.4, n_galaxies),
-            "zphot": rng.uniform(0.2, 2.0, n_galaxies),
+            "flux_radius": rng.uniform(3.0, 9.0, n_galaxies),
+            "zphot": rng.uniform(0.2, 1.8, n_galaxies),
         }
     )
 
