@@ -12,8 +12,8 @@ Measures on this machine, in one run, and prints markdown tables:
    (target: <= 5 s);
 4. a 1000-object ``galsim`` config run, batched vs one model call per object
    (target: >= 10x);
-5. peak resident memory while streaming N galaxies through ``iter_sample`` in
-   batches, for N and N/10 (target: flat).
+5. peak resident memory (``VmHWM``) of a fresh process streaming N galaxies through
+   ``iter_sample`` in batches, for N and N/10 (target: flat).
 
 ``RealGalaxy`` needs a COSMOS-format catalog (GalSim's ``RealGalaxyCatalog`` files):
 by default the 100 real galaxies of ``../shared/data/cosmos_btk100`` next to the
@@ -85,6 +85,9 @@ def end_to_end(model, n: int, cosmos_dir: Path, repeat: int) -> list[tuple[str, 
     sample_time = _best_time(lambda: model.sample(cat, seed=1), repeat)
     galaxies = model.sample(cat, seed=1)
     draw_time = _best_time(lambda: [_draw(g) for g in galaxies], repeat)
+    images = model.sample(cat, seed=1, return_arrays=True)
+    same = sum(g == model.interpolated_image(image) for g, image in zip(galaxies, images))
+    print(f"check: {same}/{n} sample() objects equal galsim.InterpolatedImage built one by one (maxk included)")
     rows.append((f"generative model: sample() + draw (batch {model.batch_size})", 1e3 * (sample_time + draw_time) / n))
     rows.append(("  of which sample(): conditions -> InterpolatedImage", 1e3 * sample_time / n))
     rows.append(("  of which convolve + drawImage", 1e3 * draw_time / n))
@@ -174,15 +177,21 @@ print({{"import": imported - start, "load": loaded - imported, "first": done - l
 
 
 def cold_start(handle: str, runs: int) -> list[dict]:
-    """Seconds of a fresh interpreter: import, model load, first drawn galaxy, and in all."""
+    """Seconds of a fresh interpreter: import, model load, first drawn galaxy, and in all.
+
+    The first run uses an empty cache folder (an archive handle is extracted then, once
+    per installation); the others use the normal cache, already filled.
+    """
     results = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        output = subprocess.run([sys.executable, "-c", _COLD_START.format(handle=handle)], check=True,
-                                capture_output=True, text=True).stdout
-        total = time.perf_counter() - start
-        parts = eval(output.strip().splitlines()[-1], {})  # a dict literal printed by the child
-        results.append({**parts, "process": total})
+    with tempfile.TemporaryDirectory() as empty_cache:
+        for run in range(runs):
+            env = dict(os.environ, GALSIM_HUB_CACHE=empty_cache) if run == 0 else None
+            start = time.perf_counter()
+            output = subprocess.run([sys.executable, "-c", _COLD_START.format(handle=handle)], check=True,
+                                    capture_output=True, text=True, env=env).stdout
+            total = time.perf_counter() - start
+            parts = eval(output.strip().splitlines()[-1], {})  # a dict literal printed by the child
+            results.append({**parts, "process": total, "cache": "empty" if run == 0 else "filled"})
     return results
 
 
@@ -233,6 +242,15 @@ rng = np.random.default_rng(5)
 cat = Table({{c["name"]: rng.uniform(c["min"] + 0.1 * (c["max"] - c["min"]), c["max"] - 0.1 * (c["max"] - c["min"]), {n})
              for c in model.metadata["conditions"]}})
 def peak_mib():
+    # VmHWM: the peak RSS of this process image. ru_maxrss would also count the parent's
+    # pages at fork time, since Linux carries it across fork and exec.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 start = time.perf_counter()
 count, first_batch_peak, flux = 0, None, 0.0
@@ -337,14 +355,15 @@ def main(argv: list[str] | None = None) -> None:
                       + verdict)
 
     if "cold" not in skip:
-        runs = cold_start(args.model, 2)
-        table = [[str(i + 1), f"{r['import']:.2f}", f"{r['load']:.2f}", f"{r['first']:.2f}",
+        runs = cold_start(args.model, 3)
+        table = [[str(i + 1), r["cache"], f"{r['import']:.2f}", f"{r['load']:.2f}", f"{r['first']:.2f}",
                   f"{r['import'] + r['load'] + r['first']:.2f}", f"{r['process']:.2f}"] for i, r in enumerate(runs)]
-        worst = max(r["process"] for r in runs)
+        worst = max(r["process"] for r in runs[1:])
         report.append("\n### 3. Cold start in a fresh interpreter (seconds)\n\n"
-                      + _table(["run", "import galsim, galsim_hub", "load model", "first galaxy drawn",
-                                "sum", "whole process"], table)
-                      + f"\n\ntarget <= 5 s (whole process, worst run): {worst:.2f} s, {_verdict(worst <= 5)}")
+                      + _table(["run", "cache", "import galsim, galsim_hub", "load model (TensorFlow import included)",
+                                "first galaxy drawn", "sum", "whole process"], table)
+                      + f"\n\ntarget <= 5 s (whole process, worst run with a filled cache): {worst:.2f} s, "
+                        f"{_verdict(worst <= 5)}")
 
     if "config" not in skip:
         rows = config_run(model, args.model, nobjects, [model.batch_size, 1])
