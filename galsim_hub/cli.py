@@ -155,7 +155,8 @@ def _stamps(model, catalog, args):
     if args.psf is None:
         return model.sample(catalog, seed=args.seed, return_arrays=True), model.pixel_scale
     scale = args.psf_scale or model.pixel_scale
-    size = int(np.ceil(model.stamp_size * model.pixel_scale / scale))
+    # The model's field of view plus one PSF FWHM on each side, so the PSF wings stay in.
+    size = int(np.ceil((model.stamp_size * model.pixel_scale + 2 * args.psf) / scale))
     psf = galsim.Kolmogorov(fwhm=args.psf)
     galaxies = model.sample(catalog, seed=args.seed)
     stamps = [

@@ -84,7 +84,7 @@ def test_sample_without_catalog_and_with_psf(hub, tmp_path, capsys):
     assert status == 0, err
     with fits.open(out) as hdus:
         cube, table = hdus[0].data, Table(hdus["CATALOG"].data)
-    assert cube.shape == (5, 16, 16)
+    assert cube.shape == (5, 20, 20)  # (32 px x 0.03" + 2 x 0.1" FWHM) / 0.06"
     assert ((table["mag_auto"] >= 20) & (table["mag_auto"] <= 25)).all()
     flux = 10 ** (-0.4 * (np.asarray(table["mag_auto"]) - ZERO_POINT))
     np.testing.assert_allclose(cube.sum(axis=(1, 2)), flux, rtol=0.1)  # PSF and drawing keep the flux
