@@ -37,11 +37,23 @@ def draw_base_noise(n_galaxies: int, latent_dim: int, rng: galsim.BaseDeviate) -
     numpy.ndarray
         float32 array ``[n_galaxies, latent_dim]``.
     """
+    return _standard_normal(galsim.GaussianDeviate(rng, sigma=1.0), n_galaxies, latent_dim)
+
+
+def _standard_normal(
+    deviate: galsim.GaussianDeviate, n_galaxies: int, latent_dim: int, one_by_one: bool = False
+) -> np.ndarray:
+    """The next ``n_galaxies * latent_dim`` draws of ``deviate`` as float32 ``[N, L]``.
+
+    Draws one by one continue the deviate's stream exactly (it keeps the second value of
+    each Box-Muller pair); ``generate`` drops a kept value, so it equals one-by-one draws
+    only on a deviate that has drawn an even number of values. ``one_by_one`` forces the
+    former, for batch-by-batch draws of odd size.
+    """
     noise = np.empty(n_galaxies * latent_dim, dtype=np.float64)
-    deviate = galsim.GaussianDeviate(rng, sigma=1.0)
-    if noise.size < _SCALAR_DRAWS_BELOW:
-        # Same values and final rng state as generate(), without its OpenMP parallel
-        # region, whose start-up costs milliseconds on a busy machine.
+    if one_by_one or noise.size < _SCALAR_DRAWS_BELOW:
+        # Same values and final rng state as generate() on a fresh deviate, without its
+        # OpenMP parallel region, whose start-up costs milliseconds on a busy machine.
         for i in range(noise.size):
             noise[i] = deviate()
     else:
@@ -225,6 +237,13 @@ class GenerativeGalaxyModel:
             yield self._model.sample_images(conditions[start:stop], noise[start:stop])
 
     def _prepare(self, cat: Any, rng: galsim.BaseDeviate | None, seed: int | None):
+        rng = self._generator(rng, seed)
+        conditions = self.conditions(cat)
+        noise = draw_base_noise(len(conditions), self.latent_dim, rng)
+        return conditions, noise
+
+    @staticmethod
+    def _generator(rng: galsim.BaseDeviate | None, seed: int | None) -> galsim.BaseDeviate:
         if rng is not None and seed is not None:
             raise ValueError("give either rng or seed, not both")
         if seed is not None and int(seed) == 0:
@@ -236,9 +255,7 @@ class GenerativeGalaxyModel:
             rng = galsim.BaseDeviate(seed)
         elif not isinstance(rng, galsim.BaseDeviate):
             raise TypeError(f"rng must be a galsim.BaseDeviate, got {type(rng).__name__}")
-        conditions = self.conditions(cat)
-        noise = draw_base_noise(len(conditions), self.latent_dim, rng)
-        return conditions, noise
+        return rng
 
     def sample(
         self,
@@ -289,13 +306,22 @@ class GenerativeGalaxyModel:
     ) -> Iterator[np.ndarray]:
         """Like ``sample(..., return_arrays=True)``, one batch at a time, to bound memory.
 
+        The catalog is checked as a whole before the first batch; the base noise is drawn
+        batch by batch (the same values as ``sample``), so memory does not grow with the
+        number of rows and ``rng`` advances as batches are taken.
+
         Yields
         ------
         numpy.ndarray
             ``[B, S, S]`` images of consecutive catalog rows, ``B <=`` :attr:`batch_size`.
         """
-        conditions, noise = self._prepare(cat, rng, seed)
-        yield from self._batches(conditions, noise)
+        deviate = galsim.GaussianDeviate(self._generator(rng, seed), sigma=1.0)
+        conditions = self.conditions(cat)
+        odd_batches = self.batch_size * self.latent_dim % 2 == 1
+        for start in range(0, len(conditions), self.batch_size):
+            batch = conditions[start:start + self.batch_size]
+            noise = _standard_normal(deviate, len(batch), self.latent_dim, one_by_one=odd_batches)
+            yield self._model.sample_images(batch, noise)
 
     def reconstruct(self, images: np.ndarray, psfs: np.ndarray) -> np.ndarray:
         """Encode observed stamps and decode them: the VAE's PSF-deconvolved, denoised profiles.
