@@ -227,6 +227,60 @@ def _append_history(history: list, step: int, values: dict) -> None:
     history.append({"step": int(step), **{k: float(x) for k, x in values.items()}})
 
 
+class _TrainingState:
+    """Step counter, random generator, checkpoints and loss history of one training stage.
+
+    Parameters
+    ----------
+    directory : pathlib.Path
+        The stage's checkpoint folder.
+    history_file : pathlib.Path
+        JSON file of the loss history.
+    seed : int
+        Seed of the stage's random generator (checkpointed, so a resumed run continues its stream).
+    restore : bool
+        Restore the latest checkpoint and the history before it.
+    **trackables
+        The objects to checkpoint (the model and its optimizer).
+    """
+
+    def __init__(self, directory: Path, history_file: Path, seed: int, restore: bool, **trackables):
+        self.step = tf.Variable(0, dtype=tf.int64, name="step")
+        self.generator = tf.random.Generator.from_seed(seed)
+        checkpoint = tf.train.Checkpoint(step=self.step, generator=self.generator, **trackables)
+        self.manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=3)
+        self.history_file = history_file
+        self.history: list[dict] = []
+        if restore:
+            checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            self.history = [h for h in (_read_json(history_file) or []) if h["step"] < self.start]
+
+    @property
+    def start(self) -> int:
+        """The next step to run."""
+        return int(self.step.numpy())
+
+    def run(self, run_step: Callable[[int], dict], steps: int, label: str, progress: bool | None,
+            log_every: int, checkpoint_every: int, shown: tuple[str, ...]) -> list[dict]:
+        """Call ``run_step(s)`` up to ``steps``, logging, checkpointing and showing progress."""
+        bar = _progress_bar(steps, self.start, label, progress)
+        try:
+            for s in range(self.start, steps):
+                values = run_step(s)
+                self.step.assign(s + 1)
+                if s % log_every == 0 or s == steps - 1:
+                    _append_history(self.history, s, values)
+                bar.update(1)
+                bar.set_postfix({key: f"{values[key]:.4g}" for key in shown}, refresh=False)
+                if (s + 1) % checkpoint_every == 0 or s == steps - 1:
+                    self.manager.save(checkpoint_number=s + 1)
+                    _write_json(self.history_file, self.history)
+        finally:
+            bar.close()
+        _write_json(self.history_file, self.history)
+        return self.history
+
+
 def load_vae(work_dir: str | Path) -> VAE:
     """Rebuild the VAE from ``<work_dir>/vae`` and restore its latest checkpoint."""
     directory = Path(work_dir) / "vae"
@@ -298,14 +352,8 @@ def train_vae(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | P
     optimizer = _make_optimizer(v.optimizer, _learning_rate(v.learning_rate, v.lr_schedule, v.warmup_steps),
                                 v.clip_norm)
     optimizer.build(vae.trainable_variables)
-    step = tf.Variable(0, dtype=tf.int64, name="step")
-    generator = tf.random.Generator.from_seed(v.seed)
-    checkpoint = tf.train.Checkpoint(vae=vae, optimizer=optimizer, step=step, generator=generator)
-    manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=3)
-    history: list[dict] = []
-    if restore:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        history = [h for h in (_read_json(history_file) or []) if h["step"] < int(step.numpy())]
+    state = _TrainingState(directory, history_file, v.seed, restore, vae=vae, optimizer=optimizer)
+    generator = state.generator
 
     loss_terms = _vae_loss_fn(vae, config)
 
@@ -319,26 +367,15 @@ def train_vae(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | P
         terms["inputs_valid"] = _batch_is_valid(batch)
         return terms
 
-    start = int(step.numpy())
-    bar = _progress_bar(v.steps, start, "VAE", progress)
-    try:
-        for s in range(start, v.steps):
-            batch = first_batch if s == start else next(batches)
-            kl_weight = min(1.0, (s + 1) / v.kl_warmup_steps) if v.kl_warmup_steps else 1.0
-            values = {k: x.numpy().item() for k, x in train_step(batch, tf.constant(kl_weight)).items()}
-            _raise_if_diverged(values, s, "VAE", dataset_dir)
-            step.assign(s + 1)
-            if s % log_every == 0 or s == v.steps - 1:
-                _append_history(history, s, values)
-            bar.update(1)
-            bar.set_postfix(loss=f"{values['loss']:.4g}", kl=f"{values['kl']:.3g}", refresh=False)
-            if (s + 1) % v.checkpoint_every == 0 or s == v.steps - 1:
-                manager.save(checkpoint_number=s + 1)
-                _write_json(history_file, history)
-    finally:
-        bar.close()
-    _write_json(history_file, history)
-    return history
+    def run_step(s: int) -> dict:
+        batch = first_batch if s == start else next(batches)
+        kl_weight = min(1.0, (s + 1) / v.kl_warmup_steps) if v.kl_warmup_steps else 1.0
+        values = {k: x.numpy().item() for k, x in train_step(batch, tf.constant(kl_weight)).items()}
+        _raise_if_diverged(values, s, "VAE", dataset_dir)
+        return values
+
+    start = state.start
+    return state.run(run_step, v.steps, "VAE", progress, log_every, v.checkpoint_every, ("loss", "kl"))
 
 
 def encode_latents(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | Path,
@@ -430,14 +467,8 @@ def train_flow(config: TrainingConfig, work_dir: str | Path, resume: bool = True
     flow.set_latent_normalisation(latent_mean, latent_std)
     optimizer = _make_optimizer("adam", _learning_rate(f.learning_rate, f.lr_schedule, f.warmup_steps))
     optimizer.build(flow.trainable_variables)
-    step = tf.Variable(0, dtype=tf.int64, name="step")
-    generator = tf.random.Generator.from_seed(f.seed)
-    checkpoint = tf.train.Checkpoint(flow=flow, optimizer=optimizer, step=step, generator=generator)
-    manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=3)
-    history: list[dict] = []
-    if restore:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        history = [h for h in (_read_json(history_file) or []) if h["step"] < int(step.numpy())]
+    state = _TrainingState(directory, history_file, f.seed, restore, flow=flow, optimizer=optimizer)
+    generator = state.generator
 
     mean_t = tf.constant(mean, tf.float32)
     scale_t = tf.constant(np.exp(log_scale), tf.float32)
@@ -455,24 +486,12 @@ def train_flow(config: TrainingConfig, work_dir: str | Path, resume: bool = True
         optimizer.apply_gradients(zip(gradients, flow.trainable_variables))
         return {"loss": loss}
 
-    start = int(step.numpy())
-    bar = _progress_bar(f.steps, start, "flow", progress)
-    try:
-        for s in range(start, f.steps):
-            values = {k: x.numpy().item() for k, x in train_step().items()}
-            _raise_if_diverged(values, s, "flow")
-            step.assign(s + 1)
-            if s % log_every == 0 or s == f.steps - 1:
-                _append_history(history, s, values)
-            bar.update(1)
-            bar.set_postfix(loss=f"{values['loss']:.4g}", refresh=False)
-            if (s + 1) % f.checkpoint_every == 0 or s == f.steps - 1:
-                manager.save(checkpoint_number=s + 1)
-                _write_json(history_file, history)
-    finally:
-        bar.close()
-    _write_json(history_file, history)
-    return history
+    def run_step(s: int) -> dict:
+        values = {k: x.numpy().item() for k, x in train_step().items()}
+        _raise_if_diverged(values, s, "flow")
+        return values
+
+    return state.run(run_step, f.steps, "flow", progress, log_every, f.checkpoint_every, ("loss",))
 
 
 def export(config: TrainingConfig, work_dir: str | Path, out_dir: str | Path,
