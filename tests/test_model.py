@@ -250,3 +250,14 @@ def test_public_namespace():
     assert galsim_hub.OutOfRangeWarning is OutOfRangeWarning
     with pytest.raises(AttributeError):
         galsim_hub.NoSuchThing
+
+
+@pytest.mark.parametrize("pad_factor, x_interpolant", [(4, None), (2, "lanczos5"), (6, "cubic")])
+def test_batched_maxk_equals_galsims_own(toy, pad_factor, x_interpolant):
+    images = toy.sample(catalog(6), seed=2, return_arrays=True)
+    fast = toy.interpolated_images(images, x_interpolant=x_interpolant, pad_factor=pad_factor)
+    for image, galaxy in zip(images, fast):
+        reference = toy.interpolated_image(image, x_interpolant=x_interpolant, pad_factor=pad_factor)
+        assert galaxy.maxk == reference.maxk and galaxy.stepk == reference.stepk
+        drawn = galaxy.drawImage(nx=48, ny=48, scale=0.02).array
+        np.testing.assert_array_equal(drawn, reference.drawImage(nx=48, ny=48, scale=0.02).array)
