@@ -1,6 +1,7 @@
 """The galsim-hub command line, every verb end to end (in process, plus one real subprocess)."""
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -123,3 +124,19 @@ def test_python_m_entry_point(hub, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     index = json.loads((hub / "index.json").read_text())
     assert [entry["name"] for entry in index["models"]] == ["clitoy"]
+
+
+def test_a_closed_pipe_is_not_an_error(hub, monkeypatch):
+    import galsim_hub.cli as cli
+
+    calls = []
+
+    def write_to_closed_pipe(args):
+        calls.append(args)
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "cmd_list", write_to_closed_pipe)
+    stderr = io.StringIO()
+    monkeypatch.setattr(cli.sys, "stderr", stderr)
+    assert cli.main(["list"]) == 0 and len(calls) == 1
+    assert stderr.closed  # nothing more is written to a reader that went away
