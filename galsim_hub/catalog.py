@@ -37,9 +37,11 @@ def column_names(catalog: Any) -> list[str]:
     )
 
 
-def _rows(mask: np.ndarray) -> str:
+def _rows(mask: np.ndarray, labels: Sequence | None = None) -> str:
+    """The first rows where ``mask`` is set (as their ``labels`` when given), and their count."""
     rows = np.flatnonzero(mask)
-    shown = ", ".join(str(r) for r in rows[:_MAX_ROWS_SHOWN])
+    named = rows if labels is None else [labels[i] for i in rows]
+    shown = ", ".join(str(r) for r in named[:_MAX_ROWS_SHOWN])
     return shown + (f", ... ({rows.size} rows)" if rows.size > _MAX_ROWS_SHOWN else "")
 
 
@@ -101,11 +103,34 @@ def condition_matrix(catalog: Any, conditions: Sequence[dict]) -> np.ndarray:
     if not lengths or lengths == {0}:
         raise CatalogError("catalog is empty: there is no galaxy to sample")
     matrix = np.stack(columns, axis=1)
-    _warn_out_of_range(matrix, conditions)
+    warn_out_of_range(matrix, conditions)
     return matrix
 
 
-def _warn_out_of_range(matrix: np.ndarray, conditions: Sequence[dict]) -> None:
+def warn_out_of_range(matrix: np.ndarray, conditions: Sequence[dict], labels: Sequence | None = None,
+                      what: str = "rows", prefix: str = "", stacklevel: int = 3) -> None:
+    """Warn, per condition, about values outside the model's training range.
+
+    Parameters
+    ----------
+    matrix : numpy.ndarray
+        ``[N, C]`` condition values.
+    conditions : sequence of dict
+        The model's condition metadata (``name``, ``min``, ``max``; ranges may be unknown).
+    labels : sequence, optional
+        How to name the rows in the message (default: their indices).
+    what : str
+        What the rows are, e.g. ``"rows"`` or ``"objects"``.
+    prefix : str
+        Text that starts the message.
+    stacklevel : int
+        Passed to :func:`warnings.warn`.
+
+    Warns
+    -----
+    OutOfRangeWarning
+        One per condition with values outside its range.
+    """
     for i, condition in enumerate(conditions):
         low, high = condition.get("min"), condition.get("max")
         if low is None or high is None:
@@ -113,8 +138,8 @@ def _warn_out_of_range(matrix: np.ndarray, conditions: Sequence[dict]) -> None:
         outside = (matrix[:, i] < low) | (matrix[:, i] > high)
         if outside.any():
             warnings.warn(
-                f"{int(outside.sum())} value(s) of '{condition['name']}' lie outside the training range "
-                f"[{low:g}, {high:g}] (rows {_rows(outside)}); the model extrapolates there",
+                f"{prefix}{int(outside.sum())} value(s) of '{condition['name']}' lie outside the training "
+                f"range [{low:g}, {high:g}] ({what} {_rows(outside, labels)}); the model extrapolates there",
                 OutOfRangeWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )

@@ -43,6 +43,7 @@ import galsim.config
 import numpy as np
 
 from .cache import fetch
+from .catalog import warn_out_of_range
 from .handle import resolve
 from .metadata import METADATA_FILE, condition_names, read_metadata, validate_metadata
 from .model import draw_base_noise
@@ -224,18 +225,7 @@ def _check_conditions(values: np.ndarray, names: list[str], conditions: list[dic
             f"{OBJECT_TYPE}: condition '{names[column]}' of object {obj_nums[row]} is "
             f"{values[row, column]} (NaN or infinite)"
         )
-    for column, condition in enumerate(conditions):
-        low, high = condition.get("min"), condition.get("max")
-        if low is None or high is None:
-            continue
-        outside = (values[:, column] < low) | (values[:, column] > high)
-        if outside.any():
-            warnings.warn(
-                f"{OBJECT_TYPE}: {int(outside.sum())} value(s) of '{names[column]}' lie outside the "
-                f"training range [{low:g}, {high:g}] (objects "
-                f"{', '.join(str(obj_nums[i]) for i in np.flatnonzero(outside)[:10])}); the model extrapolates",
-                stacklevel=2,
-            )
+    warn_out_of_range(values, conditions, labels=obj_nums, what="objects", prefix=f"{OBJECT_TYPE}: ")
 
 
 def _decode(model, metadata: dict, obj_nums: list[int], conditions: np.ndarray, noise: np.ndarray):

@@ -205,3 +205,11 @@ def test_import_and_input_object_load_no_tensorflow(field_model):
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_values_outside_the_training_range_warn_naming_the_objects(field_model, catalog):
+    from galsim_hub import OutOfRangeWarning
+
+    config = base_config(field_model, catalog, mag_auto=27.0)
+    with pytest.warns(OutOfRangeWarning, match=r"GenerativeGalaxy: .* 'mag_auto' .*\[20, 25\] \(objects 0, 1"):
+        build(config)
