@@ -10,6 +10,7 @@ from astropy.table import Table
 
 from galsim_hub.errors import CatalogError, MetadataError
 from galsim_hub.training import data
+from galsim_hub.training import synthetic as synthetic_population
 
 STAMP = 32
 N_SYNTHETIC = 24
@@ -107,7 +108,7 @@ def test_flux_radius_of_a_gaussian():
 
 
 def test_correlated_noise_power_spectrum_is_true():
-    model = data._NoiseModel(0.5, 16, correlated=True)
+    model = synthetic_population._NoiseModel(0.5, 16, correlated=True)
     rng = np.random.default_rng(0)
     samples = np.array([model.sample(rng) for _ in range(4000)])
     measured = (np.abs(np.fft.rfft2(samples)) ** 2).mean(axis=0) / 16**2

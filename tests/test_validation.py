@@ -9,7 +9,7 @@ from astropy.table import Table
 
 import galsim_hub
 from galsim_hub.errors import CatalogError
-from galsim_hub.training import validation
+from galsim_hub.training import statistics, validation
 
 STAMP = 32
 SCALE = 0.03
@@ -166,7 +166,7 @@ def test_parallel_statmorph_matches_serial():
 def test_noise_is_estimated_from_the_borders_when_not_given():
     source = galsim.Gaussian(sigma=0.08, flux=100).drawImage(nx=STAMP, ny=STAMP, scale=SCALE).array
     images = _noisy([source] * 20, 0.02)
-    estimates = validation._border_noise(images)
+    estimates = statistics._border_noise(images)
     assert estimates.mean() == pytest.approx(0.02, rel=0.05)
     np.testing.assert_allclose(estimates, 0.02, rtol=0.3)
     assert validation.measure_statistics(images[:1], SCALE)["morph_ok"][0]

@@ -224,8 +224,9 @@ def _validate(config: TrainingConfig) -> None:
     d, v, f = config.dataset, config.vae, config.flow
     _require(d.source in ("synthetic", "cosmos"),
              f"dataset.source must be 'synthetic' or 'cosmos', got {d.source!r}")
-    _require(d.source != "cosmos" or bool(d.catalog_dir),
-             "dataset.source 'cosmos' needs dataset.catalog_dir (the COSMOS 25.2 catalog directory)")
+    _require(d.source != "cosmos" or bool(d.catalog_dir) or bool(dict(d.options).get("catalogs")),
+             "dataset.source 'cosmos' needs dataset.catalog_dir (the COSMOS 25.2 catalog directory) "
+             "or dataset.options.catalogs (a list of {dir, file, exclusion_level})")
     _require(d.source == "cosmos" or d.n_examples is not None,
              "dataset.n_examples must be set for synthetic data")
     counts = ("stamp_size", "shard_size") + (("n_examples",) if d.n_examples is not None else ())

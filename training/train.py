@@ -149,8 +149,9 @@ def build_dataset(config: TrainingConfig, work_dir: str | Path, overwrite: bool 
     common = dict(stamp_size=d.stamp_size, pixel_scale=d.pixel_scale, seed=d.seed,
                   shard_size=d.shard_size, overwrite=overwrite, progress=progress)
     if d.source == "cosmos":
-        data.build_cosmos_dataset(out_dir, Path(d.catalog_dir).expanduser(),
-                                  max_galaxies=d.n_examples, **common, **dict(d.options))
+        catalog_dir = Path(d.catalog_dir).expanduser() if d.catalog_dir else None
+        data.build_cosmos_dataset(out_dir, catalog_dir, max_galaxies=d.n_examples, **common,
+                                  **dict(d.options))
     else:
         data.build_synthetic_dataset(out_dir, d.n_examples, psf=d.psf, noise_sigma=d.noise_sigma,
                                      **common, **dict(d.options))
