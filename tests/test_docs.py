@@ -46,7 +46,7 @@ NORUN_ALLOWED = {
     "install.md": 3,       # pip install, from PyPI and from a checkout
     "handles.md": 2,       # the 52 MB download of hub:Lanusse2020 and its offline install
     "model_format.md": 1,  # publishing to an HTTP hub needs a server and a token
-    "training.md": 3,      # COSMOS download, full-size trainings (hours)
+    "training.md": 4,      # COSMOS download, full-size trainings (hours), the real-galaxy model (an hour)
     "validation.md": 1,    # the full-size validation of the default model
     "migration.md": 1,     # upstream TF1 galsim_hub code
 }

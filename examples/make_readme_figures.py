@@ -1,0 +1,135 @@
+"""The pictures of the README and the docs' quick start: sampled galaxies beside real ones, and a field.
+
+1. ``docs/images/real_vs_mock.png``: held-out real HST/COSMOS galaxies as observed (top row), and
+   galaxies sampled from ``hub:cosmos_real`` and ``hub:synthetic_bdk`` conditioned on the same
+   catalog values (``mag_auto``, ``flux_radius``, ``zphot``), each drawn with that real galaxy's own
+   PSF and noise (the validation set of ``training/configs/cosmos_real_heldout.yaml``);
+2. ``docs/images/field.png``: a 512x512 field at 0.07"/px of galaxies sampled from
+   ``hub:cosmos_real`` for a catalog of the real galaxies' conditions, through an HST-like PSF,
+   with noise.
+
+Usage (from the repository root; step 1 needs the held-out data set)::
+
+    python -m galsim_hub.training dataset --config training/configs/cosmos_real_heldout.yaml \\
+        --work-dir runs/cosmos_real_heldout
+    python examples/make_readme_figures.py --heldout runs/cosmos_real_heldout/dataset
+"""
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import galsim
+import numpy as np
+from astropy.table import Table
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+N_SHOWN = 8
+
+
+def _stretch(stamp: np.ndarray, noise: float) -> np.ndarray:
+    return np.arcsinh(stamp / (3 * noise))
+
+
+def real_vs_mock(heldout: Path, out: Path, models: list[str], seed: int) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import galsim_hub
+    from galsim_hub.training.data import load_arrays, read_dataset_metadata
+    from galsim_hub.training.statistics import draw_observed
+
+    meta = read_dataset_metadata(heldout)
+    arrays = load_arrays(heldout, ["image", "psf", "noise_ps", "noise_var", "conditions", "ident"])
+    names = [c["name"] for c in meta["conditions"]]
+    scale, stamp = float(meta["pixel_scale"]), int(meta["stamp_size"])
+    # The brightest held-out galaxies show their morphology best.
+    rows = np.sort(np.argsort(arrays["conditions"][:, names.index("mag_auto")])[:N_SHOWN])
+    cat = Table(arrays["conditions"][rows], names=names)
+    psfs = [galsim.InterpolatedImage(galsim.Image(p.astype(np.float64), scale=scale), use_true_center=False)
+            for p in arrays["psf"][rows]]
+    panels = [("real (observed)", arrays["image"][rows])]
+    rng = np.random.default_rng(seed)
+    for handle in models:
+        model = galsim_hub.GenerativeGalaxyModel(handle)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            profiles = model.sample(cat[list(model.quantities)], seed=seed, return_arrays=True)
+        panels.append((handle, draw_observed(profiles, model.pixel_scale, psfs, scale, stamp, None, rng,
+                                             method="no_pixel", noise_power=arrays["noise_ps"][rows])))
+    noise = np.sqrt(arrays["noise_var"][rows])
+    fig, axes = plt.subplots(len(panels), N_SHOWN, figsize=(1.5 * N_SHOWN, 1.6 * len(panels)), squeeze=False)
+    for row, (label, images) in enumerate(panels):
+        for column in range(N_SHOWN):
+            ax = axes[row, column]
+            ax.imshow(_stretch(images[column], noise[column]), origin="lower", cmap="gray")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(f"m={cat['mag_auto'][column]:.1f}", fontsize=8)
+        axes[row, 0].set_ylabel(label, fontsize=8)
+    fig.suptitle("Held-out real COSMOS galaxies and mocks with the same mag_auto, flux_radius, zphot, "
+                 "PSF and noise", fontsize=9)
+    fig.tight_layout()
+    path = out / "real_vs_mock.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def field(out: Path, handle: str, seed: int) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import galsim_hub
+
+    model = galsim_hub.GenerativeGalaxyModel(handle)
+    size, scale = 512, 0.07
+    rng = np.random.default_rng(seed)
+    ranges = {c["name"]: (c["min"], c["max"]) for c in model.metadata["conditions"]}
+    n = 60
+    mag = rng.uniform(max(ranges["mag_auto"][0], 19.0), min(ranges["mag_auto"][1], 24.5), n)
+    # Sizes and redshifts as in the COSMOS catalogs: larger and nearer when brighter.
+    radius = np.clip(np.exp(2.34 - 0.243 * (mag - 23) + rng.normal(0, 0.3, n)), *ranges["flux_radius"])
+    zphot = np.clip(0.2 + 0.25 * (mag - 19) + rng.normal(0, 0.2, n), *ranges["zphot"])
+    galaxies = model.sample(Table({"mag_auto": mag, "flux_radius": radius, "zphot": zphot}), seed=seed)
+    psf = galsim.Airy(lam=814.0, diam=2.4, obscuration=0.33, scale_unit=galsim.arcsec)
+    image = galsim.ImageF(size, size, scale=scale)
+    for galaxy, x, y, angle in zip(galaxies, rng.uniform(20, size - 20, n), rng.uniform(20, size - 20, n),
+                                   rng.uniform(0, 360, n)):
+        stamp = galsim.Convolve(galaxy.rotate(angle * galsim.degrees), psf).drawImage(
+            nx=64, ny=64, scale=scale, center=galsim.PositionD(x, y))
+        bounds = stamp.bounds & image.bounds
+        image[bounds] += stamp[bounds]
+    sigma = 0.0026 * scale / 0.03
+    image.addNoise(galsim.GaussianNoise(galsim.BaseDeviate(seed), sigma=sigma))
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.imshow(_stretch(image.array, sigma), origin="lower", cmap="gray")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"{handle}: {n} sampled galaxies, 0.07\"/px, HST-like PSF and noise", fontsize=9)
+    fig.tight_layout()
+    path = out / "field.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Make the README's pictures.")
+    parser.add_argument("--heldout", type=Path, default=REPOSITORY / "runs" / "cosmos_real_heldout" / "dataset")
+    parser.add_argument("--out", type=Path, default=REPOSITORY / "docs" / "images")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(real_vs_mock(args.heldout, args.out, ["hub:cosmos_real", "hub:synthetic_bdk"], args.seed))
+    print(field(args.out, "hub:cosmos_real", args.seed))
+
+
+if __name__ == "__main__":
+    main()
