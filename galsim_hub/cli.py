@@ -23,7 +23,7 @@ from typing import Sequence
 from . import __version__
 from .errors import GalSimHubError
 
-EXIT_ERROR = 2
+EXIT_ERROR = 1
 
 
 def _print_table(rows: list[list[str]], header: list[str]) -> None:
