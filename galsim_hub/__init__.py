@@ -19,6 +19,7 @@ from .errors import (
     UnsafeArchiveError,
     MetadataError,
     CatalogError,
+    ModelOutputWarning,
 )
 from .catalog import OutOfRangeWarning
 
@@ -39,6 +40,7 @@ __all__ = [
     "UnsafeArchiveError",
     "MetadataError",
     "CatalogError",
+    "ModelOutputWarning",
     "OutOfRangeWarning",
 ]
 

@@ -31,3 +31,7 @@ class MetadataError(GalSimHubError, ValueError):
 
 class CatalogError(GalSimHubError, ValueError):
     """A catalog lacks a condition column or holds values the model cannot take."""
+
+
+class ModelOutputWarning(UserWarning):
+    """A model returned images that break the format's promise (e.g. negative pixels)."""

@@ -151,7 +151,7 @@ def test_invalid_models_are_refused(toy, tmp_path):
 def test_non_finite_pixels_are_refused(tmp_path):
     import tensorflow as tf
 
-    from galsim_hub.publish import validate_model
+    from galsim_hub.publish import check_model_for_publish
     from galsim_hub.training.export import export_model
 
     class Flow(tf.Module):
@@ -166,4 +166,4 @@ def test_non_finite_pixels_are_refused(tmp_path):
     path = export_model(tmp_path / "nan", flow=Flow(), decoder=Decoder(), conditions=conditions, latent_dim=2,
                         stamp_size=8, pixel_scale=0.03, name="nan", version="1.0")
     with pytest.raises(MetadataError, match="NaN or infinite"):
-        validate_model(path)
+        check_model_for_publish(path)
