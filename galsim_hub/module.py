@@ -62,8 +62,9 @@ class LoadedModel:
     """
 
     def __init__(self, model_dir: str | os.PathLike, metadata: dict | None = None, device: str | None = None):
-        import tensorflow as tf
+        from .tf_quiet import import_tensorflow
 
+        tf = import_tensorflow()
         self.directory = Path(model_dir)
         if not self.directory.is_dir():
             raise MetadataError(

@@ -167,3 +167,12 @@ def test_non_finite_pixels_are_refused(tmp_path):
                         stamp_size=8, pixel_scale=0.03, name="nan", version="1.0")
     with pytest.raises(MetadataError, match="NaN or infinite"):
         check_model_for_publish(path)
+
+
+@pytest.mark.parametrize("field, value", [("name", 5), ("version", 2.0), ("version", ["1"])])
+def test_non_string_name_or_version_is_named(field, value, toy, tmp_path):
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    with pytest.raises(HandleError, match=f"the published {field} must be a string, got"):
+        publish(toy, hub, **{field: value})
+    assert list(hub.iterdir()) == []
