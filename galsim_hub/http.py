@@ -152,7 +152,11 @@ def _receive(url: str, out, received: int, bar, pace: _Pace, advice: str) -> int
     import requests
     import urllib3.exceptions
 
-    headers = {"Range": f"bytes={received}-"} if received else {}
+    # Bytes as stored: no transfer compression (it would break ranges, and a server that labels
+    # a .tar.gz "Content-Encoding: gzip" must not have it unpacked), read without decoding.
+    headers = {"Accept-Encoding": "identity"}
+    if received:
+        headers["Range"] = f"bytes={received}-"
     what = f"could not download {url}"
     try:
         response = request("GET", url, what, stream=True, headers=headers)

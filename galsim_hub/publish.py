@@ -32,7 +32,7 @@ import filelock
 import numpy as np
 
 from . import http, settings
-from .errors import DownloadError, HandleError, MetadataError
+from .errors import ConcurrentPublishError, DownloadError, HandleError, MetadataError
 from .handle import INDEX_FORMAT, version_key
 from .metadata import MODEL_METADATA_FILE, read_metadata, validate_metadata
 
@@ -46,10 +46,6 @@ INDEX_FILE = "index.json"
 INDEX_LOCK_FILE = ".index.json.lock"
 UPLOAD_TIMEOUT = (settings.HTTP_TIMEOUT[0], 300.0)
 _VALIDATION_GALAXIES = 4
-
-
-class ConcurrentPublishError(DownloadError):
-    """The HTTP hub's index changed between reading and writing it (HTTP 412)."""
 
 
 def check_model_for_publish(model_dir: str | os.PathLike) -> dict:

@@ -287,6 +287,7 @@ def test_unavailable_server_is_retried_with_the_user_agent(world):
     attempts = world.gets("m.bin")
     assert len(attempts) == 3
     assert {headers["User-Agent"] for headers in attempts} == {f"galsim-hub/{hub_http.__version__}"}
+    assert {headers["Accept-Encoding"] for headers in attempts} == {"identity"}
 
 
 def test_waiting_for_a_lock_says_who_holds_it(world, tmp_path, monkeypatch, caplog, hub_cache):
