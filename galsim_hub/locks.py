@@ -70,13 +70,14 @@ class EntryLock:
         self._lock = filelock.FileLock(str(self.path))
 
     def __enter__(self) -> EntryLock:
-        waited = 0.0
+        waited, interval = 0.0, settings.LOCK_REPORT_AFTER
         while True:
             try:
-                self._lock.acquire(timeout=settings.LOCK_REPORT_AFTER)
+                self._lock.acquire(timeout=interval)
                 break
             except filelock.Timeout:
-                waited += settings.LOCK_REPORT_AFTER
+                waited += interval
+                interval *= 2  # report after 10 s, 30 s, 70 s...: not a line every few seconds
                 logger.warning(
                     "galsim-hub: waiting %.0f s for the cache entry %s: %s (lock %s)",
                     waited, self.key[:12], _describe(self.owner_file), self.path,
@@ -109,7 +110,10 @@ def _alive(pid: int) -> bool:
 
 
 def is_stale(folder: Path) -> bool:
-    """Whether a work folder's owner is gone: a dead pid on this host, or older than the limit."""
+    """Whether a work folder's owner is gone: a dead pid on this host, or older than the limit.
+
+    The age limit applies to every folder, also to one whose pid was reused by another process.
+    """
     try:
         age = time.time() - folder.stat().st_mtime
         owner = json.loads((folder / OWNER_FILE).read_text(encoding="utf-8"))
@@ -119,9 +123,9 @@ def is_stale(folder: Path) -> bool:
             return time.time() - folder.stat().st_mtime > settings.STALE_WORK_SECONDS
         except OSError:
             return False
-    if host == socket.gethostname():
-        return not _alive(pid)
-    return age > settings.STALE_WORK_SECONDS
+    if age > settings.STALE_WORK_SECONDS:
+        return True
+    return host == socket.gethostname() and not _alive(pid)
 
 
 def sweep_stale_work(root: Path, key: str | None = None) -> int:
