@@ -114,3 +114,13 @@ def test_malformed_standardisation_is_named(changes, problem, tmp_path):
     (tmp_path / "galsim_hub.json").write_text(json.dumps(metadata(**changes)))
     with pytest.raises(MetadataError, match=problem):
         read_metadata(tmp_path)
+
+
+def test_publish_names_an_output_not_called_image(tmp_path):
+    """Defect 6: publish raised KeyError for a ``sample`` output not named ``image``."""
+    from galsim_hub.publish import check_model_for_publish
+
+    model = raw_model(tmp_path / "m", output="galaxy")
+    (model / "README.md").write_text("# raw\n")
+    with pytest.raises(MetadataError, match="must return 'image'"):
+        check_model_for_publish(model)
