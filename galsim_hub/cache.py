@@ -325,6 +325,8 @@ def fetch(source: ModelSource, *, progress: bool | None = None) -> Path:
         available = _available(candidate, root)
         if available is not None:
             return available
+    if is_offline() and all(candidate.kind in ("url", "files") for candidate in candidates):
+        raise _offline_error(source, root)
     failures = []
     for candidate in candidates:
         try:
