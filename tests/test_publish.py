@@ -112,7 +112,7 @@ def test_publish_to_http_then_sample_from_hub(toy, put_server, hub_cache, monkey
     source = GenerativeGalaxyModel(toy).sample(CATALOG, seed=3, return_arrays=True)
     np.testing.assert_array_equal(published, source)
     assert entry["sha256"] == hashlib.sha256((put_server.root / "hub/toy/1.0/model.tar.gz").read_bytes()).hexdigest()
-    with pytest.raises(HandleError, match="already published"):
+    with pytest.raises(HandleError, match="already published"), pytest.warns(UserWarning, match="sends no ETag"):
         publish(toy, put_server.url)
 
 
