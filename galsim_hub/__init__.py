@@ -16,9 +16,11 @@ from .errors import (
     HandleError,
     DownloadError,
     ChecksumError,
+    ConcurrentPublishError,
     UnsafeArchiveError,
     MetadataError,
     CatalogError,
+    ModelOutputWarning,
 )
 from .catalog import OutOfRangeWarning
 
@@ -36,9 +38,11 @@ __all__ = [
     "HandleError",
     "DownloadError",
     "ChecksumError",
+    "ConcurrentPublishError",
     "UnsafeArchiveError",
     "MetadataError",
     "CatalogError",
+    "ModelOutputWarning",
     "OutOfRangeWarning",
 ]
 

@@ -1,16 +1,23 @@
-"""Local cache of model archives: download, verify, extract safely, reuse.
+"""Local cache of models: download, verify, extract safely, reuse.
 
 Layout under `cache_root`::
 
     <key>/entry.json       what the entry came from (written before the entry appears)
-    <key>/model/...        the extracted archive
+    <key>/model/...        the extracted archive, or the files of a multi-file source
     .locks/<key>.lock      one lock file per entry, serialising processes
+    .locks/<key>.owner.json  who holds that lock (told to processes waiting for it)
     .tmp-<key>-XXXX/       work folder of a fetch in progress (renamed to <key> when done)
 
 An entry appears with a single ``os.rename`` of a finished work folder, so a half-done
 entry is never visible, and a failed fetch leaves nothing behind. The key is the archive's
-sha256 when the source states it, else the sha256 of its URL, or of its absolute path,
-modification time and size for a local archive.
+sha256 when the source states it; else the sha256 of the list of git blob ids of a
+multi-file source, of its URL, or of a local archive's absolute path, modification time and
+size. Correctness does not rest on the lock (unreliable on NFS and Lustre): work folders
+are swept only when their owner is gone, and an entry that another process renamed into
+place first is accepted when its digest matches.
+
+A hub entry may list several sources (`galsim_hub.handle.ModelSource.alternatives`); a
+cached entry of any of them is used, otherwise they are tried in order, each verified.
 """
 from __future__ import annotations
 
@@ -21,63 +28,39 @@ import os
 import shutil
 import sys
 import tarfile
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
-import filelock
-import platformdirs
-
-from .errors import ChecksumError, DownloadError, HandleError, MetadataError, UnsafeArchiveError
+from . import http, settings
+from .errors import DownloadError, HandleError, MetadataError, UnsafeArchiveError
+from .extract import safe_extract
+from .locks import OWNER_FILE, EntryLock, new_work_folder, sweep_stale_work
+from .settings import cache_root, is_offline
+from .verify import check_archive, check_blob
 
 if TYPE_CHECKING:
     from .handle import ModelSource
 
 __all__ = ["cache_root", "is_offline", "fetch", "list_entries", "clear"]
 
-CACHE_ENV = "GALSIM_HUB_CACHE"
-OFFLINE_ENV = "GALSIM_HUB_OFFLINE"
-HTTP_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds
-CHUNK_SIZE = 1 << 20
 MODEL_MARKERS = ("galsim_hub.json", "saved_model.pb", "tfhub_module.pb")
 ENTRY_FILE = "entry.json"
 MODEL_FOLDER = "model"
 
 
-def cache_root() -> Path:
-    """The cache folder: ``$GALSIM_HUB_CACHE``, else the platform's user cache folder.
-
-    Returns
-    -------
-    pathlib.Path
-        Absolute path; it is created on first use by `fetch`.
-    """
-    configured = os.environ.get(CACHE_ENV)
-    if configured:
-        return Path(configured).expanduser().resolve()
-    return Path(platformdirs.user_cache_dir("galsim_hub"))
-
-
-def is_offline() -> bool:
-    """Whether ``GALSIM_HUB_OFFLINE`` is set to ``1``, ``true`` or ``yes`` (any case)."""
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes")
-
-
 def _entry_key(source: ModelSource) -> str:
     if source.sha256:
         return source.sha256.lower()
+    if source.kind == "files":
+        manifest = json.dumps(sorted([path, blob] for path, _, blob in source.files))
+        return hashlib.sha256(f"files\n{manifest}".encode()).hexdigest()
     if source.kind == "archive":
         stat = os.stat(source.location)
         identity = f"{source.location}\n{stat.st_mtime_ns}\n{stat.st_size}"
     else:
         identity = source.location
     return hashlib.sha256(identity.encode()).hexdigest()
-
-
-def _lock(root: Path, key: str) -> filelock.FileLock:
-    locks = root / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    return filelock.FileLock(str(locks / f"{key}.lock"))
 
 
 def _read_entry(entry_dir: Path) -> dict | None:
@@ -101,31 +84,40 @@ def _matching_entry(source: ModelSource) -> dict | None:
 
     This lets ``galsim-hub fetch /path/model.tar.gz`` of a copy downloaded elsewhere serve
     ``hub:NAME`` offline. The archive must match the index's sha256 or, when the index
-    states only a size, that size: the same check a download of the URL gets.
+    states only the beginning of the digest, that beginning and the size: a size alone
+    does not identify a model.
     """
-    if source.entry is None or (not source.sha256 and source.size is None):
+    if source.entry is None or source.kind != "url":
         return None
     for record in list_entries():
+        digest = record.get("sha256") or ""
         if source.sha256:
-            if record.get("sha256") == source.sha256:
+            if digest == source.sha256:
                 return record
-        elif record.get("size_bytes") == source.size:
-            return record
+        elif source.sha256_prefix and source.size is not None:
+            if digest.startswith(source.sha256_prefix) and record.get("size_bytes") == source.size:
+                return record
     return None
+
+
+def _cached(source: ModelSource, root: Path) -> Path | None:
+    """The model directory of a finished entry for ``source``, if there is one."""
+    record = _read_entry(root / _entry_key(source)) or _matching_entry(source)
+    return Path(record["model_dir"]) if record is not None else None
 
 
 def _offline_error(source: ModelSource, root: Path) -> DownloadError:
     advice = (
         f"download {source.location} on a machine with network, then run "
-        f"`galsim-hub fetch /path/model.tar.gz` (with the same {CACHE_ENV}) or pass the local path"
+        f"`galsim-hub fetch /path/model.tar.gz` (with the same {settings.CACHE_ENV}) or pass the local path"
     )
     if source.entry is not None:
         return DownloadError(
-            f"offline mode is on ({OFFLINE_ENV}) and {source.handle} is not in the cache {root}; {advice}"
+            f"offline mode is on ({settings.OFFLINE_ENV}) and {source.handle} is not in the cache {root}; {advice}"
         )
     return DownloadError(
-        f"offline mode is on ({OFFLINE_ENV}) and {source.location} is not in the cache {root}; "
-        f"unset {OFFLINE_ENV}, or download the file elsewhere and pass its local path"
+        f"offline mode is on ({settings.OFFLINE_ENV}) and {source.location} is not in the cache {root}; "
+        f"unset {settings.OFFLINE_ENV}, or download the file elsewhere and pass its local path"
     )
 
 
@@ -138,114 +130,22 @@ def _show_progress(progress: bool | None) -> bool:
         return False
 
 
-def _download(source: ModelSource, target: Path, progress: bool) -> None:
-    """Stream ``source.location`` to ``target``, checking the byte count."""
-    import requests
-    import urllib3.exceptions
-    from tqdm.auto import tqdm
-
-    url = source.location
-    advice = ""
-    if source.entry is not None:
-        advice = (
-            f" Without network: download {url} on a machine with network, then "
-            f"`galsim-hub fetch /path/model.tar.gz` or pass the local path."
-        )
-    received = 0
-    try:
-        with requests.get(url, stream=True, timeout=HTTP_TIMEOUT) as response:
-            if response.status_code >= 400:
-                raise DownloadError(
-                    f"could not download {url}: HTTP {response.status_code} {response.reason}.{advice}"
-                )
-            header = response.headers.get("Content-Length")
-            announced = int(header) if header and header.isdigit() else None
-            total = announced if announced is not None else source.size
-            with open(target, "wb") as out, tqdm(
-                total=total, unit="B", unit_scale=True, desc=PurePosixPath(url).name, disable=not progress
-            ) as bar:
-                # Raw bytes: a server's Content-Encoding must not unpack the .tar.gz itself.
-                for chunk in response.raw.stream(CHUNK_SIZE, decode_content=False):
-                    out.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-    except (requests.Timeout, urllib3.exceptions.TimeoutError) as exc:
-        raise DownloadError(f"could not download {url}: timed out ({exc}).{advice}") from exc
-    except requests.ConnectionError as exc:
-        raise DownloadError(f"could not download {url}: connection failed ({exc}).{advice}") from exc
-    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-        raise DownloadError(
-            f"truncated download of {url}: the transfer broke off after {received} bytes ({exc}).{advice}"
-        ) from exc
-    if announced is not None and received != announced:
-        raise DownloadError(
-            f"truncated download of {url}: got {received} bytes, the server announced {announced}"
-        )
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(CHUNK_SIZE), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _verify(source: ModelSource, archive: Path) -> tuple[str, int]:
-    """Check the archive's size and sha256 against the source; return both."""
-    size = archive.stat().st_size
-    if source.size is not None and size != source.size:
-        problem = "truncated" if size < source.size else "wrong size of"
-        raise DownloadError(
-            f"{problem} archive {source.location}: {size} bytes, the index says {source.size}"
-        )
-    actual = _file_sha256(archive)
-    if source.sha256 and actual != source.sha256.lower():
-        raise ChecksumError(
-            f"sha256 mismatch for {source.location}: expected {source.sha256.lower()}, got {actual}"
-        )
-    return actual, size
-
-
-def _check_member(member: tarfile.TarInfo, archive: str) -> None:
-    """Refuse absolute paths, ``..``, links leaving the archive, devices and fifos."""
-    name = member.name
-    path = PurePosixPath(name)
-    if path.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise UnsafeArchiveError(f"{archive}: member {name!r} has an absolute path")
-    if ".." in path.parts:
-        raise UnsafeArchiveError(f"{archive}: member {name!r} contains '..'")
-    if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
-        raise UnsafeArchiveError(f"{archive}: member {name!r} is a device or fifo")
-    if member.issym() or member.islnk():
-        target = PurePosixPath(member.linkname)
-        if target.is_absolute():
-            raise UnsafeArchiveError(
-                f"{archive}: link {name!r} points to the absolute path {member.linkname!r}"
-            )
-        base = path.parent if member.issym() else PurePosixPath()
-        depth = 0
-        for part in (base / target).parts:
-            depth += -1 if part == ".." else (0 if part == "." else 1)
-            if depth < 0:
-                raise UnsafeArchiveError(
-                    f"{archive}: link {name!r} points outside the archive ({member.linkname!r})"
-                )
+def _advice(source: ModelSource) -> str:
+    if source.entry is None or source.kind != "url":
+        return ""
+    return (
+        f" Without network: download {source.location} on a machine with network, then "
+        f"`galsim-hub fetch /path/model.tar.gz` or pass the local path."
+    )
 
 
 def _extract(archive: Path, destination: Path, label: str) -> None:
     try:
         with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
-            for member in members:
-                _check_member(member, label)
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(destination, members=members, filter="data")
-            else:  # Python < 3.10.12 / 3.11.4: our own checks above are the filter.
-                tar.extractall(destination, members=members)
-    except tarfile.FilterError as exc:
-        raise UnsafeArchiveError(f"{label}: unsafe archive member ({exc})") from exc
-    except (tarfile.TarError, EOFError, OSError) as exc:
+            safe_extract(tar, destination, label)
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        if isinstance(exc, UnsafeArchiveError):
+            raise
         error = DownloadError if label.startswith(("http://", "https://")) else HandleError
         raise error(f"{label} is not a readable .tar.gz archive ({exc})") from exc
 
@@ -264,53 +164,131 @@ def _find_model_dir(extracted: Path, label: str) -> Path:
     )
 
 
-def _build_entry(source: ModelSource, root: Path, key: str, progress: bool) -> Path:
-    """Download/verify/extract into a work folder, then rename it into place (lock held)."""
-    for stale in root.glob(f".tmp-{key}-*"):  # left by a killed process (we hold the lock)
-        shutil.rmtree(stale, ignore_errors=True)
-    work = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=root))
+def _download_files(source: ModelSource, destination: Path, progress: bool) -> int:
+    """Download each file of a multi-file source and check its git blob id; return the total size."""
+    total = 0
+    for path, size, blob in source.files:
+        url = source.location + quote(path)
+        target = destination.joinpath(*path.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        http.download(url, target, progress=progress, size=size)
+        total += check_blob(target, url, blob, size)
+    return total
+
+
+def _fill_work_folder(source: ModelSource, work: Path, record: dict, progress: bool) -> Path:
+    """Download/verify/extract into ``work``; complete ``record``; return the model directory."""
+    extracted = work / MODEL_FOLDER
+    extracted.mkdir()
+    if source.kind == "files":
+        record.update(base_url=source.location, files=len(source.files), sha256=None,
+                      size_bytes=_download_files(source, extracted, progress))
+        return _find_model_dir(extracted, source.location)
+    if source.kind == "url":
+        archive = work / "download.tar.gz"
+        http.download(source.location, archive, progress=progress, size=source.size, advice=_advice(source))
+    else:
+        archive = Path(source.location)
+    sha256, size = check_archive(archive, source.location, source.sha256, source.sha256_prefix, source.size)
+    _extract(archive, extracted, source.location)
+    if source.kind == "url":
+        archive.unlink()
+    record.update({
+        "url" if source.kind == "url" else "archive_path": source.location,
+        "archive_name": PurePosixPath(source.location.split("?")[0]).name,
+        "sha256": sha256,
+        "size_bytes": size,
+    })
+    return _find_model_dir(extracted, source.location)
+
+
+def _same_content(existing: dict, record: dict) -> bool:
+    if record.get("sha256"):
+        return existing.get("sha256") == record["sha256"]
+    return existing.get("base_url") is not None and existing.get("key") == record["key"]
+
+
+def _install(work: Path, root: Path, key: str, record: dict) -> Path:
+    """Rename the finished work folder into place; an equal entry already there is success."""
+    target = root / key
     try:
-        if source.kind == "url":
-            archive = work / "download.tar.gz"
-            _download(source, archive, progress)
+        os.rename(work, target)
+    except OSError:
+        existing = _read_entry(target)
+        if existing is None:  # an unusable leftover: move it away and try once more
+            _remove_entry_folder(root, key)
+            os.rename(work, target)
+        elif _same_content(existing, record):
+            shutil.rmtree(work, ignore_errors=True)  # another process got there first
+            return Path(existing["model_dir"])
         else:
-            archive = Path(source.location)
-        sha256, size = _verify(source, archive)
-        extracted = work / MODEL_FOLDER
-        extracted.mkdir()
-        _extract(archive, extracted, source.location)
-        model_dir = _find_model_dir(extracted, source.location)
-        if source.kind == "url":
-            archive.unlink()
-        record = {
-            "key": key,
-            "source": source.handle,
-            "url" if source.kind == "url" else "archive_path": source.location,
-            "archive_name": PurePosixPath(source.location.split("?")[0]).name,
-            "sha256": sha256,
-            "size_bytes": size,
-            "model_subdir": model_dir.relative_to(extracted).as_posix(),
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
+            raise DownloadError(
+                f"the cache entry {target} appeared while fetching {record['source']} and holds other "
+                f"content (sha256 {existing.get('sha256')} instead of {record.get('sha256')}); "
+                "the source changed meanwhile: try again"
+            ) from None
+    return target / MODEL_FOLDER / record["model_subdir"]
+
+
+def _build_entry(source: ModelSource, root: Path, key: str, progress: bool) -> Path:
+    """Fill a work folder and rename it into place; nothing is left behind on failure."""
+    sweep_stale_work(root, key)
+    work = new_work_folder(root, key)
+    try:
+        record = {"key": key, "source": source.handle}
+        model_dir = _fill_work_folder(source, work, record, progress)
+        record["model_subdir"] = model_dir.relative_to(work / MODEL_FOLDER).as_posix()
+        record["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         if source.entry is not None:
             record["name"] = source.entry["name"]
             record["version"] = source.entry["version"]
+        (work / OWNER_FILE).unlink()
         (work / ENTRY_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
-        os.rename(work, root / key)
+        return _install(work, root, key, record)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return root / key / MODEL_FOLDER / record["model_subdir"]
+
+
+def _available(source: ModelSource, root: Path) -> Path | None:
+    """The model directory of ``source`` when it needs no download or extraction."""
+    if source.kind == "directory":
+        return Path(source.location) if Path(source.location).is_dir() else None
+    if source.kind == "archive" and not Path(source.location).is_file():
+        return None
+    return _cached(source, root)
+
+
+def _fetch_one(source: ModelSource, root: Path, progress: bool) -> Path:
+    if source.kind == "directory":
+        if not Path(source.location).is_dir():
+            raise HandleError(f"{source.handle!r}: the model directory {source.location} does not exist")
+        return Path(source.location)
+    if source.kind == "archive" and not Path(source.location).is_file():
+        raise HandleError(f"{source.handle!r}: the archive {source.location} does not exist")
+    if source.kind in ("url", "files") and is_offline():
+        raise _offline_error(source, root)
+    key = _entry_key(source)
+    with EntryLock(root, key, source.location):
+        cached = _cached(source, root)
+        if cached is not None:
+            return cached
+        if (root / key).exists():  # an unusable leftover, e.g. partly deleted by hand
+            _remove_entry_folder(root, key)
+        return _build_entry(source, root, key, progress)
 
 
 def fetch(source: ModelSource, *, progress: bool | None = None) -> Path:
     """Make a model available locally and return its directory.
 
-    A ``"directory"`` source is returned as is. An ``"archive"`` or ``"url"`` source is
-    looked up in the cache; a finished entry is reused without any network access.
-    Otherwise, under a per-entry file lock, the archive is downloaded (streamed, with a
-    progress bar), its size and sha256 are checked when known, it is extracted with a safe
-    filter into a work folder inside the cache, and the folder is renamed into place.
+    A ``"directory"`` source is returned as is. An ``"archive"``, ``"url"`` or ``"files"``
+    source is looked up in the cache; a finished entry of it or of one of its
+    ``alternatives`` is reused without any network access. Otherwise the sources are
+    tried in order: under a per-entry file lock, the archive is downloaded (streamed,
+    with a progress bar, resumed when the server allows), its size and sha256 are checked
+    when known, it is extracted safely into a work folder inside the cache, and the folder
+    is renamed into place; a multi-file source is downloaded file by file, each checked
+    by its git blob id.
 
     Parameters
     ----------
@@ -328,46 +306,36 @@ def fetch(source: ModelSource, *, progress: bool | None = None) -> Path:
     Raises
     ------
     DownloadError
-        Network failure, HTTP error status, truncated download, or offline mode
-        (``GALSIM_HUB_OFFLINE``) with the archive not cached.
+        Network failure, HTTP error status, truncated or too slow download, offline mode
+        (``GALSIM_HUB_OFFLINE``) with the model not cached, or every source failing.
     ChecksumError
-        The archive's sha256 differs from the expected one.
+        The archive's sha256 (or a file's git blob id) differs from the expected one.
     UnsafeArchiveError
-        The archive holds absolute paths, ``..``, links leaving it, or devices.
+        The archive holds absolute paths, ``..``, links, devices, or expands too much.
     MetadataError
         The archive holds no recognisable model.
     HandleError
         A local source vanished or is not a readable archive.
     """
-    if source.kind == "directory":
-        path = Path(source.location)
-        if not path.is_dir():
-            raise HandleError(f"{source.handle!r}: the model directory {path} does not exist")
-        return path
-    if source.kind not in ("archive", "url"):
+    if source.kind not in ("directory", "archive", "url", "files"):
         raise HandleError(f"{source.handle!r}: unknown source kind {source.kind!r}")
-    if source.kind == "archive" and not Path(source.location).is_file():
-        raise HandleError(f"{source.handle!r}: the archive {source.location} does not exist")
-
+    candidates = [source, *source.alternatives]
     root = cache_root()
-    key = _entry_key(source)
-    record = _read_entry(root / key)
-    if record is not None:
-        return Path(record["model_dir"])
-    root.mkdir(parents=True, exist_ok=True)
-    with _lock(root, key):
-        record = _read_entry(root / key)
-        if record is not None:
-            return Path(record["model_dir"])
-        if (root / key).exists():  # an unusable leftover, e.g. partly deleted by hand
-            _remove_entry_folder(root, key)
-        if source.kind == "url":
-            matching = _matching_entry(source)
-            if matching is not None:
-                return Path(matching["model_dir"])
-            if is_offline():
-                raise _offline_error(source, root)
-        return _build_entry(source, root, key, _show_progress(progress))
+    for candidate in candidates:
+        available = _available(candidate, root)
+        if available is not None:
+            return available
+    if is_offline() and all(candidate.kind in ("url", "files") for candidate in candidates):
+        raise _offline_error(source, root)
+    failures = []
+    for candidate in candidates:
+        try:
+            return _fetch_one(candidate, root, _show_progress(progress))
+        except (DownloadError, UnsafeArchiveError, MetadataError, HandleError) as exc:
+            if len(candidates) == 1:
+                raise
+            failures.append(f"{len(failures) + 1}. {candidate.location}: {exc}")
+    raise DownloadError(f"every source of {source.handle} failed: " + " ".join(failures))
 
 
 def list_entries() -> list[dict]:
@@ -396,7 +364,7 @@ def list_entries() -> list[dict]:
 
 def _remove_entry_folder(root: Path, key: str) -> None:
     """Move the entry aside in one rename, then delete it: no half-deleted entry is visible."""
-    trash = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=root))
+    trash = new_work_folder(root, key)
     os.rename(root / key, trash / key)
     shutil.rmtree(trash, ignore_errors=True)
 
@@ -408,7 +376,7 @@ def clear(keys: list[str] | None = None) -> int:
     ----------
     keys : list of str, optional
         Keys (as in `list_entries`) to remove; all entries, and the work folders of
-        killed fetches, when None.
+        killed fetches (never those of running ones), when None.
 
     Returns
     -------
@@ -438,20 +406,10 @@ def clear(keys: list[str] | None = None) -> int:
         targets = list(dict.fromkeys(keys))
     removed = 0
     for key in targets:
-        with _lock(root, key):
+        with EntryLock(root, key, "removing the entry"):
             if (root / key).is_dir():
                 _remove_entry_folder(root, key)
                 removed += 1
     if keys is None:
-        for work in root.glob(".tmp-*"):
-            key = work.name[len(".tmp-"):].rsplit("-", 1)[0]
-            lock = _lock(root, key)
-            try:
-                lock.acquire(timeout=0)
-            except filelock.Timeout:
-                continue  # a fetch is running
-            try:
-                shutil.rmtree(work, ignore_errors=True)
-            finally:
-                lock.release()
+        sweep_stale_work(root)
     return removed

@@ -10,12 +10,16 @@
     galsim-hub cache list | clear [KEY ...]
     galsim-hub publish MODEL_DIR --hub DIR_OR_URL [--name NAME] [--version VERSION]
 
-Errors print one line, ``galsim-hub: error: ...``, and exit with status 2.
+Exit status: 0 success; 1 an error the user can fix (bad input, missing file, network,
+unsafe archive...), printed as one line ``galsim-hub: error: ...``; 2 a usage error
+(unknown command or option, malformed value), printed by argparse with the usage; 130
+interrupted (Ctrl-C). A closed output pipe (``galsim-hub list | head``) is success.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -23,7 +27,12 @@ from typing import Sequence
 from . import __version__
 from .errors import GalSimHubError
 
-EXIT_ERROR = 2
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2  # argparse's own status for usage errors
+EXIT_INTERRUPTED = 130
+MAX_STAMP_PIXELS = 4096  # side of a PSF-convolved stamp
+MAX_SEED = 2**63 - 1  # GalSim seeds are signed 64-bit integers
 
 
 def _print_table(rows: list[list[str]], header: list[str]) -> None:
@@ -63,15 +72,13 @@ def _read_card(entry: dict) -> str | None:
         path = Path(entry["_card_path"])
         return path.read_text(encoding="utf-8") if path.is_file() else None
     if entry.get("_card_url"):
-        from .cache import is_offline
+        from . import http, settings
 
-        if is_offline():
+        if settings.is_offline():
             return None
-        import requests
-
         try:
-            response = requests.get(entry["_card_url"], timeout=(10, 60))
-        except requests.RequestException:
+            response = http.request("GET", entry["_card_url"], f"could not read the card {entry['_card_url']}")
+        except GalSimHubError:
             return None
         return response.text if response.ok else None
     return None
@@ -95,10 +102,10 @@ def cmd_info(args: argparse.Namespace) -> None:
         }
     else:
         from .cache import fetch
-        from .metadata import METADATA_FILE, read_metadata
+        from .metadata import MODEL_METADATA_FILE, read_metadata
 
         directory = fetch(source, progress=None)
-        metadata = read_metadata(directory) if (directory / METADATA_FILE).is_file() else {}
+        metadata = read_metadata(directory) if (directory / MODEL_METADATA_FILE).is_file() else {}
         card_path = directory / "README.md"
         card = card_path.read_text(encoding="utf-8") if card_path.is_file() else None
         details = {"handle": args.handle, "source": source.location, "directory": str(directory)}
@@ -136,11 +143,19 @@ def _uniform_catalog(model, n: int, seed: int | None):
 
 
 def _read_catalog(path: str, n: int | None):
+    from astropy.io.registry import IORegistryError
     from astropy.table import Table
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"the catalog {path} does not exist")
-    catalog = Table.read(path)
+    try:
+        catalog = Table.read(path)
+    except (IORegistryError, OSError, ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GalSimHubError(
+            f"cannot read the catalog {path} as a table ({first_line}); give a FITS table or another "
+            "format astropy's Table.read understands (e.g. .ecsv, .csv with format given by its suffix)"
+        ) from exc
     if n is not None:
         if n > len(catalog):
             raise GalSimHubError(f"--n {n} asks for more galaxies than the {len(catalog)} rows of {path}")
@@ -154,9 +169,14 @@ def _stamps(model, catalog, args):
 
     if args.psf is None:
         return model.sample(catalog, seed=args.seed, return_arrays=True), model.pixel_scale
-    scale = args.psf_scale or model.pixel_scale
+    scale = model.pixel_scale if args.psf_scale is None else args.psf_scale
     # The model's field of view plus one PSF FWHM on each side, so the PSF wings stay in.
     size = int(np.ceil((model.stamp_size * model.pixel_scale + 2 * args.psf) / scale))
+    if size > MAX_STAMP_PIXELS:
+        raise GalSimHubError(
+            f"--psf {args.psf:g} at --psf-scale {scale:g} makes stamps of {size}x{size} pixels, more than "
+            f"the limit of {MAX_STAMP_PIXELS}; give a smaller --psf FWHM or a larger --psf-scale"
+        )
     psf = galsim.Kolmogorov(fwhm=args.psf)
     galaxies = model.sample(catalog, seed=args.seed)
     stamps = [
@@ -175,9 +195,16 @@ def cmd_sample(args: argparse.Namespace) -> None:
         raise GalSimHubError("give --catalog CAT.fits, or --n N to draw conditions uniformly in the training range")
     if args.n is not None and args.n < 1:
         raise GalSimHubError(f"--n must be a positive number, got {args.n}")
-    if args.psf is not None and args.psf <= 0:
-        raise GalSimHubError(f"--psf is a FWHM in arcsec and must be positive, got {args.psf}")
+    for option, value, meaning in (("--psf", args.psf, "a FWHM"), ("--psf-scale", args.psf_scale, "a pixel scale")):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise GalSimHubError(f"{option} is {meaning} in arcsec and must be a positive finite number, got {value}")
+    if args.psf_scale is not None and args.psf is None:
+        raise GalSimHubError("--psf-scale applies to PSF-convolved stamps: give --psf FWHM too")
+    if args.seed is not None and not 1 <= args.seed <= MAX_SEED:
+        raise GalSimHubError(f"--seed must be an integer from 1 to 2**63-1, got {args.seed}")
     out = Path(args.out)
+    if out.is_dir():
+        raise GalSimHubError(f"--out {out} is a folder; give the name of a FITS file")
     if out.exists() and not args.overwrite:
         raise GalSimHubError(f"{out} exists; pass --overwrite to replace it")
     catalog = _read_catalog(args.catalog, args.n) if args.catalog else None
@@ -198,8 +225,11 @@ def cmd_sample(args: argparse.Namespace) -> None:
     table.name = "CATALOG"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    fits.HDUList([primary, table]).writeto(tmp, overwrite=True)
-    tmp.replace(out)
+    try:
+        fits.HDUList([primary, table]).writeto(tmp, overwrite=True)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"wrote {len(stamps)} stamps of {stamps.shape[1]}x{stamps.shape[2]} pixels at {scale:g}\" to {out}")
 
 
@@ -308,14 +338,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader went away (e.g. `galsim-hub info ... | head`): not an error of ours.
         sys.stderr.close()
-        return 0
+        return EXIT_OK
     except (GalSimHubError, OSError, ValueError) as exc:
         print(f"galsim-hub: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("galsim-hub: interrupted", file=sys.stderr)
-        return 130
-    return 0
+        return EXIT_INTERRUPTED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

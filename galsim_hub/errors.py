@@ -21,8 +21,12 @@ class ChecksumError(DownloadError):
     """A downloaded or local archive does not match its expected sha256."""
 
 
+class ConcurrentPublishError(DownloadError):
+    """An HTTP hub's index changed between reading and writing it (HTTP 412): publish again."""
+
+
 class UnsafeArchiveError(GalSimHubError, ValueError):
-    """An archive contains absolute paths, ``..`` components, links or devices."""
+    """An archive holds links, devices, absolute paths, ``..`` components, or expands too much."""
 
 
 class MetadataError(GalSimHubError, ValueError):
@@ -31,3 +35,7 @@ class MetadataError(GalSimHubError, ValueError):
 
 class CatalogError(GalSimHubError, ValueError):
     """A catalog lacks a condition column or holds values the model cannot take."""
+
+
+class ModelOutputWarning(UserWarning):
+    """A model returned images that break the format's promise (e.g. negative pixels)."""

@@ -5,11 +5,18 @@ archive should look like; `galsim_hub.cache.fetch` then makes it a local directo
 
 ``hub:`` names are looked up in the bundled index (``hub_models/index.json``) and then in
 every index named by the ``GALSIM_HUB_INDEX`` environment variable (comma-separated URLs
-or paths). When two indexes list the same NAME@VERSION, the first one searched wins, so
-an extra index cannot shadow a bundled model.
+or paths). When two indexes list the same NAME@VERSION, the first one searched wins. A
+NAME of the bundled index belongs to it: an extra index listing that name (any version) is
+ignored for it with a warning, so an extra index cannot shadow a bundled model.
+
+An entry names one or more sources, tried in order by the cache, each verified: ``url`` or
+``path`` (an archive or a directory), then the items of ``sources``, each either an archive
+(``url``/``path`` with ``sha256``, ``sha256_prefix``, ``size``) or a multi-file source
+(``base_url`` and ``files``, a list of ``{path, size, git_blob_sha1}``).
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -20,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
 
+from . import settings
 from .errors import DownloadError, HandleError, MetadataError
 
 __all__ = [
@@ -31,14 +39,15 @@ __all__ = [
     "version_key",
 ]
 
-INDEX_ENV = "GALSIM_HUB_INDEX"
+INDEX_ENV = settings.INDEX_ENV
 INDEX_FORMAT = 1
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
-HTTP_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds, for remote indexes
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_HEX_RE = re.compile(r"^[0-9a-f]{8,64}$")
+_SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 
 ACCEPTED_FORMS = (
     "accepted handles are 'hub:NAME' or 'hub:NAME@VERSION' (a model of the hub index), "
@@ -56,8 +65,9 @@ class ModelSource:
     handle : str
         The handle as the user gave it.
     kind : str
-        ``"directory"`` (a local model directory), ``"archive"`` (a local ``.tar.gz``)
-        or ``"url"`` (an archive to download).
+        ``"directory"`` (a local model directory), ``"archive"`` (a local ``.tar.gz``),
+        ``"url"`` (an archive to download) or ``"files"`` (files to download one by one
+        from ``location``, a base URL ending in ``/``).
     location : str
         Absolute local path, or the URL.
     sha256 : str or None
@@ -66,6 +76,12 @@ class ModelSource:
         Expected byte size of the archive, when known.
     entry : dict or None
         The hub index entry for ``hub:`` handles, else None.
+    sha256_prefix : str or None
+        The known beginning of the archive's sha256 when the whole digest is not known.
+    files : tuple
+        For ``"files"`` sources: ``(path, size or None, git_blob_sha1)`` per file.
+    alternatives : tuple of ModelSource
+        Further sources of the same model, tried in order when this one fails.
     """
 
     handle: str
@@ -74,6 +90,9 @@ class ModelSource:
     sha256: str | None = None
     size: int | None = None
     entry: dict | None = field(default=None, hash=False)
+    sha256_prefix: str | None = None
+    files: tuple = ()
+    alternatives: tuple = ()
 
 
 def parse_hub_handle(handle: str) -> tuple[str, str | None]:
@@ -158,33 +177,29 @@ def _index_locations() -> list[str]:
 
 
 def _remote_index_copy(url: str) -> Path:
-    from .cache import cache_root
-
     digest = hashlib.sha256(url.encode()).hexdigest()
-    return cache_root() / ".indexes" / f"{digest}.json"
+    return settings.cache_root() / ".indexes" / f"{digest}.json"
 
 
 def _read_remote_index(url: str) -> str:
     """Text of a remote index; a copy is kept so that offline mode can reuse it."""
-    from .cache import is_offline
+    from . import http
 
     copy = _remote_index_copy(url)
-    if is_offline():
+    if settings.is_offline():
         if copy.is_file():
             return copy.read_text(encoding="utf-8")
         raise DownloadError(
-            f"offline mode is on (GALSIM_HUB_OFFLINE) and the index {url} was never fetched; "
-            f"unset GALSIM_HUB_OFFLINE once, or name a local copy of the index in {INDEX_ENV}"
+            f"offline mode is on ({settings.OFFLINE_ENV}) and the index {url} was never fetched; "
+            f"unset {settings.OFFLINE_ENV} once, or name a local copy of the index in {INDEX_ENV}"
         )
-    import requests
-
     try:
-        response = requests.get(url, timeout=HTTP_TIMEOUT)
-    except requests.RequestException as exc:
+        response = http.request("GET", url, f"could not download the index {url}")
+    except DownloadError as exc:
         if copy.is_file():
-            warnings.warn(f"could not reach the index {url} ({exc}); using the copy from {copy}")
+            warnings.warn(f"{exc}; using the copy from {copy}")
             return copy.read_text(encoding="utf-8")
-        raise DownloadError(f"could not download the index {url}: {exc}") from exc
+        raise
     if response.status_code >= 400:
         raise DownloadError(
             f"could not download the index {url}: HTTP {response.status_code} {response.reason}"
@@ -214,6 +229,74 @@ def _resolve_reference(reference: str, index_location: str) -> tuple[str, str]:
     return "path", str(path.resolve())
 
 
+def _check_digests(raw: dict, where: str) -> None:
+    sha256 = raw.get("sha256")
+    if sha256 is not None and not (isinstance(sha256, str) and _SHA256_RE.match(sha256.lower())):
+        raise MetadataError(f"{where}: 'sha256' must be 64 hex digits or null, got {sha256!r}")
+    prefix = raw.get("sha256_prefix")
+    if prefix is not None and not (isinstance(prefix, str) and _HEX_RE.match(prefix.lower())):
+        raise MetadataError(f"{where}: 'sha256_prefix' must be 8 to 64 hex digits or null, got {prefix!r}")
+    size = raw.get("size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise MetadataError(f"{where}: 'size' must be a non-negative integer or null, got {size!r}")
+
+
+def _validate_files(files: object, where: str) -> tuple:
+    """``files`` of a multi-file source as ``((path, size, git_blob_sha1), ...)``."""
+    if not isinstance(files, list) or not files:
+        raise MetadataError(f"{where}: 'files' must be a non-empty list")
+    checked, seen = [], set()
+    for position, item in enumerate(files):
+        here = f"{where}, file {position}"
+        if not isinstance(item, dict):
+            raise MetadataError(f"{here} is not a JSON object")
+        path, blob = item.get("path"), item.get("git_blob_sha1")
+        parts = path.split("/") if isinstance(path, str) else []
+        if not parts or any(part in ("", ".", "..") for part in parts) or "\\" in path:
+            raise MetadataError(f"{here}: 'path' must be a relative path without '.', '..' or empty parts, got {path!r}")
+        if path in seen:
+            raise MetadataError(f"{here}: {path!r} is listed twice")
+        seen.add(path)
+        if not (isinstance(blob, str) and _SHA1_RE.match(blob)):
+            raise MetadataError(f"{here}: 'git_blob_sha1' must be 40 lower-case hex digits, got {blob!r}")
+        _check_digests({"size": item.get("size")}, here)
+        checked.append((path, item.get("size"), blob))
+    return tuple(checked)
+
+
+def _validate_source(raw: object, where: str, index_location: str) -> dict:
+    """One source of an entry, normalised to ``{kind, location, sha256, sha256_prefix, size, files}``."""
+    if not isinstance(raw, dict):
+        raise MetadataError(f"{where} is not a JSON object")
+    keys = [key for key in ("url", "path", "base_url") if key in raw]
+    if len(keys) != 1:
+        raise MetadataError(f"{where} must have exactly one of 'url' and 'path' (or 'base_url' with 'files')")
+    reference = raw[keys[0]]
+    if not isinstance(reference, str) or not reference:
+        raise MetadataError(f"{where}: {keys[0]!r} must be a non-empty string")
+    _check_digests(raw, where)
+    try:
+        kind, location = _resolve_reference(reference, index_location)
+    except ValueError as exc:
+        raise MetadataError(f"{where}: {exc}") from exc
+    source = {
+        "kind": kind,
+        "location": location,
+        "sha256": raw["sha256"].lower() if raw.get("sha256") else None,
+        "sha256_prefix": raw["sha256_prefix"].lower() if raw.get("sha256_prefix") else None,
+        "size": raw.get("size"),
+        "files": (),
+    }
+    if keys[0] == "base_url":
+        if kind != "url":
+            raise MetadataError(f"{where}: 'base_url' must be an http(s) URL (or relative to a remote index)")
+        source.update(kind="files", location=location if location.endswith("/") else location + "/",
+                      files=_validate_files(raw.get("files"), where))
+    elif "files" in raw:
+        raise MetadataError(f"{where}: 'files' needs a 'base_url'")
+    return source
+
+
 def _validate_entry(raw: object, position: int, index_location: str) -> dict:
     where = f"entry {position} of the index {index_location}"
     if not isinstance(raw, dict):
@@ -225,36 +308,36 @@ def _validate_entry(raw: object, position: int, index_location: str) -> dict:
     where = f"entry {name}@{version} of the index {index_location}"
     if not _NAME_RE.match(name) or not _VERSION_RE.match(version):
         raise MetadataError(f"{where}: name and version must be letters, digits, '_', '.', '+' or '-'")
-    if ("url" in raw) == ("path" in raw):
-        raise MetadataError(f"{where} must have exactly one of 'url' and 'path'")
-    reference = raw.get("url", raw.get("path"))
-    if not isinstance(reference, str) or not reference:
-        raise MetadataError(f"{where}: 'url'/'path' must be a non-empty string")
-    sha256 = raw.get("sha256")
-    if sha256 is not None and not (isinstance(sha256, str) and _SHA256_RE.match(sha256.lower())):
-        raise MetadataError(f"{where}: 'sha256' must be 64 hex digits or null, got {sha256!r}")
-    size = raw.get("size")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-        raise MetadataError(f"{where}: 'size' must be a non-negative integer or null, got {size!r}")
+    extra = raw.get("sources", [])
+    if not isinstance(extra, list):
+        raise MetadataError(f"{where}: 'sources' must be a list")
+    if "url" in raw and "path" in raw or not ("url" in raw or "path" in raw or extra):
+        raise MetadataError(f"{where} must have exactly one of 'url' and 'path' (and/or a 'sources' list)")
     for key in ("format", "description", "card"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             raise MetadataError(f"{where}: {key!r} must be a string")
     if raw.get("metadata") is not None and not isinstance(raw["metadata"], dict):
         raise MetadataError(f"{where}: 'metadata' must be a JSON object")
+    sources = []
+    if "url" in raw or "path" in raw:
+        primary = {key: raw[key] for key in ("url", "path", "sha256", "sha256_prefix", "size") if key in raw}
+        sources.append(_validate_source(primary, where, index_location))
+    for number, item in enumerate(extra):
+        sources.append(_validate_source(item, f"{where}, source {number}", index_location))
 
     entry = dict(raw)
-    if sha256 is not None:
-        entry["sha256"] = sha256.lower()
+    if raw.get("sha256") is not None:
+        entry["sha256"] = raw["sha256"].lower()
     entry["_index"] = index_location
-    try:
-        kind, location = _resolve_reference(reference, index_location)
-        entry["_location"] = location
-        entry["_location_kind"] = kind
-        if entry.get("card"):
+    entry["_sources"] = sources
+    entry["_location"] = sources[0]["location"]
+    entry["_location_kind"] = sources[0]["kind"]
+    if entry.get("card"):
+        try:
             card_kind, card = _resolve_reference(entry["card"], index_location)
-            entry["_card_url" if card_kind == "url" else "_card_path"] = card
-    except ValueError as exc:
-        raise MetadataError(f"{where}: {exc}") from exc
+        except ValueError as exc:
+            raise MetadataError(f"{where}: {exc}") from exc
+        entry["_card_url" if card_kind == "url" else "_card_path"] = card
     return entry
 
 
@@ -282,6 +365,9 @@ def load_index() -> list[dict]:
     card, ``_card_url`` or ``_card_path``. Remote indexes are fetched with requests; the
     last copy is kept in the cache and used in offline mode or when the server is down.
 
+    An extra index cannot add versions to a model of the bundled index: such entries are
+    dropped with a warning.
+
     Returns
     -------
     list of dict
@@ -298,7 +384,8 @@ def load_index() -> list[dict]:
     """
     entries: list[dict] = []
     seen: set[tuple[str, tuple]] = set()
-    for location in _index_locations():
+    bundled: set[str] = set()
+    for position, location in enumerate(_index_locations()):
         if _is_url(location):
             text = _read_remote_index(location)
         else:
@@ -308,6 +395,14 @@ def load_index() -> list[dict]:
             location = str(path.resolve())
             text = path.read_text(encoding="utf-8")
         for entry in _parse_index(text, location):
+            if position == 0:
+                bundled.add(entry["name"])
+            elif entry["name"] in bundled:
+                warnings.warn(
+                    f"the index {location} lists hub:{entry['name']}@{entry['version']}, a name of the "
+                    "bundled index; it is ignored (an extra index cannot shadow a bundled model)"
+                )
+                continue
             identity = (entry["name"], version_key(entry["version"]))
             if identity not in seen:
                 seen.add(identity)
@@ -360,9 +455,8 @@ def find_entry(name: str, version: str | None = None) -> dict:
     )
 
 
-def _source_from_path(handle: str, path: Path, entry: dict | None = None) -> ModelSource:
-    sha256 = entry.get("sha256") if entry else None
-    size = entry.get("size") if entry else None
+def _source_from_path(handle: str, path: Path, entry: dict | None = None, digests: dict | None = None) -> ModelSource:
+    digests = digests or {}
     if path.is_dir():
         return ModelSource(handle, "directory", str(path), entry=entry)
     if not path.exists():
@@ -371,7 +465,30 @@ def _source_from_path(handle: str, path: Path, entry: dict | None = None) -> Mod
         raise HandleError(
             f"{handle!r}: {path} is neither a directory nor a .tar.gz/.tgz archive; {ACCEPTED_FORMS}"
         )
-    return ModelSource(handle, "archive", str(path), sha256=sha256, size=size, entry=entry)
+    return ModelSource(
+        handle, "archive", str(path), sha256=digests.get("sha256"), size=digests.get("size"),
+        entry=entry, sha256_prefix=digests.get("sha256_prefix"),
+    )
+
+
+def _entry_source(handle: str, entry: dict) -> ModelSource:
+    """The first usable source of a hub entry, the others as its ``alternatives``."""
+    built: list[ModelSource] = []
+    problems: list[str] = []
+    for item in entry["_sources"]:
+        if item["kind"] == "path":
+            try:
+                built.append(_source_from_path(handle, Path(item["location"]), entry, item))
+            except HandleError as exc:
+                problems.append(str(exc))
+            continue
+        built.append(ModelSource(
+            handle, item["kind"], item["location"], sha256=item["sha256"], size=item["size"],
+            entry=entry, sha256_prefix=item["sha256_prefix"], files=item["files"],
+        ))
+    if not built:
+        raise HandleError("; ".join(problems))
+    return dataclasses.replace(built[0], alternatives=tuple(built[1:]))
 
 
 def resolve(handle: str | os.PathLike) -> ModelSource:
@@ -401,13 +518,7 @@ def resolve(handle: str | os.PathLike) -> ModelSource:
     if not text:
         raise HandleError(f"empty handle; {ACCEPTED_FORMS}")
     if text.startswith("hub:"):
-        entry = find_entry(*parse_hub_handle(text))
-        if entry["_location_kind"] == "url":
-            return ModelSource(
-                handle, "url", entry["_location"],
-                sha256=entry.get("sha256"), size=entry.get("size"), entry=entry,
-            )
-        return _source_from_path(handle, Path(entry["_location"]), entry)
+        return _entry_source(handle, find_entry(*parse_hub_handle(text)))
     parsed = urlparse(text)
     if parsed.scheme in ("http", "https"):
         if not parsed.netloc:

@@ -12,10 +12,19 @@ from pathlib import Path
 
 from .errors import MetadataError
 
-FORMAT_VERSION = 1
-METADATA_FILE = "galsim_hub.json"
+#: Version of the galsim-hub model format (of ``galsim_hub.json``), not of a data set.
+MODEL_FORMAT_VERSION = 1
+#: The model metadata file of a model directory (``training.data`` has its own data-set file).
+MODEL_METADATA_FILE = "galsim_hub.json"
+# The former names, still imported by config.py and training/export.py.
+FORMAT_VERSION = MODEL_FORMAT_VERSION
+METADATA_FILE = MODEL_METADATA_FILE
 NOISE_INPUT = "noise"
 _REQUIRED = ("format", "name", "version", "stamp_size", "pixel_scale", "latent_dim", "conditions")
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _positive_number(metadata: dict, key: str, source: str, integer: bool = False) -> None:
@@ -52,10 +61,10 @@ def validate_metadata(metadata: dict, source: str = "model") -> dict:
     missing = [key for key in _REQUIRED if key not in metadata]
     if missing:
         raise MetadataError(f"{source}: metadata lacks required key(s) {', '.join(missing)}")
-    if metadata["format"] != FORMAT_VERSION:
+    if metadata["format"] != MODEL_FORMAT_VERSION:
         raise MetadataError(
             f"{source}: metadata format {metadata['format']!r} is not supported "
-            f"(this galsim-hub reads format {FORMAT_VERSION})"
+            f"(this galsim-hub reads format {MODEL_FORMAT_VERSION})"
         )
     _positive_number(metadata, "stamp_size", source, integer=True)
     _positive_number(metadata, "latent_dim", source, integer=True)
@@ -83,8 +92,17 @@ def validate_metadata(metadata: dict, source: str = "model") -> dict:
     if duplicates:
         raise MetadataError(f"{source}: duplicate condition name(s) {', '.join(duplicates)}")
     for key in ("condition_mean", "condition_std"):
-        if key in metadata and len(metadata[key]) != len(names):
-            raise MetadataError(f"{source}: '{key}' has {len(metadata[key])} values for {len(names)} conditions")
+        if key not in metadata:
+            continue
+        values = metadata[key]
+        if not isinstance(values, list) or not all(_finite_number(value) for value in values):
+            raise MetadataError(
+                f"{source}: '{key}' must be a list of {len(names)} finite numbers (one per condition), got {values!r}"
+            )
+        if len(values) != len(names):
+            raise MetadataError(f"{source}: '{key}' has {len(values)} values for {len(names)} conditions")
+        if key == "condition_std" and not all(value > 0 for value in values):
+            raise MetadataError(f"{source}: 'condition_std' must be positive, got {values!r}")
     return metadata
 
 
@@ -106,9 +124,9 @@ def read_metadata(model_dir: str | os.PathLike) -> dict:
     MetadataError
         When the file is missing, is not valid JSON, or fails :func:`validate_metadata`.
     """
-    path = Path(model_dir) / METADATA_FILE
+    path = Path(model_dir) / MODEL_METADATA_FILE
     if not path.is_file():
-        raise MetadataError(f"{model_dir} has no {METADATA_FILE}: it is not a galsim-hub model directory")
+        raise MetadataError(f"{model_dir} has no {MODEL_METADATA_FILE}: it is not a galsim-hub model directory")
     try:
         metadata = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

@@ -14,12 +14,20 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .errors import MetadataError
-from .metadata import FORMAT_VERSION, METADATA_FILE, NOISE_INPUT, condition_names, read_metadata, validate_metadata
+from .errors import CatalogError, MetadataError, ModelOutputWarning
+from .metadata import (
+    MODEL_FORMAT_VERSION,
+    MODEL_METADATA_FILE,
+    NOISE_INPUT,
+    condition_names,
+    read_metadata,
+    validate_metadata,
+)
 from .tf1_hub import attached_geometry, is_tf1_hub_module
 
 TF1_NOISE_INPUT = "random_normal"
@@ -54,11 +62,17 @@ class LoadedModel:
     """
 
     def __init__(self, model_dir: str | os.PathLike, metadata: dict | None = None, device: str | None = None):
-        import tensorflow as tf
+        from .tf_quiet import import_tensorflow
 
+        tf = import_tensorflow()
         self.directory = Path(model_dir)
+        if not self.directory.is_dir():
+            raise MetadataError(
+                f"the model directory {self.directory} does not exist (any more): was the cache cleared "
+                "(`galsim-hub cache clear`) while the model was in use? Load the model again to fetch it anew"
+            )
         self.device = device or default_device()
-        if (self.directory / METADATA_FILE).is_file():
+        if (self.directory / MODEL_METADATA_FILE).is_file():
             self.format = "galsim-hub-1"
             self.metadata = read_metadata(self.directory)
             with tf.device(self.device):
@@ -78,8 +92,8 @@ class LoadedModel:
             self.metadata = self._tf1_metadata(metadata)
         else:
             raise MetadataError(
-                f"{self.directory} is not a galsim-hub model: it has neither {METADATA_FILE} "
-                f"(format {FORMAT_VERSION}) nor tfhub_module.pb (TF1 Hub format)"
+                f"{self.directory} is not a galsim-hub model: it has neither {MODEL_METADATA_FILE} "
+                f"(format {MODEL_FORMAT_VERSION}) nor tfhub_module.pb (TF1 Hub format)"
             )
         self.conditions = condition_names(self.metadata)
         self.latent_dim = int(self.metadata["latent_dim"])
@@ -101,7 +115,7 @@ class LoadedModel:
             raise MetadataError(f"{self.directory}: TF1 Hub module lacks the '{TF1_NOISE_INPUT}' input")
         output_shape = self._signature.structured_outputs[TF1_SIGNATURE].shape
         metadata = {
-            "format": FORMAT_VERSION,
+            "format": MODEL_FORMAT_VERSION,
             "name": self.directory.name,
             "version": "unknown",
             "latent_dim": specs[TF1_NOISE_INPUT].shape[-1],
@@ -116,7 +130,7 @@ class LoadedModel:
         metadata.update(attached_geometry(self.directory))
         if override:
             metadata.update(copy.deepcopy(override))
-            metadata["format"] = FORMAT_VERSION
+            metadata["format"] = MODEL_FORMAT_VERSION
         if "pixel_scale" not in metadata:
             raise MetadataError(
                 f"{self.directory}: the TF1 Hub module attaches no pixel size and no metadata was "
@@ -126,6 +140,8 @@ class LoadedModel:
 
     def _check_signature(self) -> None:
         """Check that the signature's inputs and output agree with the metadata."""
+        import tensorflow as tf
+
         specs = _input_specs(self._signature)
         expected = set(self.conditions) | {self._noise_input}
         if set(specs) != expected:
@@ -133,12 +149,24 @@ class LoadedModel:
                 f"{self.directory}: metadata conditions {sorted(self.conditions)} do not match the model "
                 f"inputs {sorted(set(specs) - {self._noise_input})}"
             )
+        wrong = {name: spec.dtype.name for name, spec in specs.items() if spec.dtype != tf.float32}
+        if wrong:
+            raise MetadataError(
+                f"{self.directory}: the model's inputs must be float32, but "
+                + ", ".join(f"'{name}' is {dtype}" for name, dtype in sorted(wrong.items()))
+            )
+        outputs = self._signature.structured_outputs
+        if self._output not in outputs:
+            raise MetadataError(
+                f"{self.directory}: the model's signature must return '{self._output}', "
+                f"it returns {sorted(outputs)}"
+            )
         latent = specs[self._noise_input].shape[-1]
         if latent is not None and latent != self.latent_dim:
             raise MetadataError(
                 f"{self.directory}: metadata latent_dim {self.latent_dim} but the model takes noise of size {latent}"
             )
-        shape = self._signature.structured_outputs[self._output].shape
+        shape = outputs[self._output].shape
         if len(shape) > 1 and shape[1] is not None and shape[1] != self.stamp_size:
             raise MetadataError(
                 f"{self.directory}: metadata stamp_size {self.stamp_size} but the model outputs {shape[1]} pixels"
@@ -159,16 +187,61 @@ class LoadedModel:
         -------
         numpy.ndarray
             ``[N, S, S]`` float32 light profiles.
+
+        Raises
+        ------
+        CatalogError
+            If a condition is finite but beyond float32 (e.g. ``1e300``).
+        MetadataError
+            If the model returns images of the wrong size, or NaN or infinite pixels.
+
+        Warns
+        -----
+        ModelOutputWarning
+            If the model returns negative pixels (they are passed on unchanged).
         """
         import tensorflow as tf
 
-        conditions = np.asarray(conditions, dtype=np.float32)
+        conditions = self._float32_conditions(conditions)
         inputs = {name: tf.constant(conditions[:, i]) for i, name in enumerate(self.conditions)}
         inputs[self._noise_input] = tf.constant(np.asarray(noise, dtype=np.float32))
         with tf.device(self.device):
             images = self._signature(**inputs)[self._output]
-        images = images.numpy()
-        return images.reshape(images.shape[0], self.stamp_size, self.stamp_size)
+        return self._checked_images(images.numpy(), len(conditions))
+
+    def _float32_conditions(self, conditions: np.ndarray) -> np.ndarray:
+        values = np.asarray(conditions, dtype=np.float64)
+        with np.errstate(over="ignore"):
+            narrowed = values.astype(np.float32)
+        overflow = np.isfinite(values) & ~np.isfinite(narrowed)
+        if overflow.any():
+            column, rows = overflow.any(axis=0).argmax(), np.flatnonzero(overflow.any(axis=1))
+            raise CatalogError(
+                f"column '{self.conditions[column]}' holds values beyond float32 range (|x| > 3.4e38) "
+                f"in row(s) {', '.join(map(str, rows[:10]))}: the model takes float32 conditions"
+            )
+        return narrowed
+
+    def _checked_images(self, images: np.ndarray, count: int) -> np.ndarray:
+        size = self.stamp_size
+        if images.size != count * size * size:
+            raise MetadataError(
+                f"{self.directory}: the model returned an array of shape {images.shape} for {count} galaxies; "
+                f"expected {count} stamps of {size}x{size} pixels (stamp_size in its metadata)"
+            )
+        images = images.reshape(count, size, size)
+        bad = ~np.isfinite(images).all(axis=(1, 2))
+        if bad.any():
+            raise MetadataError(
+                f"{self.directory}: the model returned NaN or infinite pixels for galaxy(ies) "
+                f"{', '.join(map(str, np.flatnonzero(bad)[:10]))} of this batch"
+            )
+        if (images < 0).any():
+            warnings.warn(
+                f"the model {self.directory.name} returned negative pixels; they are passed on unchanged",
+                ModelOutputWarning, stacklevel=3,
+            )
+        return images
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Decode latent vectors ``z`` ``[N, L]`` into ``[N, S, S]`` images (format 1 only)."""

@@ -6,6 +6,12 @@ entry per NAME@VERSION; the archive goes to ``NAME/VERSION/model.tar.gz`` and th
 to ``NAME/VERSION/README.md``, both relative to the index. The index is written last, and
 only when everything else is in place, so a failure never leaves an entry pointing at a
 missing or partial file.
+
+Concurrent publishes never lose an entry: into a folder, the whole read-modify-write of
+``index.json`` happens under a file lock (``.index.json.lock``) and the new index replaces
+the old one atomically; to an HTTP hub, the index is written with a conditional ``PUT``
+(``If-Match`` with the ETag of the index that was read, ``If-None-Match: *`` when there was
+none), and a hub that answers ``412 Precondition Failed`` makes publish stop with an error.
 """
 from __future__ import annotations
 
@@ -18,27 +24,31 @@ import os
 import shutil
 import tarfile
 import tempfile
+import warnings
 from pathlib import Path
 from urllib.parse import urljoin, urlparse
 
+import filelock
 import numpy as np
 
-from .errors import DownloadError, HandleError, MetadataError
+from . import http, settings
+from .errors import ConcurrentPublishError, DownloadError, HandleError, MetadataError
 from .handle import INDEX_FORMAT, version_key
-from .metadata import METADATA_FILE, read_metadata, validate_metadata
+from .metadata import MODEL_METADATA_FILE, read_metadata, validate_metadata
 
-__all__ = ["validate_model", "write_archive", "publish", "TOKEN_ENV"]
+__all__ = ["check_model_for_publish", "write_archive", "publish", "TOKEN_ENV", "ConcurrentPublishError"]
 
-TOKEN_ENV = "GALSIM_HUB_TOKEN"
+TOKEN_ENV = settings.TOKEN_ENV
 ENTRY_FORMAT = "galsim-hub-1"
 CARD_FILE = "README.md"
 ARCHIVE_FILE = "model.tar.gz"
 INDEX_FILE = "index.json"
-HTTP_TIMEOUT = (10.0, 300.0)
+INDEX_LOCK_FILE = ".index.json.lock"
+UPLOAD_TIMEOUT = (settings.HTTP_TIMEOUT[0], 300.0)
 _VALIDATION_GALAXIES = 4
 
 
-def validate_model(model_dir: str | os.PathLike) -> dict:
+def check_model_for_publish(model_dir: str | os.PathLike) -> dict:
     """Load a format-1 model and check that it samples sensible images.
 
     The model is loaded and sampled at the centre of its training range (zero base noise)
@@ -65,8 +75,8 @@ def validate_model(model_dir: str | os.PathLike) -> dict:
     directory = Path(model_dir)
     if not directory.is_dir():
         raise MetadataError(f"{directory} is not a model directory")
-    if not (directory / METADATA_FILE).is_file():
-        raise MetadataError(f"{directory} lacks {METADATA_FILE}: only format-1 models can be published")
+    if not (directory / MODEL_METADATA_FILE).is_file():
+        raise MetadataError(f"{directory} lacks {MODEL_METADATA_FILE}: only format-1 models can be published")
     if not (directory / CARD_FILE).is_file():
         raise MetadataError(f"{directory} lacks the model card {CARD_FILE}")
     metadata = read_metadata(directory)
@@ -151,7 +161,7 @@ def _staged_model(model_dir: Path, metadata: dict, name: str, version: str, work
     shutil.copytree(model_dir, staged, symlinks=True)
     if (metadata["name"], metadata["version"]) != (name, version):
         updated = dict(metadata, name=name, version=version)
-        (staged / METADATA_FILE).write_text(json.dumps(updated, indent=2) + "\n", encoding="utf-8")
+        (staged / MODEL_METADATA_FILE).write_text(json.dumps(updated, indent=2) + "\n", encoding="utf-8")
     return staged
 
 
@@ -171,11 +181,13 @@ def _entry(name: str, version: str, sha256: str, size: int, metadata: dict) -> d
     }
 
 
-def _check_new(index: dict, name: str, version: str, where: str) -> None:
-    models = index.get("models")
-    if index.get("format") != INDEX_FORMAT or not isinstance(models, list):
+def _check_new(index: object, name: str, version: str, where: str) -> None:
+    models = index.get("models") if isinstance(index, dict) else None
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT or not isinstance(models, list):
         raise MetadataError(f"{where} is not a galsim-hub index (format {INDEX_FORMAT} with a 'models' list)")
-    for entry in models:
+    for position, entry in enumerate(models):
+        if not isinstance(entry, dict):
+            raise MetadataError(f"{where}: entry {position} is not a JSON object; fix the index by hand first")
         if entry.get("name") == name and version_key(str(entry.get("version"))) == version_key(version):
             raise HandleError(
                 f"{name}@{entry.get('version')} is already published in {where}; "
@@ -183,45 +195,54 @@ def _check_new(index: dict, name: str, version: str, where: str) -> None:
             )
 
 
+def _parse_hub_index(text: str, where: str) -> dict:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise MetadataError(f"the index {where} is not valid JSON: {exc}") from exc
+
+
 def _publish_to_directory(hub: Path, entry: dict, archive: Path, card: Path) -> None:
+    """Copy the files, then add the entry; the whole read-modify-write is under the hub's lock."""
     index_path = hub / INDEX_FILE
-    index = json.loads(index_path.read_text(encoding="utf-8")) if index_path.is_file() else {
-        "format": INDEX_FORMAT, "models": []}
-    _check_new(index, entry["name"], entry["version"], str(index_path))
-    folder = hub / entry["name"] / entry["version"]
-    if folder.exists():
-        raise HandleError(f"{folder} already exists; publish under a new --version")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".publish-", dir=folder.parent))
-    work.chmod(0o755)  # mkdtemp makes it private; a hub is read by others
-    try:
-        shutil.copyfile(archive, work / ARCHIVE_FILE)
-        shutil.copyfile(card, work / CARD_FILE)
-        os.rename(work, folder)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    try:
-        index["models"].append(entry)
-        tmp = index_path.with_name(f".{INDEX_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, index_path)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
+    with filelock.FileLock(str(hub / INDEX_LOCK_FILE)):
+        if index_path.is_file():
+            index = _parse_hub_index(index_path.read_text(encoding="utf-8"), str(index_path))
+        else:
+            index = {"format": INDEX_FORMAT, "models": []}
+        _check_new(index, entry["name"], entry["version"], str(index_path))
+        folder = hub / entry["name"] / entry["version"]
+        if folder.exists():
+            raise HandleError(
+                f"{folder} already exists but {index_path} does not list it (left by a failed publish?); "
+                "remove the folder or publish under a new --version"
+            )
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".publish-", dir=folder.parent))
+        work.chmod(0o755)  # mkdtemp makes it private; a hub is read by others
+        try:
+            shutil.copyfile(archive, work / ARCHIVE_FILE)
+            shutil.copyfile(card, work / CARD_FILE)
+            os.rename(work, folder)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        try:
+            index["models"].append(entry)
+            tmp = index_path.with_name(f".{INDEX_FILE}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+            os.replace(tmp, index_path)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
 
 
-def _http(method: str, url: str, **kwargs):
-    import requests
-
-    headers = kwargs.pop("headers", {})
+def _http(method: str, url: str, what: str, **kwargs):
+    headers = dict(kwargs.pop("headers", {}))
     token = os.environ.get(TOKEN_ENV)
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    try:
-        return requests.request(method, url, headers=headers, timeout=HTTP_TIMEOUT, **kwargs)
-    except requests.RequestException as exc:
-        raise DownloadError(f"{method} {url} failed: {exc}") from exc
+    return http.request(method, url, f"{what}: {method} {url} failed", headers=headers, timeout=UPLOAD_TIMEOUT, **kwargs)
 
 
 def _require_ok(response, what: str) -> None:
@@ -237,26 +258,36 @@ def _publish_to_url(hub: str, entry: dict, archive: Path, card: Path) -> None:
         hub = hub[: -len(INDEX_FILE)]
     base = hub if hub.endswith("/") else hub + "/"
     index_url = urljoin(base, INDEX_FILE)
-    response = _http("GET", index_url)
+    response = _http("GET", index_url, "reading the index")
     if response.status_code == 404:
         index = {"format": INDEX_FORMAT, "models": []}
+        condition = {"If-None-Match": "*"}
     else:
         _require_ok(response, f"reading the index {index_url}")
-        try:
-            index = response.json()
-        except ValueError as exc:
-            raise MetadataError(f"the index {index_url} is not valid JSON: {exc}") from exc
+        index = _parse_hub_index(response.text, index_url)
+        etag = response.headers.get("ETag")
+        condition = {"If-Match": etag} if etag else {}
+        if not etag:
+            warnings.warn(
+                f"the hub {index_url} sends no ETag, so its index cannot be updated conditionally: "
+                "a publish running at the same time could lose an entry"
+            )
     _check_new(index, entry["name"], entry["version"], index_url)
     for local, relative in ((archive, entry["path"]), (card, entry["card"])):
         url = urljoin(base, relative)
         with open(local, "rb") as stream:
-            _require_ok(_http("PUT", url, data=stream), f"uploading {url}")
+            _require_ok(_http("PUT", url, "uploading", data=stream), f"uploading {url}")
     index["models"].append(entry)
     body = (json.dumps(index, indent=1) + "\n").encode()
-    _require_ok(
-        _http("PUT", index_url, data=body, headers={"Content-Type": "application/json"}),
-        f"uploading the index {index_url}",
-    )
+    response = _http("PUT", index_url, "uploading the index", data=body,
+                     headers={"Content-Type": "application/json", **condition})
+    if response.status_code == 412:
+        raise ConcurrentPublishError(
+            f"the index {index_url} changed while publishing {entry['name']}@{entry['version']} "
+            f"(HTTP 412: another publish updated it first); {entry['name']}/{entry['version']}/ was uploaded "
+            "but is not listed: publish again to add it"
+        )
+    _require_ok(response, f"uploading the index {index_url}")
 
 
 def publish(
@@ -291,13 +322,21 @@ def publish(
         If NAME@VERSION is already published, or the name or version is malformed.
     DownloadError
         If an upload fails (the index is then left untouched).
+    ConcurrentPublishError
+        If an HTTP hub's index changed between reading and writing it (HTTP 412).
     """
     from .handle import parse_hub_handle
 
+    for label, value in (("name", name), ("version", version)):
+        if value is not None and not isinstance(value, str):
+            raise HandleError(f"the published {label} must be a string, got {value!r} ({type(value).__name__})")
     model_dir = Path(model_dir)
-    metadata = validate_model(model_dir)
+    metadata = check_model_for_publish(model_dir)
     name = name or metadata["name"]
     version = version or metadata["version"]
+    for label, value in (("name", name), ("version", version)):
+        if not isinstance(value, str):
+            raise MetadataError(f"{model_dir}: the metadata {label} must be a string, got {value!r}")
     parse_hub_handle(f"hub:{name}@{version}")  # the same rules as handles
     validate_metadata(dict(metadata, name=name, version=version), source=str(model_dir))
     with tempfile.TemporaryDirectory(prefix="galsim-hub-publish-") as tmp:

@@ -6,14 +6,19 @@ import hashlib
 import io
 import json
 import multiprocessing
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import platformdirs
 import pytest
 
-from galsim_hub import cache
+from galsim_hub import cache, settings
 from galsim_hub.cache import cache_root, clear, fetch, is_offline, list_entries
 from galsim_hub.errors import ChecksumError, DownloadError, HandleError, MetadataError, UnsafeArchiveError
 from galsim_hub.handle import ModelSource, resolve
@@ -148,7 +153,7 @@ def test_connection_refused(hub_cache):
 
 def test_timeout(http_server, hub_cache, make_model_archive, monkeypatch):
     url, _ = served_archive(http_server, make_model_archive)
-    monkeypatch.setattr(cache, "HTTP_TIMEOUT", (2.0, 0.2))
+    monkeypatch.setattr(settings, "HTTP_TIMEOUT", (2.0, 0.2))
     http_server.delay("toy.tar.gz", 1.0)
     with pytest.raises(DownloadError, match=rf"{url}: timed out"):
         fetch(resolve(url))
@@ -202,12 +207,12 @@ def test_connection_error_for_hub_model_gives_offline_advice(hub_cache):
     assert_no_leftovers(hub_cache)
 
 
-@pytest.mark.parametrize("known", ["sha256", "size"])
+@pytest.mark.parametrize("known", ["sha256", "prefix_and_size"])
 def test_locally_fetched_archive_serves_hub_entry_offline(known, http_server, hub_cache, make_model_archive, monkeypatch):
     url, archive = served_archive(http_server, make_model_archive)
     source = hub_source(url, archive)
-    if known == "size":
-        source = dataclasses.replace(source, sha256=None)
+    if known == "prefix_and_size":
+        source = dataclasses.replace(source, sha256=None, sha256_prefix=source.sha256[:8])
     copy = archive.parent.parent / "downloaded_elsewhere" / "model.tar.gz"
     copy.parent.mkdir()
     copy.write_bytes(archive.read_bytes())
@@ -215,6 +220,24 @@ def test_locally_fetched_archive_serves_hub_entry_offline(known, http_server, hu
     http_server.stop()
     monkeypatch.setenv("GALSIM_HUB_OFFLINE", "1")
     assert fetch(source) == local_model
+
+
+def test_size_alone_does_not_identify_a_model(http_server, hub_cache, make_model_archive, monkeypatch, tmp_path):
+    """Defect 4: a cached archive of the right size but other content must not serve a hub entry."""
+    url, archive = served_archive(http_server, make_model_archive)
+    impostor = make_model_archive(tmp_path / "elsewhere" / "toy.tar.gz", name="tox")  # same length, other bytes
+    assert impostor.stat().st_size == archive.stat().st_size and impostor.read_bytes() != archive.read_bytes()
+    fetch(resolve(impostor))
+    source = hub_source(url, archive)
+    size_only = dataclasses.replace(source, sha256=None)
+    wrong_prefix = dataclasses.replace(source, sha256=None, sha256_prefix="0" * 8)
+    monkeypatch.setenv("GALSIM_HUB_OFFLINE", "1")
+    for unidentified in (size_only, wrong_prefix):
+        with pytest.raises(DownloadError, match="offline mode is on"):
+            fetch(unidentified)
+    monkeypatch.delenv("GALSIM_HUB_OFFLINE")
+    with pytest.raises(ChecksumError, match="expected a digest starting 00000000"):
+        fetch(wrong_prefix)
 
 
 def test_other_archive_does_not_serve_hub_entry(http_server, hub_cache, make_model_archive, monkeypatch, tmp_path):
@@ -249,9 +272,9 @@ def unsafe_archive(path: Path, kind: str) -> Path:
     [
         ("dotdot", "contains '..'"),
         ("absolute", "absolute path"),
-        ("symlink_out", "points outside"),
-        ("symlink_abs", "absolute path"),
-        ("hardlink_out", "points outside"),
+        ("symlink_out", "is a symbolic link"),
+        ("symlink_abs", "is a symbolic link"),
+        ("hardlink_out", "is a hard link"),
         ("device", "device"),
         ("fifo", "fifo"),
     ],
@@ -265,14 +288,16 @@ def test_unsafe_archives_are_refused(kind, problem, tmp_path, hub_cache, http_se
     assert not (tmp_path / "evil.txt").exists() and not Path("/tmp/galsim_hub_evil.txt").exists()
 
 
-def test_internal_symlink_is_allowed(tmp_path, hub_cache):
+def test_even_an_internal_symlink_is_refused(tmp_path, hub_cache):
     archive = tmp_path / "linked.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.addfile(tarfile.TarInfo("m/galsim_hub.json"), io.BytesIO(b""))
         link = tarfile.TarInfo("m/alias.json")
         link.type, link.linkname = tarfile.SYMTYPE, "galsim_hub.json"
         tar.addfile(link)
-    assert (fetch(resolve(archive)) / "alias.json").is_symlink()
+    with pytest.raises(UnsafeArchiveError, match="'m/alias.json' is a symbolic link to 'galsim_hub.json'"):
+        fetch(resolve(archive))
+    assert_no_leftovers(hub_cache)
 
 
 def test_corrupt_archive(tmp_path, hub_cache, http_server):
@@ -301,18 +326,74 @@ def test_local_archive_removed_after_resolve(model_archive, hub_cache):
         fetch(source)
 
 
+def work_folder(cache_dir: Path, key: str, pid: int, host: str | None = None) -> Path:
+    """A work folder as a fetch by process ``pid`` leaves it."""
+    folder = cache_dir / f".tmp-{key}-{pid}"
+    folder.mkdir(parents=True)
+    (folder / "download.tar.gz").write_bytes(b"partial")
+    owner = {"host": host or socket.gethostname(), "pid": pid, "started": "2026-01-01T00:00:00+00:00"}
+    (folder / ".owner.json").write_text(json.dumps(owner))
+    return folder
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
 def test_stale_work_folder_of_killed_fetch_is_removed(http_server, hub_cache, make_model_archive):
     url, archive = served_archive(http_server, make_model_archive)
     source = hub_source(url, archive)
-    stale = hub_cache / f".tmp-{source.sha256}-killed"
-    stale.mkdir(parents=True)
-    (stale / "download.tar.gz").write_bytes(b"partial")
+    stale = work_folder(hub_cache, source.sha256, dead_pid())
     fetch(source)
     assert not stale.exists()
-    other = hub_cache / f".tmp-{'f' * 64}-killed"
-    other.mkdir()
+    other = work_folder(hub_cache, "f" * 64, dead_pid())
     clear()
+    assert not other.exists()
     assert_no_leftovers(hub_cache)
+
+
+def test_work_folder_of_a_running_fetch_is_kept(http_server, hub_cache, make_model_archive):
+    """Locks may not work (NFS, Lustre): a live process's work folder is never swept."""
+    url, archive = served_archive(http_server, make_model_archive)
+    source = hub_source(url, archive)
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as running:
+        try:
+            busy = work_folder(hub_cache, source.sha256, running.pid)
+            elsewhere = work_folder(hub_cache, "e" * 64, 1, host="another-host.example")
+            assert (fetch(source) / "galsim_hub.json").is_file()
+            assert clear() == 1
+            assert (busy / "download.tar.gz").is_file() and elsewhere.is_dir()
+        finally:
+            running.kill()
+    old = time.time() - settings.STALE_WORK_SECONDS - 10
+    os.utime(elsewhere, (old, old))
+    clear()
+    assert not busy.exists() and not elsewhere.exists()
+
+
+def test_entry_renamed_into_place_by_another_process_is_accepted(http_server, hub_cache, make_model_archive, monkeypatch):
+    """Without a working lock two processes may build the same entry: the second rename is success."""
+    url, archive = served_archive(http_server, make_model_archive)
+    source = hub_source(url, archive)
+    real_install = cache._install
+
+    def racing_install(work, root, key, record):
+        other = root / ".other-process"
+        shutil.copytree(work, other)
+        os.rename(other, root / key)  # the other process finishes first
+        return real_install(work, root, key, record)
+
+    monkeypatch.setattr(cache, "_install", racing_install)
+    model = fetch(source)
+    assert model == hub_cache / source.sha256 / "model" / "toy"
+    assert (model / "galsim_hub.json").is_file() and len(list_entries()) == 1
+    assert_no_leftovers_but_entries(hub_cache)
+
+
+def assert_no_leftovers_but_entries(cache_dir: Path) -> None:
+    assert not [p.name for p in cache_dir.iterdir() if p.name.startswith(".") and p.name != ".locks"]
 
 
 def test_damaged_entry_is_rebuilt(model_archive, hub_cache):

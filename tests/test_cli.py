@@ -5,6 +5,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,9 +102,9 @@ def test_sample_without_catalog_and_with_psf(hub, tmp_path, capsys):
         (["cache", "clear", "feedbeef"], "matches 0 entries"),
     ],
 )
-def test_errors_are_one_line_and_exit_2(hub, capsys, argv, message):
+def test_errors_are_one_line_and_exit_1(hub, capsys, argv, message):
     status, out, err = run(capsys, *argv)
-    assert status == 2
+    assert status == 1
     assert err.startswith("galsim-hub: error: ") and message in err
     assert "Traceback" not in err and err.count("\n") == 1
 
@@ -112,7 +113,7 @@ def test_catalog_without_the_model_columns(hub, tmp_path, capsys):
     catalog = tmp_path / "cat.fits"
     Table({"mag_auto": [21.0]}).write(catalog)
     status, _, err = run(capsys, "sample", "hub:clitoy", "--catalog", str(catalog), "--out", str(tmp_path / "o.fits"))
-    assert status == 2 and "flux_radius" in err
+    assert status == 1 and "flux_radius" in err
 
 
 def test_python_m_entry_point(hub, tmp_path):
@@ -121,7 +122,7 @@ def test_python_m_entry_point(hub, tmp_path):
     assert "hub:clitoy" in result.stdout
     result = subprocess.run([sys.executable, "-m", "galsim_hub", "info", "hub:nope"], capture_output=True,
                             text=True, timeout=120)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.returncode == 1 and "Traceback" not in result.stderr
     index = json.loads((hub / "index.json").read_text())
     assert [entry["name"] for entry in index["models"]] == ["clitoy"]
 
@@ -140,3 +141,67 @@ def test_a_closed_pipe_is_not_an_error(hub, monkeypatch):
     monkeypatch.setattr(cli.sys, "stderr", stderr)
     assert cli.main(["list"]) == 0 and len(calls) == 1
     assert stderr.closed  # nothing more is written to a reader that went away
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--psf", "nan"], "--psf is a FWHM in arcsec and must be a positive finite number, got nan"),
+        (["--psf", "inf"], "must be a positive finite number, got inf"),
+        (["--psf", "-1"], "must be a positive finite number, got -1"),
+        (["--psf", "100"], "more than the limit of 4096; give a smaller --psf"),
+        (["--psf", "1e6"], "more than the limit of 4096"),
+        (["--psf", "0.1", "--psf-scale", "0"], "--psf-scale is a pixel scale in arcsec and must be a positive"),
+        (["--psf", "0.1", "--psf-scale", "-0.2"], "--psf-scale is a pixel scale"),
+        (["--psf", "0.1", "--psf-scale", "nan"], "--psf-scale is a pixel scale"),
+        (["--psf-scale", "0.06"], "give --psf FWHM too"),
+        (["--seed", "0"], "--seed must be an integer from 1 to 2**63-1, got 0"),
+        (["--seed", str(2**64)], "--seed must be an integer from 1 to 2**63-1"),
+    ],
+)
+def test_hostile_sample_options_are_one_line_errors(options, message, hub, tmp_path, capsys):
+    out = tmp_path / "o.fits"
+    status, _, err = run(capsys, "sample", "hub:clitoy", "--n", "2", "--seed", "1", *options, "--out", str(out))
+    assert status == 1 and message in err, err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert not out.exists() and not list(tmp_path.glob(".o.fits*"))
+
+
+@pytest.mark.parametrize("content", [b"\x00\x01 binary junk \xff" * 100, b"just some words\n", b""])
+def test_catalog_that_is_not_a_table(content, hub, tmp_path, capsys):
+    catalog = tmp_path / "notatable.fits"
+    catalog.write_bytes(content)
+    status, _, err = run(capsys, "sample", "hub:clitoy", "--catalog", str(catalog), "--out", str(tmp_path / "o.fits"))
+    assert status == 1 and f"cannot read the catalog {catalog} as a table" in err
+    assert err.count("\n") == 1
+
+
+def test_out_folder_is_refused_and_leaves_nothing(hub, tmp_path, capsys):
+    folder = tmp_path / "DIR"
+    folder.mkdir()
+    status, _, err = run(capsys, "sample", "hub:clitoy", "--n", "2", "--seed", "1", "--out", str(folder), "--overwrite")
+    assert status == 1 and "is a folder" in err
+    assert not (tmp_path / ".DIR.tmp").exists() and list(folder.iterdir()) == []
+
+
+def test_failed_write_leaves_no_temporary_file(hub, tmp_path, capsys, monkeypatch):
+    from astropy.io import fits as astropy_fits
+
+    def disk_full(self, name, **kwargs):
+        Path(name).write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(astropy_fits.HDUList, "writeto", disk_full)
+    out = tmp_path / "o.fits"
+    status, _, err = run(capsys, "sample", "hub:clitoy", "--n", "2", "--seed", "1", "--out", str(out))
+    assert status == 1 and "No space left" in err
+    assert not out.exists() and not (tmp_path / ".o.fits.tmp").exists()
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["sample"])
+    assert info.value.code == 2 and "usage:" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["sample", "hub:x", "--out", "o.fits", "--psf", "wide"])
+    assert info.value.code == 2

@@ -66,7 +66,7 @@ def test_version_key_orders_numerically():
 def test_bundled_index_lists_lanusse2020(hub_cache):
     entry = find_entry("Lanusse2020")
     assert entry["url"] == entry["_location"] == LANUSSE_URL
-    assert entry["size"] == 52063270 and entry["sha256"] is None
+    assert entry["size"] == 52063270 and entry["sha256"] is None and entry["sha256_prefix"] == "ff2f097c"
     assert entry["format"] == "tf1-hub"
     metadata = entry["metadata"]
     assert [c["name"] for c in metadata["conditions"]] == ["mag_auto", "flux_radius", "zphot"]
@@ -78,9 +78,10 @@ def test_bundled_index_lists_lanusse2020(hub_cache):
 
 def test_resolve_hub_lanusse2020(hub_cache):
     source = resolve("hub:Lanusse2020")
-    assert source == ModelSource(
-        "hub:Lanusse2020", "url", LANUSSE_URL, sha256=None, size=52063270, entry=find_entry("Lanusse2020")
+    assert (source.handle, source.kind, source.location, source.sha256, source.size) == (
+        "hub:Lanusse2020", "url", LANUSSE_URL, None, 52063270
     )
+    assert source.entry == find_entry("Lanusse2020") and source.sha256_prefix == "ff2f097c"
     assert resolve("hub:Lanusse2020@1").entry["version"] == "1.0"
 
 
@@ -142,7 +143,8 @@ def test_remote_index_http_error(http_server, hub_cache, monkeypatch):
 def test_extra_index_cannot_shadow_bundled_model(tmp_path, hub_cache, monkeypatch):
     index = write_index(tmp_path / "index.json", [{"name": "Lanusse2020", "version": "1.0", "url": "https://evil.example/m.tar.gz"}])
     monkeypatch.setenv("GALSIM_HUB_INDEX", str(index))
-    assert resolve("hub:Lanusse2020").location == LANUSSE_URL
+    with pytest.warns(UserWarning, match="cannot shadow a bundled model"):
+        assert resolve("hub:Lanusse2020").location == LANUSSE_URL
 
 
 def test_url_handle(hub_cache):

@@ -112,7 +112,7 @@ def test_publish_to_http_then_sample_from_hub(toy, put_server, hub_cache, monkey
     source = GenerativeGalaxyModel(toy).sample(CATALOG, seed=3, return_arrays=True)
     np.testing.assert_array_equal(published, source)
     assert entry["sha256"] == hashlib.sha256((put_server.root / "hub/toy/1.0/model.tar.gz").read_bytes()).hexdigest()
-    with pytest.raises(HandleError, match="already published"):
+    with pytest.raises(HandleError, match="already published"), pytest.warns(UserWarning, match="sends no ETag"):
         publish(toy, put_server.url)
 
 
@@ -151,7 +151,7 @@ def test_invalid_models_are_refused(toy, tmp_path):
 def test_non_finite_pixels_are_refused(tmp_path):
     import tensorflow as tf
 
-    from galsim_hub.publish import validate_model
+    from galsim_hub.publish import check_model_for_publish
     from galsim_hub.training.export import export_model
 
     class Flow(tf.Module):
@@ -166,4 +166,13 @@ def test_non_finite_pixels_are_refused(tmp_path):
     path = export_model(tmp_path / "nan", flow=Flow(), decoder=Decoder(), conditions=conditions, latent_dim=2,
                         stamp_size=8, pixel_scale=0.03, name="nan", version="1.0")
     with pytest.raises(MetadataError, match="NaN or infinite"):
-        validate_model(path)
+        check_model_for_publish(path)
+
+
+@pytest.mark.parametrize("field, value", [("name", 5), ("version", 2.0), ("version", ["1"])])
+def test_non_string_name_or_version_is_named(field, value, toy, tmp_path):
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    with pytest.raises(HandleError, match=f"the published {field} must be a string, got"):
+        publish(toy, hub, **{field: value})
+    assert list(hub.iterdir()) == []
