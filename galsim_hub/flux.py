@@ -116,20 +116,25 @@ def plausible(images: np.ndarray, expected_flux: np.ndarray | None = None) -> np
 
 
 def check_fluxes(fluxes: Any, n_rows: int, what: str) -> np.ndarray:
-    """Check one flux per row: finite and non-negative; ``what`` names them in errors."""
+    """Check one flux per row: finite and positive; ``what`` names them in errors.
+
+    A zero flux is refused too: a GalSim profile cannot be built from a stamp without flux.
+    """
     fluxes = np.atleast_1d(np.asarray(fluxes, dtype=np.float64))
     if fluxes.shape != (n_rows,):
         raise CatalogError(f"{what} has shape {fluxes.shape}; expected one value per row ({n_rows})")
     bad = ~np.isfinite(fluxes)
     if bad.any():
         raise CatalogError(f"{what} is NaN or infinite in rows {row_list(bad)}")
-    negative = fluxes < 0
-    if negative.any():
-        raise CatalogError(f"{what} is negative in rows {row_list(negative)}")
+    not_positive = fluxes <= 0
+    if not_positive.any():
+        raise CatalogError(
+            f"{what} is zero or negative in rows {row_list(not_positive)}; every galaxy needs a positive flux"
+        )
     return fluxes
 
 
-def _values(catalog: Any, source: Any, n_rows: int, role: str) -> tuple[np.ndarray, str]:
+def _values(catalog: Any, source: Any, role: str) -> tuple[np.ndarray, str]:
     """A column of ``catalog`` (when ``source`` is a name) or the values themselves."""
     if isinstance(source, str):
         if catalog is None:
@@ -172,7 +177,7 @@ def catalog_fluxes(
     Raises
     ------
     CatalogError
-        When the column is missing, or a value is NaN, infinite, masked or (flux) negative.
+        When the column is missing, or a value is NaN, infinite, masked, or a flux is not positive.
     ValueError
         When both ``flux`` and ``mag`` are given, or a zero point without ``mag``, or ``mag``
         without any zero point.
@@ -184,7 +189,7 @@ def catalog_fluxes(
             raise ValueError("zero_point= goes with mag=; give mag= the magnitude column")
         if flux is None:
             return None
-        values, what = _values(catalog, flux, n_rows, "flux")
+        values, what = _values(catalog, flux, "flux")
         return check_fluxes(values, n_rows, what)
     if zero_point is None:
         zero_point = default_zero_point
@@ -192,7 +197,7 @@ def catalog_fluxes(
         raise ValueError(
             f"mag= needs a finite zero_point= (the model states none), got {zero_point!r}"
         )
-    values, what = _values(catalog, mag, n_rows, "magnitude")
+    values, what = _values(catalog, mag, "magnitude")
     if values.shape == (n_rows,):
         bad = ~np.isfinite(values)
         if bad.any():
@@ -206,7 +211,7 @@ def set_fluxes(images: np.ndarray, fluxes: np.ndarray | None) -> np.ndarray:
     Raises
     ------
     CatalogError
-        When a stamp to rescale to a positive flux has no positive flux of its own.
+        When a stamp to rescale has no positive, finite flux of its own.
     """
     if fluxes is None:
         return images
@@ -216,13 +221,12 @@ def set_fluxes(images: np.ndarray, fluxes: np.ndarray | None) -> np.ndarray:
         return images
     images = np.array(images, dtype=np.float32)
     totals = images[rows].sum(axis=(1, 2), dtype=np.float64)
-    empty = (totals <= 0) | ~np.isfinite(totals)
-    if (empty & (fluxes[rows] > 0)).any():
-        indices = np.flatnonzero(rows)[empty & (fluxes[rows] > 0)]
-        raise CatalogError(f"the model's stamps of rows {', '.join(map(str, indices[:10]))} have no flux to rescale")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = np.where(empty, 0.0, fluxes[rows] / totals)
-    images[rows] *= scale[:, None, None].astype(np.float32)
+    empty = ~(np.isfinite(totals) & (totals > 0))
+    if empty.any():
+        mask = np.zeros(len(fluxes), dtype=bool)
+        mask[np.flatnonzero(rows)[empty]] = True
+        raise CatalogError(f"the model's stamps of rows {row_list(mask)} have no flux to rescale")
+    images[rows] *= (fluxes[rows] / totals)[:, None, None].astype(np.float32)
     return images
 
 

@@ -86,7 +86,7 @@ def test_catalog_fluxes_from_columns_and_values():
     [
         ({"flux": "flux_z"}, CatalogError, r"no flux column 'flux_z' \(catalog columns: mag_auto, .*flux_g"),
         ({"flux": [1.0, np.nan, 2.0]}, CatalogError, r"flux values is NaN or infinite in rows 1"),
-        ({"flux": [1.0, -2.0, -3.0]}, CatalogError, r"flux values is negative in rows 1, 2"),
+        ({"flux": [1.0, 0.0, -3.0]}, CatalogError, r"flux values is zero or negative in rows 1, 2; every galaxy needs a positive flux"),
         ({"flux": [1.0, 2.0]}, CatalogError, r"shape \(2,\); expected one value per row \(3\)"),
         ({"mag": "mag_i"}, ValueError, "mag= needs a finite zero_point="),
         ({"mag": [21.0, np.inf, 22.0], "zero_point": 28.0}, CatalogError, "NaN or infinite in rows 1"),
@@ -222,7 +222,7 @@ def test_galsim_objects_and_iter_sample_carry_the_catalog_flux(toy_dir):
 def test_bad_flux_input_fails_before_sampling(toy):
     cat = bands()
     cat["flux_g"][1] = -1.0
-    with pytest.raises(CatalogError, match=r"flux column 'flux_g' is negative in rows 1"):
+    with pytest.raises(CatalogError, match=r"flux column 'flux_g' is zero or negative in rows 1"):
         toy.sample(cat, seed=1, flux="flux_g")
     with pytest.raises(CatalogError, match="no flux column 'flux_u'"):
         next(toy.iter_sample(cat, seed=1, flux="flux_u"))
