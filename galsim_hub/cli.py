@@ -207,6 +207,11 @@ def cmd_sample(args: argparse.Namespace) -> None:
     header["SEED"] = (-1 if args.seed is None else args.seed, "seed of the base noise (-1: random)")
     header["PSFFWHM"] = (0.0 if args.psf is None else args.psf, "Kolmogorov PSF FWHM in arcsec (0: none)")
     header["BUNIT"] = str(model.metadata.get("flux_units", ""))[:68]
+    header["OUTRANGE"] = (args.out_of_range, "out_of_range policy (clip, error, extrapolate)")
+    if args.flux_column or args.mag_column:
+        zero_point = args.zero_point if args.zero_point is not None else model.metadata.get("zero_point")
+        unit = f"flux of column {args.flux_column}" if args.flux_column else f"10**(-0.4({args.mag_column}-{zero_point:g}))"
+        header["BUNIT"] = unit[:68]
     primary = fits.PrimaryHDU(stamps, header=header)
     table = fits.table_to_hdu(catalog)
     table.name = "CATALOG"

@@ -323,6 +323,9 @@ def test_cli_flux_and_magnitude_columns(toy_dir, catalog_file, tmp_path, capsys)
                              "--mag-column", "mag_i", "--zero-point", "28")
     assert status == 0, err
     g, i = fits.getdata(tmp_path / "g.fits"), fits.getdata(tmp_path / "i.fits")
+    assert fits.getheader(tmp_path / "g.fits")["BUNIT"] == "flux of column flux_g"
+    assert fits.getheader(tmp_path / "i.fits")["BUNIT"] == "10**(-0.4(mag_i-28))"
+    assert fits.getheader(tmp_path / "i.fits")["OUTRANGE"] == "clip"
     np.testing.assert_allclose(g.sum(axis=(1, 2)), cat["flux_g"], rtol=1e-5)
     i_flux = 10 ** (-0.4 * (np.asarray(cat["mag_i"]) - 28.0))
     np.testing.assert_allclose(i.sum(axis=(1, 2)), i_flux, rtol=1e-5)
