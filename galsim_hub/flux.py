@@ -15,8 +15,10 @@ Two jobs of the sampling path, shared by the Python API, the GalSim config type 
       clipped conditions is checked (:func:`plausible`); where it is not plausible (flux more
       than :data:`FLUX_FACTOR` from the flux of its clipped magnitude, or more than
       :data:`BORDER_FRACTION` of its flux in the outer :func:`border_width` pixels) the
-      conditions are pulled further towards the centre of the training range
-      (:data:`PULL_IN_STEPS`), with the same base noise, until it is. The flux is then set from
+      conditions are pulled further towards the centre of the training range (the training
+      mean ``condition_mean``, else the middle of the range; :data:`PULL_IN_STEPS`), with the
+      same base noise, until it is (a :class:`~galsim_hub.errors.CatalogError` if it never
+      is, even at the centre). The flux is then set from
       the catalog magnitude (the condition whose unit is ``"mag"``, with the model's
       ``zero_point``). Models without such a condition or zero point are clipped only. One
       :class:`~galsim_hub.catalog.OutOfRangeWarning` per call names the columns and rows.
