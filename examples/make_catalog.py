@@ -1,8 +1,11 @@
-"""Write ``catalog.fits``: a small catalog of galaxies for ``field.yaml``.
+"""Write ``catalog.fits``: a small catalog of galaxies for ``field.yaml`` and ``bands.yaml``.
 
 Columns: ``x``, ``y`` (pixel position in the 256x256 field), ``mag_auto`` (F814W AB),
 ``flux_radius`` (pixels of 0.03 arcsec) and ``zphot``, drawn inside the training range of
-the bundled model. Run ``python examples/make_catalog.py [N] [OUT]``.
+the bundled model; ``flux_g``, ``flux_r``, ``flux_i``: fluxes in three bands, in the model's
+flux units (``flux_i`` is that of ``mag_auto`` at the zero point 25.94; ``r - i`` and ``g - r``
+colours are drawn in [0.1, 0.6] and [0.2, 1.2] mag). Run
+``python examples/make_catalog.py [N] [OUT]``.
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 from astropy.table import Table
+
+ZERO_POINT = 25.94  # F814W AB zero point of the bundled model's flux units
 
 
 def make_catalog(n_galaxies: int = 64, seed: int = 2021, field_size: int = 256) -> Table:
@@ -30,7 +35,7 @@ def make_catalog(n_galaxies: int = 64, seed: int = 2021, field_size: int = 256) 
     astropy.table.Table
     """
     rng = np.random.default_rng(seed)
-    return Table(
+    catalog = Table(
         {
             "x": rng.uniform(16, field_size - 16, n_galaxies),
             "y": rng.uniform(16, field_size - 16, n_galaxies),
@@ -39,6 +44,12 @@ def make_catalog(n_galaxies: int = 64, seed: int = 2021, field_size: int = 256) 
             "zphot": rng.uniform(0.2, 1.8, n_galaxies),
         }
     )
+    r_minus_i = rng.uniform(0.1, 0.6, n_galaxies)
+    g_minus_r = rng.uniform(0.2, 1.2, n_galaxies)
+    catalog["flux_i"] = 10 ** (-0.4 * (catalog["mag_auto"] - ZERO_POINT))
+    catalog["flux_r"] = catalog["flux_i"] * 10 ** (-0.4 * r_minus_i)
+    catalog["flux_g"] = catalog["flux_r"] * 10 ** (-0.4 * g_minus_r)
+    return catalog
 
 
 if __name__ == "__main__":

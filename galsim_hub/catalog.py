@@ -6,7 +6,6 @@ attribute (e.g. a pandas ``DataFrame``).
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -37,7 +36,7 @@ def column_names(catalog: Any) -> list[str]:
     )
 
 
-def _rows(mask: np.ndarray, labels: Sequence | None = None) -> str:
+def row_list(mask: np.ndarray, labels: Sequence | None = None) -> str:
     """The first rows where ``mask`` is set (as their ``labels`` when given), and their count."""
     rows = np.flatnonzero(mask)
     named = rows if labels is None else [labels[i] for i in rows]
@@ -45,8 +44,55 @@ def _rows(mask: np.ndarray, labels: Sequence | None = None) -> str:
     return shown + (f", ... ({rows.size} rows)" if rows.size > _MAX_ROWS_SHOWN else "")
 
 
+def read_column(catalog: Any, name: str, role: str = "column") -> np.ndarray:
+    """One numeric column of a catalog as float64, with clear errors.
+
+    Parameters
+    ----------
+    catalog : astropy.table.Table, dict, numpy structured array, ...
+        The catalog.
+    name : str
+        The column.
+    role : str
+        What the column is for, used in messages (e.g. ``"flux"``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[N]`` float64 values.
+
+    Raises
+    ------
+    CatalogError
+        When the column is missing, not numeric, not one value per row, or holds NaN,
+        infinite or masked values (naming the rows).
+    """
+    available = column_names(catalog)
+    if name not in available:
+        raise CatalogError(
+            f"catalog has no {role} column '{name}' (catalog columns: {', '.join(available) or 'none'})"
+        )
+    raw = catalog[name]
+    mask = np.ma.getmaskarray(raw) if np.ma.isMaskedArray(raw) else None
+    values = np.atleast_1d(np.ma.getdata(raw))
+    if values.ndim != 1:
+        raise CatalogError(f"column '{name}' must be one value per row, got shape {values.shape}")
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
+        raise CatalogError(f"column '{name}' is not numeric (dtype {values.dtype})")
+    values = values.astype(np.float64)
+    if mask is not None and np.atleast_1d(mask).any():
+        raise CatalogError(f"column '{name}' has masked (missing) values in rows {row_list(np.atleast_1d(mask))}")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise CatalogError(f"column '{name}' has NaN or infinite values in rows {row_list(bad)}")
+    return values
+
+
 def condition_matrix(catalog: Any, conditions: Sequence[dict]) -> np.ndarray:
     """Read, check and stack the condition columns of a catalog.
+
+    Values outside the training range are returned as they are: what to do with them is the
+    ``out_of_range`` policy of :class:`galsim_hub.flux.SamplingPlan`.
 
     Parameters
     ----------
@@ -66,11 +112,6 @@ def condition_matrix(catalog: Any, conditions: Sequence[dict]) -> np.ndarray:
         When a column is missing, not numeric, not one-dimensional, or holds NaN, infinite
         or masked values (the message names the column and the rows), or when the catalog
         is empty or the columns differ in length.
-
-    Warns
-    -----
-    OutOfRangeWarning
-        When values lie outside a condition's training range.
     """
     available = column_names(catalog)
     names = [condition["name"] for condition in conditions]
@@ -80,66 +121,24 @@ def condition_matrix(catalog: Any, conditions: Sequence[dict]) -> np.ndarray:
             f"catalog lacks the column(s) {', '.join(missing)} that the model is conditioned on "
             f"(model inputs: {', '.join(names)}; catalog columns: {', '.join(available) or 'none'})"
         )
-    columns = []
-    for condition in conditions:
-        name = condition["name"]
-        raw = catalog[name]
-        mask = np.ma.getmaskarray(raw) if np.ma.isMaskedArray(raw) else None
-        values = np.atleast_1d(np.ma.getdata(raw))
-        if values.ndim != 1:
-            raise CatalogError(f"column '{name}' must be one value per row, got shape {values.shape}")
-        if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
-            raise CatalogError(f"column '{name}' is not numeric (dtype {values.dtype})")
-        values = values.astype(np.float64)
-        if mask is not None and np.atleast_1d(mask).any():
-            raise CatalogError(f"column '{name}' has masked (missing) values in rows {_rows(np.atleast_1d(mask))}")
-        bad = ~np.isfinite(values)
-        if bad.any():
-            raise CatalogError(f"column '{name}' has NaN or infinite values in rows {_rows(bad)}")
-        columns.append(values)
+    columns = [read_column(catalog, name, role="condition") for name in names]
     lengths = {column.size for column in columns}
     if len(lengths) > 1:
         raise CatalogError(f"condition columns differ in length: {sorted(lengths)}")
     if not lengths or lengths == {0}:
         raise CatalogError("catalog is empty: there is no galaxy to sample")
-    matrix = np.stack(columns, axis=1)
-    warn_out_of_range(matrix, conditions)
-    return matrix
+    return np.stack(columns, axis=1)
 
 
-def warn_out_of_range(matrix: np.ndarray, conditions: Sequence[dict], labels: Sequence | None = None,
-                      what: str = "rows", prefix: str = "", stacklevel: int = 3) -> None:
-    """Warn, per condition, about values outside the model's training range.
+def outside_range(matrix: np.ndarray, conditions: Sequence[dict]) -> np.ndarray:
+    """``[N, C]`` bool: which values lie outside their condition's training range.
 
-    Parameters
-    ----------
-    matrix : numpy.ndarray
-        ``[N, C]`` condition values.
-    conditions : sequence of dict
-        The model's condition metadata (``name``, ``min``, ``max``; ranges may be unknown).
-    labels : sequence, optional
-        How to name the rows in the message (default: their indices).
-    what : str
-        What the rows are, e.g. ``"rows"`` or ``"objects"``.
-    prefix : str
-        Text that starts the message.
-    stacklevel : int
-        Passed to :func:`warnings.warn`.
-
-    Warns
-    -----
-    OutOfRangeWarning
-        One per condition with values outside its range.
+    Conditions whose range is unknown (no ``min``/``max``) are never outside.
     """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    outside = np.zeros(matrix.shape, dtype=bool)
     for i, condition in enumerate(conditions):
         low, high = condition.get("min"), condition.get("max")
-        if low is None or high is None:
-            continue
-        outside = (matrix[:, i] < low) | (matrix[:, i] > high)
-        if outside.any():
-            warnings.warn(
-                f"{prefix}{int(outside.sum())} value(s) of '{condition['name']}' lie outside the training "
-                f"range [{low:g}, {high:g}] ({what} {_rows(outside, labels)}); the model extrapolates there",
-                OutOfRangeWarning,
-                stacklevel=stacklevel,
-            )
+        if low is not None and high is not None:
+            outside[:, i] = (matrix[:, i] < low) | (matrix[:, i] > high)
+    return outside

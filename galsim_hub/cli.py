@@ -7,6 +7,8 @@
     galsim-hub fetch HANDLE
     galsim-hub sample HANDLE [--catalog CAT.fits] --out OUT.fits [--n N] [--seed S]
                              [--psf FWHM [--psf-scale SCALE]] [--batch-size B] [--device DEV]
+                             [--out-of-range clip|error|extrapolate]
+                             [--flux-column COL | --mag-column COL [--zero-point ZP]]
     galsim-hub cache list | clear [KEY ...]
     galsim-hub publish MODEL_DIR --hub DIR_OR_URL [--name NAME] [--version VERSION]
 
@@ -163,12 +165,24 @@ def _read_catalog(path: str, n: int | None):
     return catalog
 
 
+def _sampling_options(args: argparse.Namespace) -> dict:
+    """The ``sample`` keywords of --out-of-range, --flux-column, --mag-column and --zero-point."""
+    columns = [option for option, value in (("--flux-column", args.flux_column), ("--mag-column", args.mag_column))
+               if value is not None]
+    if columns and args.catalog is None:
+        raise GalSimHubError(f"{' and '.join(columns)} need(s) --catalog")
+    if args.zero_point is not None and args.mag_column is None:
+        raise GalSimHubError("--zero-point goes with --mag-column")
+    return {"out_of_range": args.out_of_range, "flux": args.flux_column, "mag": args.mag_column,
+            "zero_point": args.zero_point}
+
+
 def _stamps(model, catalog, args):
     import galsim
     import numpy as np
 
     if args.psf is None:
-        return model.sample(catalog, seed=args.seed, return_arrays=True), model.pixel_scale
+        return model.sample(catalog, seed=args.seed, return_arrays=True, **_sampling_options(args)), model.pixel_scale
     scale = model.pixel_scale if args.psf_scale is None else args.psf_scale
     # The model's field of view plus one PSF FWHM on each side, so the PSF wings stay in.
     size = int(np.ceil((model.stamp_size * model.pixel_scale + 2 * args.psf) / scale))
@@ -178,7 +192,7 @@ def _stamps(model, catalog, args):
             f"the limit of {MAX_STAMP_PIXELS}; give a smaller --psf FWHM or a larger --psf-scale"
         )
     psf = galsim.Kolmogorov(fwhm=args.psf)
-    galaxies = model.sample(catalog, seed=args.seed)
+    galaxies = model.sample(catalog, seed=args.seed, **_sampling_options(args))
     stamps = [
         galsim.Convolve(galaxy, psf).drawImage(nx=size, ny=size, scale=scale).array for galaxy in galaxies
     ]
@@ -220,6 +234,11 @@ def cmd_sample(args: argparse.Namespace) -> None:
     header["SEED"] = (-1 if args.seed is None else args.seed, "seed of the base noise (-1: random)")
     header["PSFFWHM"] = (0.0 if args.psf is None else args.psf, "Kolmogorov PSF FWHM in arcsec (0: none)")
     header["BUNIT"] = str(model.metadata.get("flux_units", ""))[:68]
+    header["OUTRANGE"] = (args.out_of_range, "out_of_range policy (clip, error, extrapolate)")
+    if args.flux_column or args.mag_column:
+        zero_point = args.zero_point if args.zero_point is not None else model.metadata.get("zero_point")
+        unit = f"flux of column {args.flux_column}" if args.flux_column else f"10**(-0.4({args.mag_column}-{zero_point:g}))"
+        header["BUNIT"] = unit[:68]
     primary = fits.PrimaryHDU(stamps, header=header)
     table = fits.table_to_hdu(catalog)
     table.name = "CATALOG"
@@ -311,6 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--seed", type=int, help="seed of the base noise (and of uniform conditions)")
     sub.add_argument("--psf", type=float, metavar="FWHM", help="convolve with a Kolmogorov PSF of this FWHM (arcsec)")
     sub.add_argument("--psf-scale", type=float, metavar="SCALE", help="pixel scale of PSF-convolved stamps (arcsec)")
+    sub.add_argument("--out-of-range", choices=["clip", "error", "extrapolate"], default="clip",
+                     help="rows outside the training range: clip them and set their catalog flux (default), "
+                          "refuse them, or let the model extrapolate")
+    fluxes = sub.add_mutually_exclusive_group()
+    fluxes.add_argument("--flux-column", metavar="COL", help="set each galaxy's flux from this catalog column")
+    fluxes.add_argument("--mag-column", metavar="COL", help="set each galaxy's flux from this magnitude column")
+    sub.add_argument("--zero-point", type=float, metavar="ZP",
+                     help="zero point of --mag-column (default: the model's): flux = 10**(-0.4 (mag - ZP))")
     sub.add_argument("--batch-size", type=int, default=256, help="galaxies per model call (default 256)")
     sub.add_argument("--device", help="TensorFlow device, e.g. /CPU:0")
     sub.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")

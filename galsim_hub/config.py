@@ -43,7 +43,7 @@ import galsim.config
 import numpy as np
 
 from .cache import fetch
-from .catalog import warn_out_of_range
+from .flux import DEFAULT_OUT_OF_RANGE, SamplingPlan, check_policy
 from .handle import resolve
 from .metadata import METADATA_FILE, condition_names, read_metadata, validate_metadata
 from .model import draw_base_noise
@@ -61,6 +61,7 @@ _OBJECT_OPTIONS = {
     "k_interpolant": str,
     "pad_factor": float,
     "num": int,
+    "out_of_range": str,
 }
 _BLOCK_CACHE_KEY = "_galsim_hub_blocks"
 _UNBATCHED_KEY = "_galsim_hub_unbatched"  # gal fields whose values depend on more than obj_num
@@ -217,7 +218,7 @@ def _object_inputs(param: dict, base: dict, names: list[str], obj_num: int, late
     return np.asarray(values, dtype=np.float64), noise
 
 
-def _check_conditions(values: np.ndarray, names: list[str], conditions: list[dict], obj_nums) -> None:
+def _check_conditions(values: np.ndarray, names: list[str], obj_nums) -> None:
     bad = ~np.isfinite(values)
     if bad.any():
         row, column = np.argwhere(bad)[0]
@@ -225,18 +226,44 @@ def _check_conditions(values: np.ndarray, names: list[str], conditions: list[dic
             f"{OBJECT_TYPE}: condition '{names[column]}' of object {obj_nums[row]} is "
             f"{values[row, column]} (NaN or infinite)"
         )
-    warn_out_of_range(values, conditions, labels=obj_nums, what="objects", prefix=f"{OBJECT_TYPE}: ")
 
 
-def _decode(model, metadata: dict, obj_nums: list[int], conditions: np.ndarray, noise: np.ndarray):
-    """Check the inputs of a block, pad it to the full block shape and decode it."""
-    names = condition_names(metadata)
-    _check_conditions(conditions, names, metadata["conditions"], obj_nums)
-    padding = model.getBatchSize() - len(obj_nums)
+def _decode(model, metadata: dict, obj_nums: list[int], conditions: np.ndarray, noise: np.ndarray,
+            out_of_range: str = DEFAULT_OUT_OF_RANGE):
+    """Check the inputs of a block, apply the out-of-range policy (galsim_hub.flux) and decode it."""
+    _check_conditions(conditions, condition_names(metadata), obj_nums)
+    plan = SamplingPlan(conditions, metadata, out_of_range, labels=obj_nums, what="objects", prefix=f"{OBJECT_TYPE}: ")
+    return plan.images(lambda c, e: _decode_padded(model, c, e), noise)
+
+
+def _decode_padded(model, conditions: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Decode up to a block of objects, padded to the full block shape."""
+    n = len(conditions)
+    padding = model.getBatchSize() - n
     if padding > 0:  # a fixed block shape keeps the float32 round-off identical everywhere
         conditions = np.concatenate([conditions, np.repeat(conditions[:1], padding, axis=0)])
         noise = np.concatenate([noise, np.zeros((padding, noise.shape[1]), np.float32)])
-    return model.sample_block(conditions, noise)[: len(obj_nums)]
+    return model.sample_block(conditions, noise)[:n]
+
+
+def _policy(param: dict, base: dict) -> str:
+    """The gal field's ``out_of_range`` policy (default ``clip``)."""
+    if "out_of_range" not in param:
+        return DEFAULT_OUT_OF_RANGE
+    value = galsim.config.ParseValue(param, "out_of_range", base, str)[0]
+    try:
+        return check_policy(value)
+    except ValueError as error:
+        raise galsim.GalSimConfigValueError(f"{OBJECT_TYPE}: {error}", value) from None
+
+
+def _check_flux(param: dict, base: dict) -> None:
+    """Refuse a NaN, infinite or negative ``flux`` (GalSim applies it with ``withFlux``)."""
+    flux = galsim.config.ParseValue(param, "flux", base, float)[0]
+    if not np.isfinite(flux) or flux < 0:
+        raise galsim.GalSimConfigError(
+            f"{OBJECT_TYPE}: flux of object {base.get('obj_num', 0)} is {flux}; it must be finite and non-negative"
+        )
 
 
 def _block_image(model, param: dict, base: dict, metadata: dict, num: int, own_values: np.ndarray):
@@ -259,7 +286,7 @@ def _block_image(model, param: dict, base: dict, metadata: dict, num: int, own_v
         inputs = [_object_inputs(param, base, names, j, latent_dim) for j in obj_nums]
         conditions = np.stack([values for values, _ in inputs])
         noise = np.stack([eps for _, eps in inputs])
-        cache[key] = _decode(model, metadata, obj_nums, conditions, noise), conditions
+        cache[key] = _decode(model, metadata, obj_nums, conditions, noise, _policy(param, base)), conditions
         while len(cache) > BLOCKS_KEPT:
             cache.popitem(last=False)
     images, conditions = cache[key]
@@ -273,7 +300,7 @@ def _own_image(model, param: dict, base: dict, metadata: dict, own_values: np.nd
         _check_catalog_rows(param, name, base, obj_num)
     seed = base.get("seed") or galsim.UniformDeviate(base["rng"]).raw()
     noise = draw_base_noise(1, int(metadata["latent_dim"]), _noise_rng(seed))
-    return _decode(model, metadata, [obj_num], own_values[None, :], noise)[0]
+    return _decode(model, metadata, [obj_num], own_values[None, :], noise, _policy(param, base))[0]
 
 
 def _check_keys(param: dict, names: list[str], ignore: list[str], file_name: str) -> None:
@@ -312,6 +339,8 @@ def BuildGenerativeGalaxy(config: dict, base: dict, ignore: list, gsparams: dict
         config, base, req=request, opt=_OBJECT_OPTIONS, ignore=list(ignore) + ["flux"]
     )
     own_values = np.array([kwargs[name] for name in names], dtype=np.float64)
+    if "flux" in config:
+        _check_flux(config, base)
     unbatched = base.setdefault(_UNBATCHED_KEY, set())
     if (id(config), num) in unbatched:
         image = _own_image(model, config, base, metadata, own_values)

@@ -11,6 +11,7 @@ from galsim.interpolant import convert_interpolant
 
 from .cache import fetch
 from .catalog import condition_matrix
+from .flux import DEFAULT_OUT_OF_RANGE, sampling_plan
 from .handle import resolve
 from .module import LoadedModel
 
@@ -267,6 +268,11 @@ class GenerativeGalaxyModel:
         pad_factor: float = 4,
         gsparams: galsim.GSParams | None = None,
         return_arrays: bool = False,
+        *,
+        out_of_range: str = DEFAULT_OUT_OF_RANGE,
+        flux: Any = None,
+        mag: Any = None,
+        zero_point: float | None = None,
     ) -> list[galsim.InterpolatedImage] | np.ndarray:
         """Sample one galaxy per catalog row.
 
@@ -288,6 +294,15 @@ class GenerativeGalaxyModel:
             Passed to :class:`galsim.InterpolatedImage`.
         return_arrays : bool
             Return the ``[N, S, S]`` float32 array instead of GalSim objects.
+        out_of_range : {"clip", "error", "extrapolate"}
+            Rows with a condition outside the training range: clipped to it, with their flux
+            set from the catalog magnitude (default), refused, or extrapolated (see
+            :mod:`galsim_hub.flux`).
+        flux, mag : str or array_like, optional
+            Set every galaxy's flux from a flux column (or values), or from a magnitude
+            column (or values) with ``zero_point`` (default: the model's ``zero_point``).
+        zero_point : float, optional
+            Zero point of ``mag``: ``flux = 10**(-0.4 (mag - zero_point))``.
 
         Returns
         -------
@@ -296,19 +311,22 @@ class GenerativeGalaxyModel:
             units; convolve, shear and draw them like any GSObject.
         """
         conditions, noise = self._prepare(cat, rng, seed)
-        images = self.sample_arrays(conditions, noise)
+        plan = sampling_plan(cat, conditions, self._model.metadata, out_of_range, flux, mag, zero_point)
+        images = plan.images(self.sample_arrays, noise)
         if return_arrays:
             return images
         return self.interpolated_images(images, x_interpolant, k_interpolant, pad_factor, gsparams)
 
     def iter_sample(
-        self, cat: Any, rng: galsim.BaseDeviate | None = None, seed: int | None = None
+        self, cat: Any, rng: galsim.BaseDeviate | None = None, seed: int | None = None, *,
+        out_of_range: str = DEFAULT_OUT_OF_RANGE, flux: Any = None, mag: Any = None, zero_point: float | None = None,
     ) -> Iterator[np.ndarray]:
         """Like ``sample(..., return_arrays=True)``, one batch at a time, to bound memory.
 
         The catalog is checked as a whole before the first batch; the base noise is drawn
         batch by batch (the same values as ``sample``), so memory does not grow with the
-        number of rows and ``rng`` advances as batches are taken.
+        number of rows and ``rng`` advances as batches are taken. ``out_of_range``, ``flux``,
+        ``mag`` and ``zero_point`` are those of :meth:`sample`.
 
         Yields
         ------
@@ -317,11 +335,12 @@ class GenerativeGalaxyModel:
         """
         deviate = galsim.GaussianDeviate(self._generator(rng, seed), sigma=1.0)
         conditions = self.conditions(cat)
+        plan = sampling_plan(cat, conditions, self._model.metadata, out_of_range, flux, mag, zero_point)
         odd_batches = self.batch_size * self.latent_dim % 2 == 1
         for start in range(0, len(conditions), self.batch_size):
             batch = conditions[start:start + self.batch_size]
             noise = _standard_normal(deviate, len(batch), self.latent_dim, one_by_one=odd_batches)
-            yield self._model.sample_images(batch, noise)
+            yield plan.images(self._model.sample_images, noise, slice(start, start + len(batch)))
 
     def reconstruct(self, images: np.ndarray, psfs: np.ndarray) -> np.ndarray:
         """Encode observed stamps and decode them: the VAE's PSF-deconvolved, denoised profiles.
