@@ -5,7 +5,8 @@
    catalog values (``mag_auto``, ``flux_radius``, ``zphot``), each drawn with that real galaxy's own
    PSF and noise (the validation set of ``training/configs/cosmos_real_heldout.yaml``);
 2. ``docs/images/field.png``: a 512x512 field at 0.07"/px of galaxies sampled from
-   ``hub:cosmos_real`` for a catalog of the real galaxies' conditions, through an HST-like PSF,
+   ``hub:cosmos_real`` for 60 rows of ``examples/cosmos_catalog.fits`` (real COSMOS galaxies' catalog
+   values), through an HST-like PSF,
    with noise.
 
 Usage (from the repository root; step 1 needs the held-out data set)::
@@ -91,13 +92,11 @@ def field(out: Path, handle: str, seed: int) -> Path:
     model = galsim_hub.GenerativeGalaxyModel(handle)
     size, scale = 512, 0.07
     rng = np.random.default_rng(seed)
-    ranges = {c["name"]: (c["min"], c["max"]) for c in model.metadata["conditions"]}
+    # Real combinations of magnitude, size and redshift: the COSMOS galaxies' own catalog values.
+    catalog = Table.read(REPOSITORY / "examples" / "cosmos_catalog.fits")
     n = 60
-    mag = rng.uniform(max(ranges["mag_auto"][0], 19.0), min(ranges["mag_auto"][1], 24.5), n)
-    # Sizes and redshifts as in the COSMOS catalogs: larger and nearer when brighter.
-    radius = np.clip(np.exp(2.34 - 0.243 * (mag - 23) + rng.normal(0, 0.3, n)), *ranges["flux_radius"])
-    zphot = np.clip(0.2 + 0.25 * (mag - 19) + rng.normal(0, 0.2, n), *ranges["zphot"])
-    galaxies = model.sample(Table({"mag_auto": mag, "flux_radius": radius, "zphot": zphot}), seed=seed)
+    catalog = catalog[rng.choice(len(catalog), n, replace=False)]
+    galaxies = model.sample(catalog, seed=seed)
     psf = galsim.Airy(lam=814.0, diam=2.4, obscuration=0.33, scale_unit=galsim.arcsec)
     image = galsim.ImageF(size, size, scale=scale)
     for galaxy, x, y, angle in zip(galaxies, rng.uniform(20, size - 20, n), rng.uniform(20, size - 20, n),
