@@ -116,7 +116,7 @@ class GenerativeModelInput(GenerativeGalaxyModel):
             )
         super().__init__(file_name, device=device, batch_size=batch_size)
         self._blocks: collections.OrderedDict = collections.OrderedDict()
-        self._decoding: dict = {}  # key -> lock held while that block decodes
+        self._pending: dict = {}  # key -> Event set when that claimed block is decoded or given up
         self._blocks_lock = threading.Lock()
 
     def getMetadata(self) -> dict:
@@ -132,24 +132,47 @@ class GenerativeModelInput(GenerativeGalaxyModel):
         return self.batch_size
 
     def getBlock(self, key: tuple) -> Block | None:
-        """The block decoded under ``key``, if this object still holds it."""
+        """The block decoded under ``key`` (waiting while it is being decoded), or ``None``."""
         with self._blocks_lock:
-            return self._blocks.get(key)
+            block, pending = self._blocks.get(key), self._pending.get(key)
+        if block is None and pending is not None:
+            pending.wait()
+            with self._blocks_lock:
+                block = self._blocks.get(key)
+        return block
 
-    def decodeBlock(self, key: tuple, conditions: np.ndarray, noise: np.ndarray, image_options: tuple) -> Block:
-        """Decode a block once: ``[B, C]`` conditions and ``[B, L]`` noise under ``key``.
+    def claimBlock(self, key: tuple) -> bool:
+        """Claim a block that nobody has decoded or claimed yet.
 
-        A second caller with the same key (another worker that needs the same block) waits
-        for the first decoding and receives its result.
+        ``True`` obliges the caller to call `decodeBlock` with ``claimed=True``,
+        `prefetchBlock` or `dropClaim` for it; `getBlock` waits meanwhile.
         """
         with self._blocks_lock:
-            if key in self._blocks:
-                return self._blocks[key]
-            lock = self._decoding.setdefault(key, threading.Lock())
-        with lock:
-            with self._blocks_lock:
-                if key in self._blocks:
-                    return self._blocks[key]
+            if key in self._blocks or key in self._pending:
+                return False
+            self._pending[key] = threading.Event()
+            return True
+
+    def dropClaim(self, key: tuple) -> None:
+        """Give a claimed block up (its inputs could not be evaluated); waiters get ``None``."""
+        with self._blocks_lock:
+            pending = self._pending.pop(key, None)
+        if pending is not None:
+            pending.set()
+
+    def decodeBlock(self, key: tuple, conditions: np.ndarray, noise: np.ndarray, image_options: tuple,
+                    claimed: bool = False) -> Block:
+        """Decode a block once: ``[B, C]`` conditions and ``[B, L]`` base noise, under ``key``.
+
+        Another caller with the same key (another worker that needs the same block) waits
+        for this decoding and receives its result.
+        """
+        while not claimed:
+            block = self.getBlock(key)
+            if block is not None:
+                return block
+            claimed = self.claimBlock(key)
+        try:
             images = self._loaded().sample_images(conditions, noise)
             x_interpolant, pad_factor, gsparams = image_options
             maxk = interpolated_image_maxk(images, self.pixel_scale, pad_factor, x_interpolant,
@@ -157,10 +180,27 @@ class GenerativeModelInput(GenerativeGalaxyModel):
             block = Block(images, np.asarray(conditions, dtype=np.float64), image_options, maxk)
             with self._blocks_lock:
                 self._blocks[key] = block
-                self._decoding.pop(key, None)
                 while len(self._blocks) > BLOCKS_KEPT:
                     self._blocks.popitem(last=False)
-            return block
+        finally:
+            self.dropClaim(key)  # wakes the waiters
+        return block
+
+    def prefetchBlock(self, key: tuple, conditions: np.ndarray, noise: np.ndarray, image_options: tuple) -> None:
+        """Decode a claimed block in a thread and return at once.
+
+        TensorFlow releases the GIL, so this decoding overlaps the drawing of the current
+        block (in this process at ``nproc: 1``, in the workers otherwise). A failure is left
+        to the call that needs the block: it finds no block, decodes it again and raises.
+        """
+
+        def decode() -> None:
+            try:
+                self.decodeBlock(key, conditions, noise, image_options, claimed=True)
+            except Exception:  # noqa: BLE001  (see the docstring)
+                self.dropClaim(key)
+
+        threading.Thread(target=decode, name="galsim_hub-prefetch", daemon=True).start()
 
 
 class GenerativeModelLoader(galsim.config.InputLoader):
@@ -313,33 +353,63 @@ def _check_conditions(values: np.ndarray, names: list[str], conditions: list[dic
 
 
 def _block(model, param, base, metadata, request, ignore, image_options, draws_before):
-    """The block of the current object (``None`` when it cannot be batched), and its first object."""
+    """The block of the current object (``None`` when it cannot be batched), and its first object.
+
+    The first time a process needs a block, it also has the next block of the image decoded
+    ahead (unless another process already does), so that decoding overlaps drawing.
+    """
     obj_num = base["obj_num"]
     size = model.getBatchSize()
     image_start, image_nobj = _image_object_range(base)
-    if size == 1 or draws_before is None or not image_start <= obj_num < image_start + image_nobj:
+    image_end = image_start + image_nobj
+    if size == 1 or draws_before is None or not image_start <= obj_num < image_end:
         return None, obj_num
     first = image_start + (obj_num - image_start) // size * size
-    obj_nums = list(range(first, min(first + size, image_start + image_nobj)))
-    key = (_field_digest(param), base.get("file_num", 0), base.get("image_num", 0), first, len(obj_nums),
-           draws_before)
+
+    def key_and_inputs(first: int):
+        obj_nums = list(range(first, min(first + size, image_end)))
+        key = (_field_digest(param), base.get("file_num", 0), base.get("image_num", 0), first, len(obj_nums),
+               draws_before)
+
+        def inputs():
+            names = condition_names(metadata)
+            conditions, noise = _block_inputs(param, names, request, ignore, base, obj_nums, draws_before,
+                                              int(metadata["latent_dim"]))
+            _check_conditions(conditions, names, metadata["conditions"], obj_nums)
+            return conditions, noise
+
+        return key, inputs
+
+    key, inputs = key_and_inputs(first)
     cache = base.setdefault(_BLOCK_CACHE_KEY, collections.OrderedDict())
     if key not in cache:
         block = model.getBlock(key)
         if block is None:
-            names = condition_names(metadata)
             try:
-                conditions, noise = _block_inputs(param, names, request, ignore, base, obj_nums, draws_before,
-                                                  int(metadata["latent_dim"]))
+                block = model.decodeBlock(key, *inputs(), image_options)
             except _NotReplayable:
                 block = None
-            else:
-                _check_conditions(conditions, names, metadata["conditions"], obj_nums)
-                block = model.decodeBlock(key, conditions, noise, image_options)
         cache[key] = block
         while len(cache) > BLOCKS_KEPT:
             cache.popitem(last=False)
+        if block is not None and first + size < image_end:
+            _prefetch(model, *key_and_inputs(first + size), image_options)
     return cache[key], first
+
+
+def _prefetch(model, key: tuple, inputs, image_options: tuple) -> None:
+    """Have block ``key`` decoded in the background, unless it is or was already."""
+    if not model.claimBlock(key):
+        return
+    try:
+        conditions, noise = inputs()
+    except Exception:  # the call that needs the block evaluates it again and reports what fails
+        model.dropClaim(key)
+        return
+    except BaseException:  # the claim must not outlive this call, or waiters would hang
+        model.dropClaim(key)
+        raise
+    model.prefetchBlock(key, conditions, noise, image_options)
 
 
 def _own_image(model, base: dict, metadata: dict, own_values: np.ndarray) -> np.ndarray:

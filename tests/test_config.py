@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -180,9 +181,9 @@ def count_model_calls(monkeypatch) -> dict:
     calls = {"blocks": 0, "single": 0}
     decode_block, sample_arrays = GenerativeModelInput.decodeBlock, GenerativeModelInput.sample_arrays
 
-    def counted_block(self, *args):
+    def counted_block(self, *args, **kwargs):
         calls["blocks"] += 1
-        return decode_block(self, *args)
+        return decode_block(self, *args, **kwargs)
 
     def counted_single(self, conditions, noise):
         calls["single"] += 1
@@ -304,5 +305,9 @@ def test_values_outside_the_training_range_warn_naming_the_objects(field_model, 
     from galsim_hub import OutOfRangeWarning
 
     config = base_config(field_model, catalog, mag_auto=27.0)
-    with pytest.warns(OutOfRangeWarning, match=r"GenerativeGalaxy: .* 'mag_auto' .*\[20, 25\] \(objects 0, 1"):
+    with pytest.warns(OutOfRangeWarning) as record:
         build(config)
+    messages = [str(warning.message) for warning in record]
+    assert len(messages) == 2  # one per block
+    assert re.match(r"GenerativeGalaxy: .* 'mag_auto' .*\[20, 25\] \(objects 0, 1, 2, 3\)", messages[0])
+    assert re.match(r"GenerativeGalaxy: .* 'mag_auto' .*\(objects 4, 5\)", messages[1])
