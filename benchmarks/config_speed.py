@@ -11,7 +11,7 @@ galsim``) with ``image.nproc`` 1 and 2, and with one object (``image.nx_tiles=1
 image.ny_tiles=1``), whose wall time is the start-up to the first galaxy (Python, GalSim, for
 the model TensorFlow, its loading and first call, the noise, the FITS file). Per object is
 ``(1000 objects - 1 object) / 999``. Rounds are interleaved, so a busy spell on a shared machine
-slows every row alike; the table gives the best round. The nproc 1 and 2 images are checked to
+slows every row alike; the tables give the best round, in wall-clock and in CPU seconds. The nproc 1 and 2 images are checked to
 be identical. COSMOS rows need GalSim's RealGalaxyCatalog files (by default
 ``../shared/data/cosmos_btk100`` and ``../shared/data/cosmos_23.5_example`` next to the
 repository) and are skipped with a note when they are absent.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -43,13 +44,16 @@ ROWS = {  # name: (YAML, what it needs)
 }
 
 
-def run_galsim(workdir: Path, yaml_file: str, overrides: list[str], output: str) -> float:
-    """Wall-clock seconds of one ``python -m galsim`` run."""
+def run_galsim(workdir: Path, yaml_file: str, overrides: list[str], output: str) -> tuple[float, float]:
+    """Wall-clock and CPU (user + system, all its processes) seconds of one ``python -m galsim`` run."""
     command = [sys.executable, "-m", "galsim", "-v", "0", str(CONFIGS / yaml_file),
                f"output.file_name={output}", *overrides]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, cwd=workdir, check=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def startup_breakdown(model: str) -> dict[str, float]:
@@ -108,14 +112,14 @@ def main() -> None:
             "cosmos_real": [f"input.cosmos_catalog.dir={args.cosmos_real}"],
             "cosmos_parametric": [f"input.cosmos_catalog.dir={args.cosmos_parametric}"],
         }
-        times: dict[tuple[str, str], list[float]] = {}
+        times: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for round_ in range(args.rounds):
             for name, (yaml_file, need) in rows.items():
                 for label, overrides in (("1 object", ["image.nx_tiles=1", "image.ny_tiles=1"]),
                                          ("nproc 1", ["image.nproc=1"]), ("nproc 2", ["image.nproc=2"])):
                     output = f"{yaml_file[:-5]}_{label.replace(' ', '')}.fits"
-                    seconds = run_galsim(workdir, yaml_file, extra[need] + overrides, output)
-                    times.setdefault((name, label), []).append(seconds)
+                    times.setdefault((name, label), []).append(
+                        run_galsim(workdir, yaml_file, extra[need] + overrides, output))
                 one, two = (fits.getdata(workdir / f"{yaml_file[:-5]}_nproc{n}.fits") for n in (1, 2))
                 if not np.array_equal(one, two):
                     raise SystemExit(f"'{name}': nproc 1 and nproc 2 images differ")
@@ -125,14 +129,23 @@ def main() -> None:
     print(f"{NOBJECTS} objects, 64x64 stamps at 0.2\"/px, Moffat PSF, Gaussian noise, Tiled 40x25; "
           f"model {args.model}; {os.cpu_count()} CPUs; best of {args.rounds} interleaved rounds")
     print(f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after\n")
+    print("Wall-clock seconds (best round):\n")
     print("| gal | 1 object (start-up) | nproc 1 | nproc 2 | nproc 1 / nproc 2 | ms per object, nproc 1 "
           "| ms per object, nproc 2 | per-object speed-up |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in rows:
-        start, one, two = (min(times[(name, label)]) for label in ("1 object", "nproc 1", "nproc 2"))
+        start, one, two = (min(wall for wall, _ in times[(name, label)]) for label in ("1 object", "nproc 1", "nproc 2"))
         per_one, per_two = ((t - start) / (NOBJECTS - 1) * 1e3 for t in (one, two))
-        print(f"| {name} | {start:.1f} s | {one:.1f} s | {two:.1f} s | {one / two:.2f}x | {per_one:.2f} "
+        print(f"| {name} | {start:.1f} | {one:.1f} | {two:.1f} | {one / two:.2f}x | {per_one:.2f} "
               f"| {per_two:.2f} | {per_one / per_two:.2f}x |")
+    print("\nCPU seconds, user + system of all processes (best round; on a shared machine a steadier "
+          "measure of the work than wall-clock time):\n")
+    print("| gal | 1 object (start-up) | nproc 1 | nproc 2 | ms per object, nproc 1 | ms per object, nproc 2 |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name in rows:
+        start, one, two = (min(cpu for _, cpu in times[(name, label)]) for label in ("1 object", "nproc 1", "nproc 2"))
+        per_one, per_two = ((t - start) / (NOBJECTS - 1) * 1e3 for t in (one, two))
+        print(f"| {name} | {start:.1f} | {one:.1f} | {two:.1f} | {per_one:.2f} | {per_two:.2f} |")
     print("\nnproc 1 and nproc 2 images identical: yes (checked for every row)")
     print("\nStart-up of the generative path in a fresh interpreter (seconds):")
     for step, seconds in breakdown.items():

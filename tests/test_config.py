@@ -282,6 +282,19 @@ def test_random_and_position_conditions_identical_for_nproc_and_jobs(tmp_path, f
     assert all(image.max() > 10 * 0.02 for image in images)  # galaxies above the noise
 
 
+@pytest.mark.filterwarnings("ignore::galsim_hub.OutOfRangeWarning")  # the toy's ranges are narrower
+def test_random_field_example_is_batched(field_model, caplog, monkeypatch):
+    """examples/random_field.yaml (Random, RandomDistribution, RandomGaussian, Scattered) batches."""
+    config = yaml.safe_load((EXAMPLES / "random_field.yaml").read_text())
+    config["input"]["generative_model"].update(file_name=str(field_model), batch_size=4)
+    config["image"].update(size=96, nobjects=6, stamp_size=32)
+    del config["output"], config["modules"]
+    calls = count_model_calls(monkeypatch)
+    image = build_logged(config, caplog)
+    assert calls == {"blocks": 2, "single": 0} and not fallback_messages(caplog)
+    assert image.shape == (96, 96) and image.max() > 10 * 0.02
+
+
 def test_model_without_the_yaml_columns(tmp_path, catalog):
     from toy_models import build_toy_model
 
