@@ -43,7 +43,8 @@ from astropy.table import Table
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_COSMOS_DIR = REPOSITORY.parent / "shared" / "data" / "cosmos_btk100"
 COSMOS_CATALOG = "real_galaxy_catalog_26_extension_example.fits"
-GALSIM = Path(sys.executable).with_name("galsim")
+# `python -m galsim`: the `galsim` script's #! line may name another environment's Python.
+GALSIM = (sys.executable, "-m", "galsim")
 
 STAMP = 64  # pixels of the drawn stamps
 SCALE = 0.2  # arcsec per pixel of the drawn stamps
@@ -235,7 +236,7 @@ def config_run(model, handle: str, nobjects: int, batch_sizes: list[int]) -> lis
                 config = work / f"bench_{batch}_{n}.yaml"
                 config.write_text(yaml.safe_dump(_config(handle, work / "catalog.fits", cat.colnames, n, batch)))
                 start = time.perf_counter()
-                subprocess.run([str(GALSIM), "-v", "0", str(config)], cwd=work, check=True)
+                subprocess.run([*GALSIM, "-v", "0", str(config)], cwd=work, check=True)
                 rows.append((batch, n, time.perf_counter() - start))
     return rows
 

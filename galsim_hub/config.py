@@ -10,43 +10,48 @@ A YAML file that lists ``modules: [galsim_hub]`` can use::
     gal:
       type: GenerativeGalaxy         # GenerativeModelGalaxy (upstream spelling) also works
       mag_auto: {type: Catalog, col: mag_auto}
-      flux_radius: {type: Catalog, col: flux_radius}
+      flux_radius: {type: Random, min: 2, max: 8}
 
-Reproducibility. The galaxies of an image are decoded in blocks of ``batch_size``
-consecutive objects, aligned on the first object of the image; the last block is padded to
-the full shape. For every object of a block, its conditions are evaluated with its own
-``obj_num`` and its base noise is drawn from a generator seeded from its own object seed
-(GalSim's per-object seed, hashed so that the stream differs from the object rng). A process
-that draws one object of a block decodes the whole block, with exactly the same inputs as
-any other process, so ``nproc: 1``, ``nproc: 4`` and ``galsim -n N -j J`` give identical
-pixels. Conditions must therefore follow from the object number (catalog columns,
-sequences, constants, expressions of ``obj_num``); conditions that depend on what happened
-earlier in the object's build (random values, the stamp position) are detected, with a
-warning, and that ``gal`` field is then sampled one object per model call in each object's own
-context, as with ``batch_size: 1`` (still reproducible, only slower).
+Batching. The galaxies of an image are decoded in blocks of ``batch_size`` consecutive
+objects, aligned on the first object of the image. Whichever object of a block is drawn
+first evaluates the inputs of every object of its block the way GalSim evaluates them when
+it builds that object: in a context with that object's ``obj_num`` and its own rng, seeded as
+GalSim seeds it and advanced by the draws GalSim makes before it builds ``gal`` (a Scattered
+position, a random PSF). So catalog columns, sequences, ``Random``, ``RandomGaussian``,
+``RandomDistribution`` and expressions of ``obj_num`` are batched. The base noise of each galaxy
+is drawn from a generator seeded from its own object seed. When GalSim then builds each object,
+its own condition values are compared with those its block used; an object whose values differ
+(e.g. a condition that depends on the stamp position, which the block cannot know) is decoded on
+its own, and GalSim's logger says so once. The inputs of a block, hence its pixels, do not depend
+on which process draws it, so ``nproc: 1``, ``nproc: 4`` and ``galsim -n N -j J`` give identical
+pixels.
 
-Fork safety. Building the input object resolves the handle and downloads the archive, but
-loads no TensorFlow; the model is loaded on the first sampling. With ``nproc > 1`` GalSim
-keeps the input object in its input-manager process (a proxy), which is forked before any
-TensorFlow is imported: that one process decodes every block once and the drawing workers
-receive the stamps.
+Out-of-range conditions. The ``out_of_range`` option of ``gal`` (``clip`` by default, or
+``error``, ``extrapolate``; :mod:`galsim_hub.flux`) is applied where the block is decoded, to each
+object with a condition outside the model's training range; ``flux`` works as for any GalSim type.
+
+Processes. The input object is a :class:`galsim_hub.GenerativeGalaxyModel` that loads
+TensorFlow on its first decoding. With ``nproc > 1`` GalSim keeps it in its input-manager
+process, forked before any TensorFlow starts: that one process decodes each block once (it
+caches the blocks it decoded, so workers that need the same block share it) and also finds the
+``maxk`` of the block's ``InterpolatedImage`` objects in one batched FFT. The drawing workers
+only evaluate inputs, build the objects and draw them; a GPU sits in the same place, one
+decoding process feeding the CPU workers.
 """
 from __future__ import annotations
 
 import collections
+import hashlib
 import threading
-import warnings
-from pathlib import Path
+from typing import NamedTuple
 
 import galsim
 import galsim.config
 import numpy as np
 
-from .cache import fetch
 from .flux import DEFAULT_OUT_OF_RANGE, SamplingPlan, check_policy
-from .handle import resolve
-from .metadata import METADATA_FILE, condition_names, read_metadata, validate_metadata
-from .model import draw_base_noise
+from .metadata import condition_names
+from .model import GenerativeGalaxyModel, draw_base_noise, interpolated_image_maxk
 
 __all__ = ["GenerativeModelInput", "GenerativeModelLoader", "BuildGenerativeGalaxy"]
 
@@ -54,7 +59,8 @@ INPUT_TYPE = "generative_model"
 OBJECT_TYPE = "GenerativeGalaxy"
 UPSTREAM_OBJECT_TYPE = "GenerativeModelGalaxy"
 DEFAULT_BLOCK_SIZE = 64
-BLOCKS_KEPT = 8  # decoded blocks kept per process
+BLOCKS_KEPT = 8  # decoded blocks kept per process (and by the decoding process)
+MAX_DRAWS_BEFORE = 64  # rng draws made before ``gal`` is built that a block can replay
 _NOISE_STREAM_TAG = 0x6E6F6973  # separates the galaxy noise stream from the object rng
 _OBJECT_OPTIONS = {
     "x_interpolant": str,
@@ -63,12 +69,25 @@ _OBJECT_OPTIONS = {
     "num": int,
     "out_of_range": str,
 }
+# Set by GalSim for the stamp being drawn: a block cannot know them for its other objects.
+_STAMP_KEYS = ("image_pos", "world_pos", "uv_pos", "sky_pos", "stamp_center", "stamp_offset",
+               "index_pos", "current_prof", "current_stamp", "current_noise_image")
 _BLOCK_CACHE_KEY = "_galsim_hub_blocks"
-_UNBATCHED_KEY = "_galsim_hub_unbatched"  # gal fields whose values depend on more than obj_num
+_REPORTED_KEY = "_galsim_hub_reported"  # gal fields whose per-object fallback was logged
+_FIELD_KEY = "_galsim_hub_field"  # digest of a gal field, the same in every process
 
 
-class GenerativeModelInput:
-    """The ``generative_model`` input object: a model handle, loaded lazily.
+class Block(NamedTuple):
+    """A decoded block: images and the inputs they were decoded from."""
+
+    images: np.ndarray  # [B, S, S] float32
+    conditions: np.ndarray  # [B, C] float64, the values each object's replay gave
+    image_options: tuple  # (x_interpolant, pad_factor, gsparams items) maxk was found for
+    maxk: np.ndarray  # [B]
+
+
+class GenerativeModelInput(GenerativeGalaxyModel):
+    """The ``generative_model`` input object: a :class:`GenerativeGalaxyModel` that decodes blocks.
 
     Parameters
     ----------
@@ -79,72 +98,121 @@ class GenerativeModelInput:
         TensorFlow device, e.g. ``"/CPU:0"``; default: the first GPU, else the CPU.
     batch_size : int
         Number of consecutive objects decoded per model call (default 64). ``1`` samples each
-        object on its own, in its own config context.
+        object on its own.
 
     Notes
     -----
     Construction resolves the handle, fetches the archive into the cache and reads the
-    metadata, without TensorFlow; the model itself is loaded on the first call of
-    `sample_block`, in the process that samples. Methods rather than properties make the
-    object usable through GalSim's multiprocessing proxies.
+    metadata, without TensorFlow; the model is loaded on the first decoding, in the process
+    that decodes. Methods rather than properties make the object usable through GalSim's
+    multiprocessing proxies; the object is thread-safe, as the proxy server needs.
     """
 
     _req_params = {"file_name": str}
     _opt_params = {"device": str, "batch_size": int}
+    _single_params: list = []
+    _takes_rng = False
+    _load_on_init = False
 
     def __init__(self, file_name: str, device: str | None = None, batch_size: int = DEFAULT_BLOCK_SIZE):
         if int(batch_size) < 1:
             raise galsim.GalSimConfigValueError(
                 "generative_model.batch_size must be a positive integer", batch_size
             )
-        self._file_name = str(file_name)
-        self._device = device
-        self._batch_size = int(batch_size)
-        self._source = resolve(self._file_name)
-        self._directory = Path(fetch(self._source, progress=None))
-        self._entry_metadata = (self._source.entry or {}).get("metadata")
-        self._metadata = self._read_metadata()
-        self._model = None
-        self._lock = threading.Lock()
-
-    def _read_metadata(self) -> dict | None:
-        if (self._directory / METADATA_FILE).is_file():
-            return read_metadata(self._directory)
-        if self._entry_metadata and {"latent_dim", "stamp_size", "conditions"} <= set(self._entry_metadata):
-            metadata = dict(self._entry_metadata, format=1)
-            metadata.setdefault("name", self._source.entry["name"])
-            metadata.setdefault("version", self._source.entry["version"])
-            return validate_metadata(metadata, source=self._file_name)
-        return None  # only the module itself knows (a bare TF1 Hub directory): load it
-
-    def _loaded(self):
-        with self._lock:
-            if self._model is None:
-                from .module import LoadedModel
-
-                self._model = LoadedModel(self._directory, metadata=self._entry_metadata, device=self._device)
-                self._metadata = self._model.metadata
-            return self._model
+        super().__init__(file_name, device=device, batch_size=batch_size)
+        self._blocks: collections.OrderedDict = collections.OrderedDict()
+        self._pending: dict = {}  # key -> Event set when that claimed block is decoded or given up
+        self._blocks_lock = threading.Lock()
 
     def getMetadata(self) -> dict:
         """The model's metadata (loads the model only when the files do not hold it)."""
-        if self._metadata is None:
-            self._loaded()
-        return dict(self._metadata)
+        return self.metadata
 
     def getFileName(self) -> str:
         """The handle the input was built from."""
-        return self._file_name
+        return self.file_name
 
     def getBatchSize(self) -> int:
         """Number of objects decoded per model call."""
-        return self._batch_size
+        return self.batch_size
 
-    def sample_block(self, conditions: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        """Decode one block: ``[B, C]`` conditions and ``[B, L]`` base noise to ``[B, S, S]`` images."""
-        model = self._loaded()
-        with self._lock:
-            return np.asarray(model.sample_images(conditions, noise), dtype=np.float32)
+    def getBlock(self, key: tuple) -> Block | None:
+        """The block decoded under ``key`` (waiting while it is being decoded), or ``None``."""
+        with self._blocks_lock:
+            block, pending = self._blocks.get(key), self._pending.get(key)
+        if block is None and pending is not None:
+            pending.wait()
+            with self._blocks_lock:
+                block = self._blocks.get(key)
+        return block
+
+    def claimBlock(self, key: tuple) -> bool:
+        """Claim a block that nobody has decoded or claimed yet.
+
+        ``True`` obliges the caller to call `decodeBlock` with ``claimed=True``,
+        `prefetchBlock` or `dropClaim` for it; `getBlock` waits meanwhile.
+        """
+        with self._blocks_lock:
+            if key in self._blocks or key in self._pending:
+                return False
+            self._pending[key] = threading.Event()
+            return True
+
+    def dropClaim(self, key: tuple) -> None:
+        """Give a claimed block up (its inputs could not be evaluated); waiters get ``None``."""
+        with self._blocks_lock:
+            pending = self._pending.pop(key, None)
+        if pending is not None:
+            pending.set()
+
+    def decodeBlock(self, key: tuple, conditions: np.ndarray, noise: np.ndarray, image_options: tuple,
+                    out_of_range: str = DEFAULT_OUT_OF_RANGE, claimed: bool = False) -> Block:
+        """Decode a block once: ``[B, C]`` conditions and ``[B, L]`` base noise, under ``key``.
+
+        Conditions outside the training range are treated by the ``out_of_range`` policy
+        (:mod:`galsim_hub.flux`); the block keeps the conditions as the objects gave them.
+
+        Another caller with the same key (another worker that needs the same block) waits
+        for this decoding and receives its result.
+        """
+        while not claimed:
+            block = self.getBlock(key)
+            if block is not None:
+                return block
+            claimed = self.claimBlock(key)
+        try:
+            first, count = key[3], key[4]
+            plan = SamplingPlan(np.asarray(conditions, dtype=np.float64), self.metadata, out_of_range,
+                                labels=list(range(first, first + count)), what="objects", prefix=f"{OBJECT_TYPE}: ")
+            images = plan.images(self._loaded().sample_images, noise)
+            x_interpolant, pad_factor, gsparams = image_options
+            maxk = interpolated_image_maxk(images, self.pixel_scale, pad_factor, x_interpolant,
+                                           galsim.GSParams(**dict(gsparams)) if gsparams else None)
+            block = Block(images, np.asarray(conditions, dtype=np.float64), image_options, maxk)
+            with self._blocks_lock:
+                self._blocks[key] = block
+                while len(self._blocks) > BLOCKS_KEPT:
+                    self._blocks.popitem(last=False)
+        finally:
+            self.dropClaim(key)  # wakes the waiters
+        return block
+
+    def prefetchBlock(self, key: tuple, conditions: np.ndarray, noise: np.ndarray, image_options: tuple,
+                      out_of_range: str = DEFAULT_OUT_OF_RANGE) -> None:
+        """Decode a claimed block in a thread and return at once.
+
+        TensorFlow releases the GIL, so this decoding overlaps the drawing of the current
+        block (in this process at ``nproc: 1``, in the workers otherwise). A failure is left
+        to the call that needs the block: it finds no block, decodes it again and raises.
+        """
+
+        def decode() -> None:
+            try:
+                self.decodeBlock(key, conditions, noise, image_options, out_of_range, claimed=True)
+            except Exception:  # noqa: BLE001  (see the docstring)
+                self.dropClaim(key)
+
+        threading.Thread(target=decode, name="galsim_hub-prefetch", daemon=True).start()
 
 
 class GenerativeModelLoader(galsim.config.InputLoader):
@@ -152,6 +220,14 @@ class GenerativeModelLoader(galsim.config.InputLoader):
 
     def __init__(self):
         super().__init__(GenerativeModelInput, use_proxy=True)
+
+    def setupImage(self, input_obj, config: dict, base: dict, logger) -> None:
+        """Log, once, which model the config uses."""
+        if logger and not base.get("_galsim_hub_model_logged"):
+            base["_galsim_hub_model_logged"] = True
+            metadata = input_obj.getMetadata()
+            logger.info("file %d: generative model %s %s (%s), batch_size %d", base.get("file_num", 0),
+                        metadata["name"], metadata["version"], input_obj.getFileName(), input_obj.getBatchSize())
 
 
 def _image_object_range(base: dict) -> tuple[int, int]:
@@ -176,10 +252,26 @@ def _detached_copy(value):
     return value
 
 
+def _field_digest(param: dict) -> str:
+    """A name of this ``gal`` field that every process computes alike (cached in the field)."""
+    digest = param.get(_FIELD_KEY)
+    if digest is None:
+        digest = hashlib.sha1(repr(_detached_copy(param)).encode()).hexdigest()
+        param[_FIELD_KEY] = digest
+    return digest
+
+
 def _noise_rng(object_seed: int) -> galsim.BaseDeviate:
     """Generator of one galaxy's base noise, derived from its object seed."""
     state = np.random.SeedSequence([int(object_seed) & 0xFFFFFFFFFFFFFFFF, _NOISE_STREAM_TAG]).generate_state(1)
     return galsim.BaseDeviate(int(state[0]) or 1)
+
+
+def _object_seed(context: dict) -> int:
+    seed = context.get("seed", 0)
+    if not seed:  # no image.random_seed: GalSim itself is not reproducible then
+        seed = galsim.UniformDeviate(context["rng"]).raw()
+    return seed
 
 
 def _check_catalog_rows(param: dict, name: str, base: dict, obj_num: int) -> None:
@@ -200,22 +292,65 @@ def _check_catalog_rows(param: dict, name: str, base: dict, obj_num: int) -> Non
         )
 
 
-def _object_inputs(param: dict, base: dict, names: list[str], obj_num: int, latent_dim: int):
-    """Conditions and base noise of object ``obj_num``, evaluated in its own context."""
+def _fresh_context(base: dict, obj_num: int) -> dict:
+    """A copy of ``base`` set up as GalSim sets it for object ``obj_num``, before its stamp.
+
+    The object's rng is seeded as GalSim seeds it; the rngs of the image and the file are
+    copies, so that drawing from them here leaves GalSim's untouched; what GalSim sets for the
+    stamp being drawn (its position, ...) is absent.
+    """
     context = dict(base)
+    for key in _STAMP_KEYS:
+        context.pop(key, None)
+    for key in ("image_num_rng", "file_num_rng"):
+        if context.get(key) is not None:
+            context[key] = context[key].duplicate()
+    for key in ("image_num_rngs", "file_num_rngs"):
+        if context.get(key) is not None:
+            context[key] = [rng.duplicate() for rng in context[key]]
+    if isinstance(base.get("eval_variables"), dict):
+        context["eval_variables"] = _detached_copy(base["eval_variables"])
     context["obj_num"] = obj_num
     context["index_key"] = "obj_num"
     galsim.config.SetupConfigRNG(context, seed_offset=1)
-    seed = context.get("seed", 0)
-    if not seed:  # no image.random_seed: GalSim itself is not reproducible then
-        seed = galsim.UniformDeviate(base["rng"]).raw()
-    fields = _detached_copy(param)
-    values = []
-    for name in names:
-        _check_catalog_rows(fields, name, context, obj_num)
-        values.append(galsim.config.ParseValue(fields, name, context, float)[0])
-    noise = draw_base_noise(1, latent_dim, _noise_rng(seed))[0]
-    return np.asarray(values, dtype=np.float64), noise
+    return context
+
+
+def _draws_before(base: dict) -> int | None:
+    """How many values the current object's rng gave before ``gal`` (``None``: not found)."""
+    if "random_seed" not in base.get("image", {}):
+        return 0  # GalSim draws an unrepeatable seed: only values without the rng batch then
+    current = base["rng"].duplicate()
+    target = (current.raw(), current.raw())
+    fresh = _fresh_context(base, base["obj_num"])["rng"]
+    values = [fresh.raw(), fresh.raw()]
+    for draws in range(MAX_DRAWS_BEFORE + 1):
+        if (values[draws], values[draws + 1]) == target:
+            return draws
+        values.append(fresh.raw())
+    return None
+
+
+class _NotReplayable(Exception):
+    """The inputs of a block's objects cannot be evaluated outside their own stamps."""
+
+
+def _block_inputs(param, names, request, ignore, base, obj_nums, draws_before, latent_dim):
+    """Conditions and base noise of each object of a block, as GalSim evaluates them for it."""
+    conditions = np.empty((len(obj_nums), len(names)), dtype=np.float64)
+    noise = np.empty((len(obj_nums), latent_dim), dtype=np.float32)
+    for row, obj_num in enumerate(obj_nums):
+        context = _fresh_context(base, obj_num)
+        if draws_before:
+            context["rng"].discard(draws_before)
+        try:
+            kwargs, _ = galsim.config.GetAllParams(_detached_copy(param), context, req=request,
+                                                   opt=_OBJECT_OPTIONS, ignore=ignore)
+        except Exception as error:  # e.g. a value of the stamp position
+            raise _NotReplayable(f"object {obj_num}: {error}") from error
+        conditions[row] = [kwargs[name] for name in names]
+        noise[row] = draw_base_noise(1, latent_dim, _noise_rng(_object_seed(context)))[0]
+    return conditions, noise
 
 
 def _check_conditions(values: np.ndarray, names: list[str], obj_nums) -> None:
@@ -226,24 +361,6 @@ def _check_conditions(values: np.ndarray, names: list[str], obj_nums) -> None:
             f"{OBJECT_TYPE}: condition '{names[column]}' of object {obj_nums[row]} is "
             f"{values[row, column]} (NaN or infinite)"
         )
-
-
-def _decode(model, metadata: dict, obj_nums: list[int], conditions: np.ndarray, noise: np.ndarray,
-            out_of_range: str = DEFAULT_OUT_OF_RANGE):
-    """Check the inputs of a block, apply the out-of-range policy (galsim_hub.flux) and decode it."""
-    _check_conditions(conditions, condition_names(metadata), obj_nums)
-    plan = SamplingPlan(conditions, metadata, out_of_range, labels=obj_nums, what="objects", prefix=f"{OBJECT_TYPE}: ")
-    return plan.images(lambda c, e: _decode_padded(model, c, e), noise)
-
-
-def _decode_padded(model, conditions: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """Decode up to a block of objects, padded to the full block shape."""
-    n = len(conditions)
-    padding = model.getBatchSize() - n
-    if padding > 0:  # a fixed block shape keeps the float32 round-off identical everywhere
-        conditions = np.concatenate([conditions, np.repeat(conditions[:1], padding, axis=0)])
-        noise = np.concatenate([noise, np.zeros((padding, noise.shape[1]), np.float32)])
-    return model.sample_block(conditions, noise)[:n]
 
 
 def _policy(param: dict, base: dict) -> str:
@@ -266,41 +383,92 @@ def _check_flux(param: dict, base: dict) -> None:
         )
 
 
-def _block_image(model, param: dict, base: dict, metadata: dict, num: int, own_values: np.ndarray):
-    """The image of the current object, from its decoded block (cached per process).
+def _block(model, param, base, metadata, request, ignore, image_options, draws_before, policy):
+    """The block of the current object (``None`` when it cannot be batched), and its first object.
 
-    Returns the image and the conditions the block used for this object.
+    The first time a process needs a block, it also has the next block of the image decoded
+    ahead (unless another process already does), so that decoding overlaps drawing.
     """
     obj_num = base["obj_num"]
-    names = condition_names(metadata)
-    latent_dim = int(metadata["latent_dim"])
     size = model.getBatchSize()
     image_start, image_nobj = _image_object_range(base)
-    if size == 1 or not image_start <= obj_num < image_start + image_nobj:
-        return _own_image(model, param, base, metadata, own_values), own_values
+    image_end = image_start + image_nobj
+    if size == 1 or draws_before is None or not image_start <= obj_num < image_end:
+        return None, obj_num
     first = image_start + (obj_num - image_start) // size * size
+
+    def key_and_inputs(first: int):
+        obj_nums = list(range(first, min(first + size, image_end)))
+        key = (_field_digest(param), base.get("file_num", 0), base.get("image_num", 0), first, len(obj_nums), policy,
+               draws_before)
+
+        def inputs():
+            names = condition_names(metadata)
+            conditions, noise = _block_inputs(param, names, request, ignore, base, obj_nums, draws_before,
+                                              int(metadata["latent_dim"]))
+            _check_conditions(conditions, names, obj_nums)
+            return conditions, noise
+
+        return key, inputs
+
+    key, inputs = key_and_inputs(first)
     cache = base.setdefault(_BLOCK_CACHE_KEY, collections.OrderedDict())
-    key = (id(param), num, base.get("file_num", 0), base.get("image_num", 0), first)
     if key not in cache:
-        obj_nums = list(range(first, min(first + size, image_start + image_nobj)))
-        inputs = [_object_inputs(param, base, names, j, latent_dim) for j in obj_nums]
-        conditions = np.stack([values for values, _ in inputs])
-        noise = np.stack([eps for _, eps in inputs])
-        cache[key] = _decode(model, metadata, obj_nums, conditions, noise, _policy(param, base)), conditions
+        block = model.getBlock(key)
+        if block is None:
+            try:
+                block = model.decodeBlock(key, *inputs(), image_options, policy)
+            except _NotReplayable:
+                block = None
+        cache[key] = block
         while len(cache) > BLOCKS_KEPT:
             cache.popitem(last=False)
-    images, conditions = cache[key]
-    return images[obj_num - first], conditions[obj_num - first]
+        if block is not None and first + size < image_end:
+            _prefetch(model, *key_and_inputs(first + size), image_options, policy)
+    return cache[key], first
 
 
-def _own_image(model, param: dict, base: dict, metadata: dict, own_values: np.ndarray) -> np.ndarray:
-    """The image of the current object sampled alone, in its own context (any value works)."""
+def _prefetch(model, key: tuple, inputs, image_options: tuple, policy: str) -> None:
+    """Have block ``key`` decoded in the background, unless it is or was already."""
+    if not model.claimBlock(key):
+        return
+    try:
+        conditions, noise = inputs()
+    except Exception:  # the call that needs the block evaluates it again and reports what fails
+        model.dropClaim(key)
+        return
+    except BaseException:  # the claim must not outlive this call, or waiters would hang
+        model.dropClaim(key)
+        raise
+    model.prefetchBlock(key, conditions, noise, image_options, policy)
+
+
+def _own_image(model, base: dict, metadata: dict, own_values: np.ndarray, policy: str) -> np.ndarray:
+    """The image of the current object decoded on its own (any condition value works)."""
     obj_num = base["obj_num"]
-    for name in condition_names(metadata):
-        _check_catalog_rows(param, name, base, obj_num)
-    seed = base.get("seed") or galsim.UniformDeviate(base["rng"]).raw()
-    noise = draw_base_noise(1, int(metadata["latent_dim"]), _noise_rng(seed))
-    return _decode(model, metadata, [obj_num], own_values[None, :], noise, _policy(param, base))[0]
+    names = condition_names(metadata)
+    _check_conditions(own_values[None, :], names, [obj_num])
+    noise = draw_base_noise(1, int(metadata["latent_dim"]), _noise_rng(_object_seed(base)))
+    plan = SamplingPlan(own_values[None, :], metadata, policy, labels=[obj_num], what="objects",
+                        prefix=f"{OBJECT_TYPE}: ")
+    return plan.images(model.sample_arrays, noise)[0]
+
+
+def _report_fallback(base: dict, param: dict, names, own, block, logger) -> None:
+    """Say, once per gal field and process, that objects are decoded one at a time."""
+    reported = base.setdefault(_REPORTED_KEY, set())
+    level = "debug" if _field_digest(param) in reported else "warning"
+    reported.add(_field_digest(param))
+    if block is None:
+        why = "cannot be evaluated outside the object's own stamp (e.g. it uses the stamp position)"
+    else:
+        changed = [name for name, a, b in zip(names, own, block) if a != b]
+        why = (f"of {', '.join(changed)} differs from what the block evaluated for it (it depends "
+               f"on more than the object number and its own rng, e.g. on the stamp position)")
+    getattr(logger, level)(
+        "obj %d: %s: the condition value %s; objects of this kind are decoded one per model call, which "
+        "is slower (catalog columns, Random values and expressions of obj_num are batched)",
+        base["obj_num"], OBJECT_TYPE, why)
 
 
 def _check_keys(param: dict, names: list[str], ignore: list[str], file_name: str) -> None:
@@ -329,42 +497,41 @@ def BuildGenerativeGalaxy(config: dict, base: dict, ignore: list, gsparams: dict
     (galsim.InterpolatedImage, bool)
         The galaxy, in the model's flux units, and ``safe=False`` (every object differs).
     """
+    logger = galsim.config.LoggerWrapper(logger)
+    draws_before = _draws_before(base)  # before this build draws anything itself
     model = galsim.config.GetInputObj(INPUT_TYPE, config, base, OBJECT_TYPE)
-    num = galsim.config.ParseValue(config, "num", base, int)[0] if "num" in config else 0
     metadata = model.getMetadata()
     names = condition_names(metadata)
     _check_keys(config, names, ignore, model.getFileName())
     request = {name: float for name in names}
-    kwargs, _ = galsim.config.GetAllParams(
-        config, base, req=request, opt=_OBJECT_OPTIONS, ignore=list(ignore) + ["flux"]
-    )
-    own_values = np.array([kwargs[name] for name in names], dtype=np.float64)
+    ignore = list(ignore) + ["flux"]
+    kwargs, _ = galsim.config.GetAllParams(config, base, req=request, opt=_OBJECT_OPTIONS, ignore=ignore)
     if "flux" in config:
         _check_flux(config, base)
-    unbatched = base.setdefault(_UNBATCHED_KEY, set())
-    if (id(config), num) in unbatched:
-        image = _own_image(model, config, base, metadata, own_values)
+    policy = _policy(config, base)
+    for name in names:
+        _check_catalog_rows(config, name, base, base["obj_num"])
+    own = np.array([kwargs[name] for name in names], dtype=np.float64)
+    image_options = (kwargs.get("x_interpolant"), kwargs.get("pad_factor", 4.0),
+                     tuple(sorted(gsparams.items())) if gsparams else ())
+    block, first = _block(model, config, base, metadata, request, ignore, image_options, draws_before, policy)
+    maxk = 0.0  # GalSim finds it
+    if block is not None and np.array_equal(block.conditions[base["obj_num"] - first], own):
+        image = block.images[base["obj_num"] - first]
+        if block.image_options == image_options:
+            maxk = float(block.maxk[base["obj_num"] - first])
     else:
-        image, block_values = _block_image(model, config, base, metadata, num, own_values)
-        if not np.array_equal(own_values, block_values):
-            # A value that depends on more than obj_num (upstream YAML often uses Random
-            # conditions): sample this gal field one object per model call from now on.
-            unbatched.add((id(config), num))
-            changed = [n for n, a, b in zip(names, own_values, block_values) if a != b]
-            message = (
-                f"{OBJECT_TYPE}: the value of {', '.join(changed)} depends on more than the object "
-                f"number (e.g. a Random value or the stamp position); sampling one object per model "
-                f"call, which is slower. Catalog columns, sequences or expressions of obj_num keep "
-                f"the batching (or set input.generative_model.batch_size: 1 to silence this)"
-            )
-            warnings.warn(message, stacklevel=2)
-            image = _own_image(model, config, base, metadata, own_values)
+        if model.getBatchSize() > 1:
+            _report_fallback(base, config, names, own,
+                             None if block is None else block.conditions[base["obj_num"] - first], logger)
+        image = _own_image(model, base, metadata, own, policy)
     galaxy = galsim.InterpolatedImage(
         galsim.Image(np.array(image), scale=float(metadata["pixel_scale"])),
         x_interpolant=kwargs.get("x_interpolant"),
         k_interpolant=kwargs.get("k_interpolant"),
         pad_factor=kwargs.get("pad_factor", 4.0),
         gsparams=galsim.GSParams(**gsparams) if gsparams else None,
+        _force_maxk=maxk,
     )
     return galaxy, False
 

@@ -16,9 +16,6 @@ from .errors import MetadataError
 MODEL_FORMAT_VERSION = 1
 #: The model metadata file of a model directory (``training.data`` has its own data-set file).
 MODEL_METADATA_FILE = "galsim_hub.json"
-# The former names, still imported by config.py and training/export.py.
-FORMAT_VERSION = MODEL_FORMAT_VERSION
-METADATA_FILE = MODEL_METADATA_FILE
 NOISE_INPUT = "noise"
 _REQUIRED = ("format", "name", "version", "stamp_size", "pixel_scale", "latent_dim", "conditions")
 

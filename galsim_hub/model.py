@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Iterator
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import galsim
 import numpy as np
@@ -13,6 +15,7 @@ from .cache import fetch
 from .catalog import condition_matrix
 from .flux import DEFAULT_OUT_OF_RANGE, sampling_plan
 from .handle import resolve
+from .metadata import MODEL_METADATA_FILE, read_metadata, validate_metadata
 from .module import LoadedModel
 
 DEFAULT_BATCH_SIZE = 256
@@ -162,6 +165,8 @@ class GenerativeGalaxyModel:
     >>> galaxy = model.sample(cat, seed=1)[0].shear(g1=0.02, g2=0.0)            # doctest: +SKIP
     """
 
+    _load_on_init = True  # the config input (a subclass) loads on first use, after GalSim forks
+
     def __init__(
         self,
         file_name: str | os.PathLike,
@@ -174,9 +179,40 @@ class GenerativeGalaxyModel:
         self.file_name = str(file_name)
         self.batch_size = int(batch_size)
         self.source = resolve(file_name)
-        directory = fetch(self.source, progress=progress)
-        entry_metadata = (self.source.entry or {}).get("metadata")
-        self._model = LoadedModel(directory, metadata=entry_metadata, device=device)
+        self._directory = Path(fetch(self.source, progress=progress))
+        self._entry_metadata = (self.source.entry or {}).get("metadata")
+        self._device = device
+        self._model: LoadedModel | None = None
+        self._load_lock = threading.Lock()
+        self._metadata = self._files_metadata()
+        if self._load_on_init:
+            self._loaded()
+
+    def _files_metadata(self) -> dict | None:
+        """The metadata as the files and the index entry give them, without TensorFlow.
+
+        ``None`` when only the module itself knows them (a bare TF1 Hub directory).
+        """
+        if (self._directory / MODEL_METADATA_FILE).is_file():
+            return read_metadata(self._directory)
+        entry = self._entry_metadata
+        if entry and {"latent_dim", "stamp_size", "conditions", "pixel_scale"} <= set(entry):
+            metadata = dict(entry, format=1)
+            metadata.setdefault("name", self.source.entry["name"])
+            metadata.setdefault("version", self.source.entry["version"])
+            return validate_metadata(metadata, source=self.file_name)
+        return None
+
+    def _loaded(self) -> LoadedModel:
+        """The loaded model (TensorFlow is imported on the first call; thread-safe)."""
+        with self._load_lock:
+            if self._model is None:
+                self._model = LoadedModel(self._directory, metadata=self._entry_metadata, device=self._device)
+                self._metadata = self._model.metadata
+            return self._model
+
+    def _meta(self) -> dict:
+        return self._metadata if self._metadata is not None else self._loaded().metadata
 
     def __repr__(self) -> str:
         return f"GenerativeGalaxyModel({self.file_name!r})"
@@ -184,36 +220,36 @@ class GenerativeGalaxyModel:
     @property
     def quantities(self) -> list[str]:
         """The catalog columns the model is conditioned on, in input order."""
-        return list(self._model.conditions)
+        return [condition["name"] for condition in self._meta()["conditions"]]
 
     @property
     def stamp_size(self) -> int:
         """Size in pixels of the (square) stamps the model outputs."""
-        return self._model.stamp_size
+        return int(self._meta()["stamp_size"])
 
     @property
     def pixel_scale(self) -> float:
         """Pixel scale of the output stamps in arcsec."""
-        return float(self._model.metadata["pixel_scale"])
+        return float(self._meta()["pixel_scale"])
 
     @property
     def latent_dim(self) -> int:
         """Dimension of the base noise drawn per galaxy."""
-        return self._model.latent_dim
+        return int(self._meta()["latent_dim"])
 
     @property
     def metadata(self) -> dict:
         """The model's metadata (a copy of ``galsim_hub.json``)."""
-        return dict(self._model.metadata)
+        return dict(self._meta())
 
     @property
     def device(self) -> str:
         """The TensorFlow device the model runs on."""
-        return self._model.device
+        return self._loaded().device
 
     def conditions(self, cat: Any) -> np.ndarray:
         """Check a catalog and return its ``[N, C]`` condition matrix (see :attr:`quantities`)."""
-        return condition_matrix(cat, self._model.metadata["conditions"])
+        return condition_matrix(cat, self._meta()["conditions"])
 
     def sample_arrays(self, conditions: np.ndarray, noise: np.ndarray) -> np.ndarray:
         """Decode galaxies in batches of :attr:`batch_size`.
@@ -230,12 +266,12 @@ class GenerativeGalaxyModel:
         numpy.ndarray
             ``[N, S, S]`` float32 images in the model's flux units.
         """
-        return np.concatenate(list(self._batches(conditions, noise)), axis=0)
+        return np.concatenate(list(self._in_batches(self._loaded().sample_images, conditions, noise)), axis=0)
 
-    def _batches(self, conditions: np.ndarray, noise: np.ndarray) -> Iterator[np.ndarray]:
-        for start in range(0, len(conditions), self.batch_size):
-            stop = start + self.batch_size
-            yield self._model.sample_images(conditions[start:stop], noise[start:stop])
+    def _in_batches(self, function: Callable[..., np.ndarray], *arrays: np.ndarray) -> Iterator[np.ndarray]:
+        """``function`` applied to consecutive slices of :attr:`batch_size` rows of ``arrays``."""
+        for start in range(0, len(arrays[0]), self.batch_size):
+            yield function(*(array[start:start + self.batch_size] for array in arrays))
 
     def _prepare(self, cat: Any, rng: galsim.BaseDeviate | None, seed: int | None):
         rng = self._generator(rng, seed)
@@ -311,7 +347,7 @@ class GenerativeGalaxyModel:
             units; convolve, shear and draw them like any GSObject.
         """
         conditions, noise = self._prepare(cat, rng, seed)
-        plan = sampling_plan(cat, conditions, self._model.metadata, out_of_range, flux, mag, zero_point)
+        plan = sampling_plan(cat, conditions, self._loaded().metadata, out_of_range, flux, mag, zero_point)
         images = plan.images(self.sample_arrays, noise)
         if return_arrays:
             return images
@@ -335,12 +371,15 @@ class GenerativeGalaxyModel:
         """
         deviate = galsim.GaussianDeviate(self._generator(rng, seed), sigma=1.0)
         conditions = self.conditions(cat)
-        plan = sampling_plan(cat, conditions, self._model.metadata, out_of_range, flux, mag, zero_point)
-        odd_batches = self.batch_size * self.latent_dim % 2 == 1
-        for start in range(0, len(conditions), self.batch_size):
-            batch = conditions[start:start + self.batch_size]
-            noise = _standard_normal(deviate, len(batch), self.latent_dim, one_by_one=odd_batches)
-            yield plan.images(self._model.sample_images, noise, slice(start, start + len(batch)))
+        model, latent_dim = self._loaded(), self.latent_dim
+        plan = sampling_plan(cat, conditions, model.metadata, out_of_range, flux, mag, zero_point)
+        odd_batches = self.batch_size * latent_dim % 2 == 1
+
+        def sample_batch(batch: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            noise = _standard_normal(deviate, len(batch), latent_dim, one_by_one=odd_batches)
+            return plan.images(model.sample_images, noise, slice(int(rows[0]), int(rows[-1]) + 1))
+
+        yield from self._in_batches(sample_batch, conditions, np.arange(len(conditions)))
 
     def reconstruct(self, images: np.ndarray, psfs: np.ndarray) -> np.ndarray:
         """Encode observed stamps and decode them: the VAE's PSF-deconvolved, denoised profiles.
@@ -362,11 +401,9 @@ class GenerativeGalaxyModel:
         MetadataError
             When the model was exported without an encoder (no ``encode`` signature).
         """
-        batches = []
-        for start in range(0, len(images), self.batch_size):
-            stop = start + self.batch_size
-            batches.append(self._model.decode(self._model.encode(images[start:stop], psfs[start:stop])))
-        return np.concatenate(batches, axis=0)
+        model = self._loaded()
+        batches = self._in_batches(lambda image, psf: model.decode(model.encode(image, psf)), images, psfs)
+        return np.concatenate(list(batches), axis=0)
 
     def interpolated_image(
         self,

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os
+import re
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import galsim
@@ -21,7 +22,8 @@ from toy_models import CONDITIONS, ZERO_POINT, _affine_parameters, _render_gauss
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
-GALSIM = Path(sys.executable).with_name("galsim")
+# `python -m galsim`, not the `galsim` script, whose #! line may name another environment's Python.
+GALSIM = (sys.executable, "-m", "galsim")
 RUN_TIMEOUT = 240  # a TensorFlow fork hang fails the test instead of blocking it
 
 
@@ -61,7 +63,7 @@ def field_model(tmp_path_factory):
 
 def run_galsim(cwd: Path, *overrides: str, extra: tuple = ()) -> None:
     env = dict(os.environ, GALSIM_HUB_CACHE=str(cwd / "cache"))
-    command = [str(GALSIM), *extra, str(EXAMPLES / "field.yaml"), *overrides]
+    command = [*GALSIM, *extra, str(EXAMPLES / "field.yaml"), *overrides]
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -74,7 +76,7 @@ def test_example_yaml_identical_for_nproc_and_jobs(tmp_path, field_model):
         "output.nfiles=2",
         "output.file_name=$'field_%d.fits' % file_num",
         "image.nobjects=40",
-        "input.generative_model.batch_size=16",  # 3 blocks per image, the last one padded
+        "input.generative_model.batch_size=16",  # 3 blocks per image, the last one partial
     )
     run_galsim(tmp_path, *common, "output.dir=single")
     run_galsim(tmp_path, *common, "output.dir=split", "image.nproc=2", extra=("-n", "2", "-j", "1"))
@@ -162,30 +164,135 @@ def test_bad_config_gives_clear_error(field_model, catalog, change, message):
         build(config)
 
 
-def test_position_dependent_condition_works_one_object_at_a_time(field_model, catalog):
-    config = base_config(field_model, catalog, mag_auto="$21 + 0.01 * image_pos.x")
+def build_logged(config: dict, caplog) -> np.ndarray:
+    """Build with a GalSim logger; return the image (caplog holds the messages)."""
+    caplog.set_level(logging.DEBUG, logger="galsim_hub_test")
+    return galsim.config.BuildImage(copy.deepcopy(config), logger=logging.getLogger("galsim_hub_test")).array
+
+
+def fallback_messages(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if "decoded one per model call" in r.getMessage()]
+
+
+def count_model_calls(monkeypatch) -> dict:
+    """Count block decodings and single-object decodings of the config input."""
+    from galsim_hub.config import GenerativeModelInput
+
+    calls = {"blocks": 0, "single": 0}
+    decode_block, sample_arrays = GenerativeModelInput.decodeBlock, GenerativeModelInput.sample_arrays
+
+    def counted_block(self, *args, **kwargs):
+        calls["blocks"] += 1
+        return decode_block(self, *args, **kwargs)
+
+    def counted_single(self, conditions, noise):
+        calls["single"] += 1
+        assert len(conditions) == 1  # exactly the object asked for, never a padded block
+        return sample_arrays(self, conditions, noise)
+
+    monkeypatch.setattr(GenerativeModelInput, "decodeBlock", counted_block)
+    monkeypatch.setattr(GenerativeModelInput, "sample_arrays", counted_single)
+    return calls
+
+
+RANDOM_CONDITIONS = {
+    "Random": {"mag_auto": {"type": "Random", "min": 21, "max": 24}},
+    "RandomGaussian": {"zphot": {"type": "RandomGaussian", "mean": 0.8, "sigma": 0.3, "min": 0.1},
+                       "flux_radius": {"type": "RandomGaussian", "mean": 3.0, "sigma": 0.5}},
+    "RandomDistribution": {"flux_radius": {"type": "RandomDistribution", "x": [2.0, 3.0, 4.0],
+                                           "f": [1.0, 2.0, 1.0]}},
+    "Eval of Random": {"mag_auto": "$21 + 3 * galsim.UniformDeviate(rng)()"},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(RANDOM_CONDITIONS))
+def test_random_conditions_are_batched_from_each_object_rng(field_model, catalog, kind, caplog, monkeypatch):
+    """Each object of a block gets the values GalSim draws for it: no fallback, 2 blocks for 6 objects."""
+    config = base_config(field_model, catalog, **RANDOM_CONDITIONS[kind])
+    calls = count_model_calls(monkeypatch)
+    batched = build_logged(config, caplog)
+    assert not fallback_messages(caplog)
+    assert calls == {"blocks": 2, "single": 0}
     config["input"]["generative_model"]["batch_size"] = 1
-    first, again = build(config), build(config)
-    np.testing.assert_array_equal(first, again)
-    tiles = first.reshape(2, 32, 3, 32).transpose(0, 2, 1, 3).sum(axis=(2, 3))
+    one_by_one = build(config)
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(batched, build(base_config(field_model, catalog)), rtol=1e-3)  # values did change
+
+
+def test_random_conditions_after_random_positions_are_batched(field_model, catalog, caplog, monkeypatch):
+    """GalSim draws a Scattered position from the object rng before the galaxy: blocks replay it."""
+    config = base_config(field_model, catalog, mag_auto={"type": "Random", "min": 21, "max": 24},
+                         rotate={"type": "Random"})
+    config["image"] = {"type": "Scattered", "size": 96, "nobjects": 6, "stamp_size": 32, "pixel_scale": 0.03,
+                       "random_seed": 5}
+    calls = count_model_calls(monkeypatch)
+    batched = build_logged(config, caplog)
+    assert not fallback_messages(caplog)
+    assert calls == {"blocks": 2, "single": 0}
+    config["input"]["generative_model"]["batch_size"] = 1
+    np.testing.assert_allclose(batched, build(config), rtol=1e-5, atol=1e-6)
+
+
+def test_position_dependent_condition_is_decoded_per_object(field_model, catalog, caplog, monkeypatch):
+    config = base_config(field_model, catalog, mag_auto="$21 + 0.01 * image_pos.x")
+    calls = count_model_calls(monkeypatch)
+    batched = build_logged(config, caplog)
+    assert calls == {"blocks": 0, "single": 6}
+    warnings_logged = [r for r in fallback_messages(caplog) if r.levelno == logging.WARNING]
+    assert len(warnings_logged) == 1 and "stamp position" in warnings_logged[0].getMessage()
+    config["input"]["generative_model"]["batch_size"] = 1
+    one_by_one = build(config)
+    np.testing.assert_array_equal(batched, one_by_one)  # the same single-object decodings
+    tiles = batched.reshape(2, 32, 3, 32).transpose(0, 2, 1, 3).sum(axis=(2, 3))
     assert (np.diff(tiles, axis=1) < 0).all()  # fainter to the right
 
 
-def test_values_beyond_obj_num_fall_back_to_one_object_per_call(field_model, catalog):
-    config = base_config(field_model, catalog, mag_auto="$21 + 0.01 * image_pos.x")
-    with pytest.warns(UserWarning, match="depends on more than the object number.*one object per model call"):
-        batched = build(config)
-    config["input"]["generative_model"]["batch_size"] = 1
-    np.testing.assert_array_equal(batched, build(config))
+def test_random_and_position_conditions_identical_for_nproc_and_jobs(tmp_path, field_model):
+    """A position-dependent condition, Random and RandomGaussian, one per file: nproc 1 vs 2, same bytes."""
+    cat = tmp_path / "cat.fits"
+    Table({"mag_auto": np.linspace(21, 24, 12), "flux_radius": np.linspace(2, 4, 12),
+           "zphot": np.full(12, 0.5)}).write(cat)
+    kinds = [{"mag_auto": "$21 + 0.02 * image_pos.x"}, RANDOM_CONDITIONS["Random"],
+             RANDOM_CONDITIONS["RandomGaussian"]]
+    items = [base_config(field_model, cat, **kind)["gal"] for kind in kinds]
+    config = base_config(field_model, cat)
+    config.update(
+        modules=["galsim_hub"],
+        gal={"type": "List", "items": items, "index": {"type": "Eval", "str": "file_num", "index_key": "file_num"}},
+        psf={"type": "Moffat", "beta": 3, "fwhm": 0.1},
+        output={"nfiles": 3, "file_name": "$'field_%d.fits' % file_num"},
+    )
+    config["input"]["generative_model"]["batch_size"] = 5  # blocks of 5, 5, 2 objects
+    config["image"].update(nx_tiles=4, ny_tiles=3, noise={"type": "Gaussian", "sigma": 0.02})
+    (tmp_path / "random.yaml").write_text(yaml.safe_dump(config))
+    env = dict(os.environ, GALSIM_HUB_CACHE=str(tmp_path / "cache"))
+
+    def run(folder: str, *overrides: str, jobs: tuple = ()) -> None:
+        command = [*GALSIM, *jobs, "random.yaml", f"output.dir={folder}", *overrides]
+        result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    run("one")
+    run("two", "image.nproc=2", jobs=("-n", "2", "-j", "1"))  # files 0 and 1
+    run("two", "image.nproc=2", jobs=("-n", "2", "-j", "2"))  # file 2
+    for k in range(3):
+        one = (tmp_path / "one" / f"field_{k}.fits").read_bytes()
+        assert one == (tmp_path / "two" / f"field_{k}.fits").read_bytes(), k
+    images = [fits.getdata(tmp_path / "one" / f"field_{k}.fits") for k in range(3)]
+    assert all(image.max() > 10 * 0.02 for image in images)  # galaxies above the noise
 
 
-def test_random_conditions_are_batched_from_each_object_rng(field_model, catalog):
-    config = base_config(field_model, catalog, mag_auto={"type": "Random", "min": 21, "max": 24})
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        batched = build(config)
-    config["input"]["generative_model"]["batch_size"] = 1
-    np.testing.assert_allclose(batched, build(config), rtol=1e-5, atol=1e-6)
+@pytest.mark.filterwarnings("ignore::galsim_hub.OutOfRangeWarning")  # the toy's ranges are narrower
+def test_random_field_example_is_batched(field_model, caplog, monkeypatch):
+    """examples/random_field.yaml (Random, RandomDistribution, RandomGaussian, Scattered) batches."""
+    config = yaml.safe_load((EXAMPLES / "random_field.yaml").read_text())
+    config["input"]["generative_model"].update(file_name=str(field_model), batch_size=4)
+    config["image"].update(size=96, nobjects=6, stamp_size=32)
+    del config["output"], config["modules"]
+    calls = count_model_calls(monkeypatch)
+    image = build_logged(config, caplog)
+    assert calls == {"blocks": 2, "single": 0} and not fallback_messages(caplog)
+    assert image.shape == (96, 96) and image.max() > 10 * 0.02
 
 
 def test_model_without_the_yaml_columns(tmp_path, catalog):
@@ -211,5 +318,9 @@ def test_values_outside_the_training_range_warn_naming_the_objects(field_model, 
     from galsim_hub import OutOfRangeWarning
 
     config = base_config(field_model, catalog, mag_auto=27.0)
-    with pytest.warns(OutOfRangeWarning, match=r"GenerativeGalaxy: .* 'mag_auto' .*\[20, 25\] \(objects 0, 1"):
+    with pytest.warns(OutOfRangeWarning) as record:
         build(config)
+    messages = [str(warning.message) for warning in record]
+    assert len(messages) == 2  # one per block
+    assert re.match(r"GenerativeGalaxy: .* 'mag_auto' .*\[20, 25\] \(objects 0, 1, 2, 3\)", messages[0])
+    assert re.match(r"GenerativeGalaxy: .* 'mag_auto' .*\(objects 4, 5\)", messages[1])

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from galsim_hub import __version__
-from galsim_hub.metadata import FORMAT_VERSION, METADATA_FILE, validate_metadata
+from galsim_hub.metadata import MODEL_FORMAT_VERSION, MODEL_METADATA_FILE, validate_metadata
 
 DEFAULT_CITATION = (
     "Lanusse F., Mandelbaum R., Ravanbakhsh S., Li C.-L., Freeman P., Poczos B., 2021, "
@@ -171,7 +171,7 @@ def export_model(
         raise ValueError("condition_mean and condition_std need one value per condition")
 
     metadata = {
-        "format": FORMAT_VERSION,
+        "format": MODEL_FORMAT_VERSION,
         "name": name,
         "version": str(version),
         "description": description,
@@ -207,7 +207,7 @@ def export_model(
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     try:
         tf.saved_model.save(module, str(staging), signatures=signatures)
-        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        (staging / MODEL_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
         (staging / "README.md").write_text(card if card is not None else default_card(metadata))
         if output_dir.exists():
             shutil.rmtree(output_dir)
