@@ -48,6 +48,7 @@ NORUN_ALLOWED = {
     "model_format.md": 1,  # publishing to an HTTP hub needs a server and a token
     "training.md": 4,      # COSMOS download, full-size trainings (hours), the real-galaxy model (an hour)
     "validation.md": 1,    # the full-size validation of the default model
+    "real_galaxies.md": 1, # validations on the real galaxies of ../shared/data
     "migration.md": 1,     # upstream TF1 galsim_hub code
 }
 BLOCK_TIMEOUT_S = 300
