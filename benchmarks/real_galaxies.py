@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 from pathlib import Path
 
 import galsim
 import numpy as np
 from astropy.table import Table, vstack
+
+from speed import _best_time  # benchmarks/ is on sys.path when this script runs
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SAMPLES = {  # folder: (RealGalaxyCatalog file, COSMOSCatalog exclusion level)
@@ -37,17 +38,6 @@ GEOMETRIES = {  # name: (stamp pixels, arcsec per pixel, PSF)
     "model's own 64 px at 0.07\", HST Airy": (64, 0.07, galsim.Airy(lam=814.0, diam=2.4, obscuration=0.33,
                                                                       scale_unit=galsim.arcsec)),
 }
-
-
-def _best_time(function, repeat: int) -> float:
-    """Best wall time of ``repeat`` calls of ``function`` (after one warm-up call)."""
-    function()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def real_catalogs(data_dir: Path) -> list[tuple[galsim.COSMOSCatalog, Table]]:
