@@ -9,9 +9,10 @@ import galsim
 import numpy as np
 from galsim.interpolant import convert_interpolant
 
+from .bands import BandSet, MultiBandGalaxy, apply_band_fluxes
 from .cache import fetch
 from .catalog import condition_matrix
-from .flux import DEFAULT_OUT_OF_RANGE, sampling_plan
+from .flux import DEFAULT_OUT_OF_RANGE, SamplingPlan, sampling_plan
 from .handle import resolve
 from .module import LoadedModel
 
@@ -177,6 +178,8 @@ class GenerativeGalaxyModel:
         directory = fetch(self.source, progress=progress)
         entry_metadata = (self.source.entry or {}).get("metadata")
         self._model = LoadedModel(directory, metadata=entry_metadata, device=device)
+        bands = self._model.metadata.get("bands")
+        self._band_set = None if bands is None else BandSet(bands, source=str(self._model.directory))
 
     def __repr__(self) -> str:
         return f"GenerativeGalaxyModel({self.file_name!r})"
@@ -207,6 +210,16 @@ class GenerativeGalaxyModel:
         return dict(self._model.metadata)
 
     @property
+    def bands(self) -> list[str] | None:
+        """Band names of a multi-band model, in output order; ``None`` for a single-band model."""
+        return None if self._model.bands is None else list(self._model.bands)
+
+    @property
+    def band_set(self) -> BandSet | None:
+        """The bandpasses, zero points and chromatic SEDs of a multi-band model (``None`` if single-band)."""
+        return self._band_set
+
+    @property
     def device(self) -> str:
         """The TensorFlow device the model runs on."""
         return self._model.device
@@ -228,7 +241,7 @@ class GenerativeGalaxyModel:
         Returns
         -------
         numpy.ndarray
-            ``[N, S, S]`` float32 images in the model's flux units.
+            ``[N, S, S]`` float32 images in the model's flux units (``[N, S, S, B]`` with bands).
         """
         return np.concatenate(list(self._batches(conditions, noise)), axis=0)
 
@@ -273,7 +286,7 @@ class GenerativeGalaxyModel:
         flux: Any = None,
         mag: Any = None,
         zero_point: float | None = None,
-    ) -> list[galsim.InterpolatedImage] | np.ndarray:
+    ) -> list[galsim.InterpolatedImage] | list[MultiBandGalaxy] | np.ndarray:
         """Sample one galaxy per catalog row.
 
         Parameters
@@ -293,7 +306,8 @@ class GenerativeGalaxyModel:
         x_interpolant, k_interpolant, pad_factor, gsparams
             Passed to :class:`galsim.InterpolatedImage`.
         return_arrays : bool
-            Return the ``[N, S, S]`` float32 array instead of GalSim objects.
+            Return the ``[N, S, S]`` (multi-band: ``[N, S, S, B]``) float32 array instead of
+            GalSim objects.
         out_of_range : {"clip", "error", "extrapolate"}
             Rows with a condition outside the training range: clipped to it, with their flux
             set from the catalog magnitude (default), refused, or extrapolated (see
@@ -301,21 +315,44 @@ class GenerativeGalaxyModel:
         flux, mag : str or array_like, optional
             Set every galaxy's flux from a flux column (or values), or from a magnitude
             column (or values) with ``zero_point`` (default: the model's ``zero_point``).
+            For a multi-band model, dicts ``{band: column or values}`` (see
+            :meth:`galsim_hub.bands.BandSet.fluxes`); bands left out keep the model's flux.
         zero_point : float, optional
-            Zero point of ``mag``: ``flux = 10**(-0.4 (mag - zero_point))``.
+            Zero point of ``mag``: ``flux = 10**(-0.4 (mag - zero_point))`` (multi-band: a
+            dict ``{band: zero point}``, by default each band's).
 
         Returns
         -------
-        list of galsim.InterpolatedImage, or numpy.ndarray
+        list of galsim.InterpolatedImage, list of MultiBandGalaxy, or numpy.ndarray
             Noise-free, PSF-deconvolved light profiles whose flux is in the model's flux
-            units; convolve, shear and draw them like any GSObject.
+            units; convolve, shear and draw them like any GSObject. A multi-band model gives
+            one :class:`~galsim_hub.bands.MultiBandGalaxy` per row: ``.images[band]`` and
+            ``.chromatic``.
         """
         conditions, noise = self._prepare(cat, rng, seed)
+        if self.bands is not None:
+            plan, fluxes = self._multiband_plan(cat, conditions, out_of_range, flux, mag, zero_point)
+            images = apply_band_fluxes(self.sample_arrays(plan.inputs, noise), fluxes)
+            if return_arrays:
+                return images
+            return self.multiband_galaxies(images, x_interpolant, k_interpolant, pad_factor, gsparams)
         plan = sampling_plan(cat, conditions, self._model.metadata, out_of_range, flux, mag, zero_point)
         images = plan.images(self.sample_arrays, noise)
         if return_arrays:
             return images
         return self.interpolated_images(images, x_interpolant, k_interpolant, pad_factor, gsparams)
+
+    def _multiband_plan(self, cat: Any, conditions: np.ndarray, out_of_range: str, flux: Any, mag: Any,
+                        zero_point: Any) -> tuple[SamplingPlan, dict[int, np.ndarray]]:
+        """The out-of-range plan (clipping only) and the per-band catalog fluxes of a multi-band model.
+
+        Clipped rows are decoded at the clipped conditions; the plausibility check and pull-in
+        of single-band models (:mod:`galsim_hub.flux`) and the flux from a magnitude condition
+        are not applied to multi-band stamps: give per-band ``flux=``/``mag=`` instead.
+        """
+        fluxes = self.band_set.fluxes(cat, len(conditions), flux, mag, zero_point)
+        metadata = {key: value for key, value in self._model.metadata.items() if key != "zero_point"}
+        return SamplingPlan(conditions, metadata, out_of_range, stacklevel=3), fluxes
 
     def iter_sample(
         self, cat: Any, rng: galsim.BaseDeviate | None = None, seed: int | None = None, *,
@@ -331,16 +368,24 @@ class GenerativeGalaxyModel:
         Yields
         ------
         numpy.ndarray
-            ``[B, S, S]`` images of consecutive catalog rows, ``B <=`` :attr:`batch_size`.
+            ``[n, S, S]`` (multi-band: ``[n, S, S, B]``) images of consecutive catalog rows,
+            ``n <=`` :attr:`batch_size`.
         """
         deviate = galsim.GaussianDeviate(self._generator(rng, seed), sigma=1.0)
         conditions = self.conditions(cat)
-        plan = sampling_plan(cat, conditions, self._model.metadata, out_of_range, flux, mag, zero_point)
+        if self.bands is not None:
+            plan, fluxes = self._multiband_plan(cat, conditions, out_of_range, flux, mag, zero_point)
+        else:
+            plan = sampling_plan(cat, conditions, self._model.metadata, out_of_range, flux, mag, zero_point)
         odd_batches = self.batch_size * self.latent_dim % 2 == 1
         for start in range(0, len(conditions), self.batch_size):
             batch = conditions[start:start + self.batch_size]
             noise = _standard_normal(deviate, len(batch), self.latent_dim, one_by_one=odd_batches)
-            yield plan.images(self._model.sample_images, noise, slice(start, start + len(batch)))
+            rows = slice(start, start + len(batch))
+            if self.bands is not None:
+                yield apply_band_fluxes(self._model.sample_images(plan.inputs[rows], noise), fluxes, rows)
+            else:
+                yield plan.images(self._model.sample_images, noise, rows)
 
     def reconstruct(self, images: np.ndarray, psfs: np.ndarray) -> np.ndarray:
         """Encode observed stamps and decode them: the VAE's PSF-deconvolved, denoised profiles.
@@ -412,3 +457,20 @@ class GenerativeGalaxyModel:
             )
             for image, galaxy_maxk in zip(images, maxk)
         ]
+
+    def multiband_galaxies(
+        self,
+        images: np.ndarray,
+        x_interpolant: Any = None,
+        k_interpolant: Any = None,
+        pad_factor: float = 4,
+        gsparams: galsim.GSParams | None = None,
+    ) -> list[MultiBandGalaxy]:
+        """Wrap ``[N, S, S, B]`` images of a multi-band model as :class:`~galsim_hub.bands.MultiBandGalaxy` objects."""
+        images = np.asarray(images)
+        per_band = [
+            self.interpolated_images(np.ascontiguousarray(images[..., b]), x_interpolant, k_interpolant, pad_factor,
+                                     gsparams)
+            for b in range(images.shape[-1])
+        ]
+        return [MultiBandGalaxy(self.band_set, list(galaxy), images[i]) for i, galaxy in enumerate(zip(*per_band))]
