@@ -30,6 +30,11 @@ loads no TensorFlow; the model is loaded on the first sampling. With ``nproc > 1
 keeps the input object in its input-manager process (a proxy), which is forked before any
 TensorFlow is imported: that one process decodes every block once and the drawing workers
 receive the stamps.
+
+Multi-band models. With a model that has ``bands`` (format 2) the object is the galaxy's
+chromatic object (:class:`galsim_hub.bands.MultiBandGalaxy`), which GalSim draws through the
+``bandpass`` of the image field; drawn through one of the model's bands it is that band's
+image, so a run per band gives every band with the same morphology.
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ import galsim
 import galsim.config
 import numpy as np
 
+from .bands import BandSet, MultiBandGalaxy
 from .cache import fetch
 from .flux import DEFAULT_OUT_OF_RANGE, SamplingPlan, check_policy
 from .handle import resolve
@@ -232,8 +238,34 @@ def _decode(model, metadata: dict, obj_nums: list[int], conditions: np.ndarray, 
             out_of_range: str = DEFAULT_OUT_OF_RANGE):
     """Check the inputs of a block, apply the out-of-range policy (galsim_hub.flux) and decode it."""
     _check_conditions(conditions, condition_names(metadata), obj_nums)
+    if "bands" in metadata:  # clipping only, as GenerativeGalaxyModel.sample does for bands
+        metadata = {key: value for key, value in metadata.items() if key != "zero_point"}
     plan = SamplingPlan(conditions, metadata, out_of_range, labels=obj_nums, what="objects", prefix=f"{OBJECT_TYPE}: ")
+    if "bands" in metadata:
+        return _decode_padded(model, plan.inputs, noise)
     return plan.images(lambda c, e: _decode_padded(model, c, e), noise)
+
+
+_BAND_SETS: dict = {}  # per process: building a BandSet reads bandpass files
+
+
+def _multiband_galaxy(stamp: np.ndarray, metadata: dict, kwargs: dict, gsparams: dict) -> galsim.ChromaticObject:
+    """The chromatic object of one ``[S, S, B]`` stamp of a multi-band model."""
+    key = (metadata.get("name"), metadata.get("version"), repr(metadata["bands"]))
+    if key not in _BAND_SETS:
+        _BAND_SETS[key] = BandSet(metadata["bands"], source=str(metadata.get("name")))
+    images = [_interpolated_image(stamp[..., b], metadata, kwargs, gsparams) for b in range(stamp.shape[-1])]
+    return MultiBandGalaxy(_BAND_SETS[key], images, stamp).chromatic
+
+
+def _interpolated_image(image: np.ndarray, metadata: dict, kwargs: dict, gsparams: dict) -> galsim.InterpolatedImage:
+    return galsim.InterpolatedImage(
+        galsim.Image(np.array(image), scale=float(metadata["pixel_scale"])),
+        x_interpolant=kwargs.get("x_interpolant"),
+        k_interpolant=kwargs.get("k_interpolant"),
+        pad_factor=kwargs.get("pad_factor", 4.0),
+        gsparams=galsim.GSParams(**gsparams) if gsparams else None,
+    )
 
 
 def _decode_padded(model, conditions: np.ndarray, noise: np.ndarray) -> np.ndarray:
@@ -326,8 +358,9 @@ def BuildGenerativeGalaxy(config: dict, base: dict, ignore: list, gsparams: dict
 
     Returns
     -------
-    (galsim.InterpolatedImage, bool)
-        The galaxy, in the model's flux units, and ``safe=False`` (every object differs).
+    (galsim.InterpolatedImage or galsim.ChromaticObject, bool)
+        The galaxy, in the model's flux units (chromatic for a multi-band model), and
+        ``safe=False`` (every object differs).
     """
     model = galsim.config.GetInputObj(INPUT_TYPE, config, base, OBJECT_TYPE)
     num = galsim.config.ParseValue(config, "num", base, int)[0] if "num" in config else 0
@@ -359,14 +392,9 @@ def BuildGenerativeGalaxy(config: dict, base: dict, ignore: list, gsparams: dict
             )
             warnings.warn(message, stacklevel=2)
             image = _own_image(model, config, base, metadata, own_values)
-    galaxy = galsim.InterpolatedImage(
-        galsim.Image(np.array(image), scale=float(metadata["pixel_scale"])),
-        x_interpolant=kwargs.get("x_interpolant"),
-        k_interpolant=kwargs.get("k_interpolant"),
-        pad_factor=kwargs.get("pad_factor", 4.0),
-        gsparams=galsim.GSParams(**gsparams) if gsparams else None,
-    )
-    return galaxy, False
+    if "bands" in metadata:
+        return _multiband_galaxy(np.array(image), metadata, kwargs, gsparams), False
+    return _interpolated_image(image, metadata, kwargs, gsparams), False
 
 
 galsim.config.RegisterInputType(INPUT_TYPE, GenerativeModelLoader())

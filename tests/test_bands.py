@@ -290,3 +290,39 @@ def test_bad_multiband_models_are_refused_at_load(toy_dir, tmp_path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             GenerativeGalaxyModel(single).sample(catalog(), seed=1)
+
+
+# -- GalSim config --------------------------------------------------------------------------------
+
+def field_config(model_dir, catalog_path, band: str, batch_size: int = 3) -> dict:
+    return {
+        "modules": ["galsim_hub"],
+        "input": {"catalog": {"file_name": str(catalog_path)},
+                  "generative_model": {"file_name": str(model_dir), "batch_size": batch_size}},
+        "gal": {"type": "GenerativeGalaxy", "mag_auto": {"type": "Catalog", "col": "mag_auto"},
+                "flux_radius": {"type": "Catalog", "col": "flux_radius"}},
+        "image": {"type": "Tiled", "nx_tiles": 3, "ny_tiles": 2, "stamp_size": 32, "pixel_scale": 0.1,
+                  "random_seed": 9, "bandpass": {"file_name": f"LSST_{band}.dat", "wave_type": "nm"}},
+    }
+
+
+def test_config_draws_the_chromatic_object_through_the_image_bandpass(toy_dir, tmp_path):
+    import galsim.config
+
+    path = tmp_path / "cat.fits"
+    six = catalog()
+    six.add_row(six[0])
+    six.write(path)
+    stamps = {}
+    for band in TOY_BANDS:
+        image = galsim.config.BuildImage(field_config(toy_dir, path, band)).array
+        stamps[band] = image.reshape(2, 32, 3, 32).transpose(0, 2, 1, 3).reshape(6, 32, 32)
+    per_object = galsim.config.BuildImage(field_config(toy_dir, path, "r", batch_size=1)).array
+    np.testing.assert_allclose(per_object.reshape(2, 32, 3, 32).transpose(0, 2, 1, 3).reshape(6, 32, 32),
+                               stamps["r"], rtol=1e-4, atol=1e-6 * stamps["r"].max())
+    flux = {band: stamps[band].sum(axis=(1, 2)) for band in TOY_BANDS}
+    # one morphology in every band: the toy's colours, and its bluer bands are larger
+    np.testing.assert_allclose(flux["g"] / flux["r"], BAND_FLUX_FACTORS[0], rtol=1e-2)
+    np.testing.assert_allclose(flux["i"] / flux["r"], BAND_FLUX_FACTORS[2], rtol=1e-2)
+    peak = {band: stamps[band].max(axis=(1, 2)) / flux[band] for band in TOY_BANDS}
+    assert (peak["g"] < peak["r"]).all() and (peak["r"] < peak["i"]).all()
