@@ -263,8 +263,13 @@ def test_multiband_out_of_range_rows_are_clipped_or_refused(toy):
         toy.sample(cat, seed=2, out_of_range="error")
 
 
-def test_single_band_models_are_unchanged(tmp_path):
-    model = GenerativeGalaxyModel(build_toy_model(tmp_path / "single"))
+@pytest.fixture(scope="module")
+def single_band_dir(tmp_path_factory):
+    return build_toy_model(tmp_path_factory.mktemp("models") / "single")
+
+
+def test_single_band_models_are_unchanged(single_band_dir):
+    model = GenerativeGalaxyModel(single_band_dir)
     assert model.bands is None and model.band_set is None and model.metadata["format"] == 1
     galaxies = model.sample(Table({"mag_auto": [22.0], "flux_radius": [3.0]}), seed=1)
     assert type(galaxies[0]) is galsim.InterpolatedImage
@@ -326,3 +331,36 @@ def test_config_draws_the_chromatic_object_through_the_image_bandpass(toy_dir, t
     np.testing.assert_allclose(flux["i"] / flux["r"], BAND_FLUX_FACTORS[2], rtol=1e-2)
     peak = {band: stamps[band].max(axis=(1, 2)) / flux[band] for band in TOY_BANDS}
     assert (peak["g"] < peak["r"]).all() and (peak["r"] < peak["i"]).all()
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+def test_cli_sample_writes_one_cube_per_band(toy, toy_dir, single_band_dir, tmp_path, capsys):
+    from astropy.io import fits
+
+    from galsim_hub.cli import main
+
+    path = tmp_path / "cat.fits"
+    catalog().write(path)
+    out = tmp_path / "all.fits"
+    assert main(["sample", str(toy_dir), "--catalog", str(path), "--seed", "4", "--out", str(out)]) == 0
+    assert "in each of the bands g,r,i" in capsys.readouterr().out
+    expected = toy.sample(catalog(), seed=4, return_arrays=True)
+    with fits.open(out) as hdus:
+        assert [hdu.name for hdu in hdus] == ["PRIMARY", "G", "R", "I", "CATALOG"]
+        assert hdus[0].header["BANDS"] == "g,r,i" and hdus["I"].header["ZEROPT"] == ZERO_POINT
+        for b, band in enumerate(TOY_BANDS):
+            np.testing.assert_allclose(hdus[band].data, expected[..., b], rtol=1e-6)
+    some = tmp_path / "ri.fits"
+    assert main(["sample", str(toy_dir), "--n", "2", "--seed", "4", "--bands", "r,i", "--psf", "0.3",
+                 "--out", str(some)]) == 0
+    with fits.open(some) as hdus:
+        assert [hdu.name for hdu in hdus] == ["PRIMARY", "R", "I", "CATALOG"] and hdus["R"].data.shape[0] == 2
+        assert (hdus["I"].data.sum(axis=(1, 2)) > hdus["R"].data.sum(axis=(1, 2))).all()
+    capsys.readouterr()
+    for options, message in ((["--bands", "z"], "--bands 'z': the model's bands are g,r,i"),
+                             (["--catalog", str(path), "--mag-column", "mag_i"], "a multi-band model needs one per band")):
+        assert main(["sample", str(toy_dir), "--n", "2", "--seed", "1", *options, "--out", str(tmp_path / "x.fits")]) == 1
+        assert message in capsys.readouterr().err
+    assert main(["sample", str(single_band_dir), "--n", "2", "--bands", "g", "--out", str(tmp_path / "x.fits")]) == 1
+    assert "--bands needs a multi-band model" in capsys.readouterr().err
