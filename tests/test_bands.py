@@ -364,3 +364,20 @@ def test_cli_sample_writes_one_cube_per_band(toy, toy_dir, single_band_dir, tmp_
         assert message in capsys.readouterr().err
     assert main(["sample", str(single_band_dir), "--n", "2", "--bands", "g", "--out", str(tmp_path / "x.fits")]) == 1
     assert "--bands needs a multi-band model" in capsys.readouterr().err
+
+
+def test_a_multiband_model_publishes_and_samples_from_its_hub(toy, toy_dir, tmp_path, monkeypatch):
+    from galsim_hub.publish import publish
+
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    entry = publish(toy_dir, hub)
+    assert entry["metadata"]["bands"][0]["name"] == "g"
+    monkeypatch.setenv("GALSIM_HUB_INDEX", str(hub / "index.json"))
+    model = GenerativeGalaxyModel("hub:toy_bands")
+    assert model.bands == list(TOY_BANDS)
+    np.testing.assert_allclose(model.sample(catalog(), seed=8, return_arrays=True),
+                               toy.sample(catalog(), seed=8, return_arrays=True), rtol=1e-6)
+    broken = _rewrite_metadata(toy_dir, tmp_path / "broken", lambda m: m["bands"][2].update(bandpass="nope.dat"))
+    with pytest.raises(MetadataError, match="band 'i' bandpass 'nope.dat'"):
+        publish(broken, hub, version="2.0")
