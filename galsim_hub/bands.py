@@ -205,6 +205,8 @@ class MultiBandGalaxy:
         The galaxy's profile in each band, in the order of ``band_set.names``.
     arrays : numpy.ndarray
         ``[S, S, B]`` the stamps they were built from.
+    pad_factor : float
+        The ``pad_factor`` the images were built with (used by :meth:`through`).
 
     Attributes
     ----------
@@ -214,14 +216,18 @@ class MultiBandGalaxy:
         ``{band: galsim.InterpolatedImage}``, in the model's flux units of that band.
     """
 
-    def __init__(self, band_set: BandSet, images: list[galsim.InterpolatedImage], arrays: np.ndarray):
+    def __init__(self, band_set: BandSet, images: list[galsim.InterpolatedImage], arrays: np.ndarray,
+                 pad_factor: float = 4):
+        if len(images) != len(band_set) or np.shape(arrays)[-1] != len(band_set):
+            raise ValueError(f"a galaxy of the bands {list(band_set.names)} needs {len(band_set)} images and stamps")
         self.band_set = band_set
+        self.pad_factor = pad_factor
         self.bands = band_set.names
         self.images = dict(zip(self.bands, images))
         self.arrays = arrays
 
     def __repr__(self) -> str:
-        return f"MultiBandGalaxy(bands={list(self.bands)})"
+        return f"MultiBandGalaxy(bands={list(self.bands)!r})"
 
     def __getitem__(self, band: str) -> galsim.InterpolatedImage:
         return self.images[band]
@@ -248,7 +254,7 @@ class MultiBandGalaxy:
             galsim.Image(stamp, scale=first.image.scale),
             x_interpolant=first.x_interpolant,
             k_interpolant=first.k_interpolant,
-            pad_factor=first._pad_factor,
+            pad_factor=self.pad_factor,
             gsparams=first.gsparams,
             _force_maxk=max(image.maxk for image in self.images.values()),
             _force_stepk=min(image.stepk for image in self.images.values()),

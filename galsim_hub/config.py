@@ -255,7 +255,7 @@ def _multiband_galaxy(stamp: np.ndarray, metadata: dict, kwargs: dict, gsparams:
     if key not in _BAND_SETS:
         _BAND_SETS[key] = BandSet(metadata["bands"], source=str(metadata.get("name")))
     images = [_interpolated_image(stamp[..., b], metadata, kwargs, gsparams) for b in range(stamp.shape[-1])]
-    return MultiBandGalaxy(_BAND_SETS[key], images, stamp).chromatic
+    return MultiBandGalaxy(_BAND_SETS[key], images, stamp, kwargs.get("pad_factor", 4.0)).chromatic
 
 
 def _interpolated_image(image: np.ndarray, metadata: dict, kwargs: dict, gsparams: dict) -> galsim.InterpolatedImage:

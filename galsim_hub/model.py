@@ -473,4 +473,5 @@ class GenerativeGalaxyModel:
                                      gsparams)
             for b in range(images.shape[-1])
         ]
-        return [MultiBandGalaxy(self.band_set, list(galaxy), images[i]) for i, galaxy in enumerate(zip(*per_band))]
+        return [MultiBandGalaxy(self.band_set, list(galaxy), images[i], pad_factor)
+                for i, galaxy in enumerate(zip(*per_band))]

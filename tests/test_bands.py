@@ -162,6 +162,15 @@ def test_throughput_table_bands_are_reproduced():
         np.testing.assert_allclose(drawn, galaxy[name].drawImage(**DRAW).array, rtol=1e-5, atol=1e-6 * drawn.max())
 
 
+def test_one_band_and_mismatched_galaxies():
+    band_set = BandSet(toy_bands_metadata()[1:2])
+    galaxy = galaxy_from_profiles(band_set, [galsim.Exponential(half_light_radius=0.5, flux=3.0)])
+    drawn = galaxy.chromatic.drawImage(band_set.bandpasses["r"], **DRAW).array
+    np.testing.assert_allclose(drawn, galaxy["r"].drawImage(**DRAW).array, rtol=1e-5, atol=1e-6 * drawn.max())
+    with pytest.raises(ValueError, match=r"needs 3 images and stamps"):
+        MultiBandGalaxy(lsst_band_set(), list(galaxy.images.values()), galaxy.arrays)
+
+
 def test_band_flux_arguments_are_checked():
     band_set = lsst_band_set()
     cat = Table({"flux_g": [1.0, 2.0], "mag_i": [22.0, 23.0]})
