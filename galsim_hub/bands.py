@@ -42,6 +42,7 @@ SEDs are shared by every galaxy of the model. Drawn with an achromatic PSF,
 """
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from typing import Any, Mapping
 
@@ -182,6 +183,24 @@ class BandSet:
                     default_zero_point=self.zero_points[name],
                 )
         return result
+
+
+_BAND_SETS: dict[str, BandSet] = {}
+
+
+def band_set_of(metadata: Mapping, source: str = "model") -> BandSet | None:
+    """The :class:`BandSet` of a model's metadata (``None`` without ``bands``), built once per process.
+
+    Building one reads bandpass files and integrates the SEDs; models, their config inputs and
+    publication checks with the same bands share it.
+    """
+    bands = metadata.get("bands")
+    if bands is None:
+        return None
+    key = json.dumps(bands, sort_keys=True)
+    if key not in _BAND_SETS:
+        _BAND_SETS[key] = BandSet(bands, source)
+    return _BAND_SETS[key]
 
 
 def apply_band_fluxes(images: np.ndarray, fluxes: Mapping[int, np.ndarray], rows: slice = slice(None)) -> np.ndarray:

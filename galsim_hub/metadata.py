@@ -12,19 +12,22 @@ from pathlib import Path
 
 from .errors import MetadataError
 
-#: Newest version of the galsim-hub model format (of ``galsim_hub.json``), not of a data set.
-#: Format 2 adds ``bands`` (multi-band models); without ``bands`` it means what format 1 does.
-MODEL_FORMAT_VERSION = 2
-#: The model format versions this galsim-hub reads.
-SUPPORTED_FORMATS = (1, 2)
+#: Version of the galsim-hub model format (of ``galsim_hub.json``), not of a data set.
+MODEL_FORMAT_VERSION = 1
 #: The model metadata file of a model directory (``training.data`` has its own data-set file).
 MODEL_METADATA_FILE = "galsim_hub.json"
-#: The format single-band exports write (``training.export``): format 1, which galsim-hub
-#: versions older than format 2 still read. Multi-band models need format 2.
-FORMAT_VERSION = 1
+# The former names, still imported by config.py and training/export.py.
+FORMAT_VERSION = MODEL_FORMAT_VERSION
 METADATA_FILE = MODEL_METADATA_FILE
 NOISE_INPUT = "noise"
 _REQUIRED = ("format", "name", "version", "stamp_size", "pixel_scale", "latent_dim", "conditions")
+
+#: Format 2 adds ``bands`` (multi-band models); without ``bands`` it means what format 1 does.
+#: Single-band models are still written as format 1 (:data:`MODEL_FORMAT_VERSION`), which
+#: galsim-hub versions that predate format 2 read.
+MULTIBAND_FORMAT_VERSION = 2
+#: The model format versions this galsim-hub reads.
+SUPPORTED_FORMATS = (MODEL_FORMAT_VERSION, MULTIBAND_FORMAT_VERSION)
 
 
 def _finite_number(value: object) -> bool:
@@ -108,7 +111,7 @@ def validate_metadata(metadata: dict, source: str = "model") -> dict:
         if key == "condition_std" and not all(value > 0 for value in values):
             raise MetadataError(f"{source}: 'condition_std' must be positive, got {values!r}")
     if "bands" in metadata:
-        if metadata["format"] < 2:
+        if metadata["format"] < MULTIBAND_FORMAT_VERSION:
             raise MetadataError(f"{source}: 'bands' needs metadata format 2, the metadata says format {metadata['format']}")
         validate_bands(metadata["bands"], source)
     return metadata

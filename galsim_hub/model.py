@@ -9,7 +9,9 @@ import galsim
 import numpy as np
 from galsim.interpolant import convert_interpolant
 
-from .bands import BandSet, MultiBandGalaxy, apply_band_fluxes
+from .bands import BandSet, MultiBandGalaxy, apply_band_fluxes, band_set_of
+from .metadata import band_names
+
 from .cache import fetch
 from .catalog import condition_matrix
 from .flux import DEFAULT_OUT_OF_RANGE, SamplingPlan, sampling_plan
@@ -178,8 +180,6 @@ class GenerativeGalaxyModel:
         directory = fetch(self.source, progress=progress)
         entry_metadata = (self.source.entry or {}).get("metadata")
         self._model = LoadedModel(directory, metadata=entry_metadata, device=device)
-        bands = self._model.metadata.get("bands")
-        self._band_set = None if bands is None else BandSet(bands, source=str(self._model.directory))
 
     def __repr__(self) -> str:
         return f"GenerativeGalaxyModel({self.file_name!r})"
@@ -210,19 +210,19 @@ class GenerativeGalaxyModel:
         return dict(self._model.metadata)
 
     @property
+    def device(self) -> str:
+        """The TensorFlow device the model runs on."""
+        return self._model.device
+
+    @property
     def bands(self) -> list[str] | None:
         """Band names of a multi-band model, in output order; ``None`` for a single-band model."""
-        return None if self._model.bands is None else list(self._model.bands)
+        return band_names(self.metadata)
 
     @property
     def band_set(self) -> BandSet | None:
         """The bandpasses, zero points and chromatic SEDs of a multi-band model (``None`` if single-band)."""
-        return self._band_set
-
-    @property
-    def device(self) -> str:
-        """The TensorFlow device the model runs on."""
-        return self._model.device
+        return band_set_of(self.metadata, source=self.file_name)
 
     def conditions(self, cat: Any) -> np.ndarray:
         """Check a catalog and return its ``[N, C]`` condition matrix (see :attr:`quantities`)."""
@@ -241,7 +241,7 @@ class GenerativeGalaxyModel:
         Returns
         -------
         numpy.ndarray
-            ``[N, S, S]`` float32 images in the model's flux units (``[N, S, S, B]`` with bands).
+            ``[N, S, S]`` float32 images in the model's flux units.
         """
         return np.concatenate(list(self._batches(conditions, noise)), axis=0)
 
@@ -329,13 +329,15 @@ class GenerativeGalaxyModel:
             one :class:`~galsim_hub.bands.MultiBandGalaxy` per row: ``.images[band]`` and
             ``.chromatic``.
         """
-        conditions, noise = self._prepare(cat, rng, seed)
         if self.bands is not None:
+            conditions, noise = self._prepare(cat, rng, seed)
             plan, fluxes = self._multiband_plan(cat, conditions, out_of_range, flux, mag, zero_point)
             images = apply_band_fluxes(self.sample_arrays(plan.inputs, noise), fluxes)
             if return_arrays:
                 return images
             return self.multiband_galaxies(images, x_interpolant, k_interpolant, pad_factor, gsparams)
+
+        conditions, noise = self._prepare(cat, rng, seed)
         plan = sampling_plan(cat, conditions, self._model.metadata, out_of_range, flux, mag, zero_point)
         images = plan.images(self.sample_arrays, noise)
         if return_arrays:
@@ -351,8 +353,20 @@ class GenerativeGalaxyModel:
         are not applied to multi-band stamps: give per-band ``flux=``/``mag=`` instead.
         """
         fluxes = self.band_set.fluxes(cat, len(conditions), flux, mag, zero_point)
-        metadata = {key: value for key, value in self._model.metadata.items() if key != "zero_point"}
+        metadata = {key: value for key, value in self.metadata.items() if key != "zero_point"}
         return SamplingPlan(conditions, metadata, out_of_range, stacklevel=3), fluxes
+
+    def _iter_multiband(self, cat: Any, rng: galsim.BaseDeviate | None, seed: int | None,
+                        out_of_range: str, flux: Any, mag: Any, zero_point: Any) -> Iterator[np.ndarray]:
+        """:meth:`iter_sample` of a multi-band model."""
+        deviate = galsim.GaussianDeviate(self._generator(rng, seed), sigma=1.0)
+        conditions = self.conditions(cat)
+        plan, fluxes = self._multiband_plan(cat, conditions, out_of_range, flux, mag, zero_point)
+        odd_batches = self.batch_size * self.latent_dim % 2 == 1
+        for start in range(0, len(conditions), self.batch_size):
+            rows = slice(start, min(start + self.batch_size, len(conditions)))
+            noise = _standard_normal(deviate, rows.stop - start, self.latent_dim, one_by_one=odd_batches)
+            yield apply_band_fluxes(self.sample_arrays(plan.inputs[rows], noise), fluxes, rows)
 
     def iter_sample(
         self, cat: Any, rng: galsim.BaseDeviate | None = None, seed: int | None = None, *,
@@ -371,21 +385,18 @@ class GenerativeGalaxyModel:
             ``[n, S, S]`` (multi-band: ``[n, S, S, B]``) images of consecutive catalog rows,
             ``n <=`` :attr:`batch_size`.
         """
+        if self.bands is not None:
+            yield from self._iter_multiband(cat, rng, seed, out_of_range, flux, mag, zero_point)
+            return
+
         deviate = galsim.GaussianDeviate(self._generator(rng, seed), sigma=1.0)
         conditions = self.conditions(cat)
-        if self.bands is not None:
-            plan, fluxes = self._multiband_plan(cat, conditions, out_of_range, flux, mag, zero_point)
-        else:
-            plan = sampling_plan(cat, conditions, self._model.metadata, out_of_range, flux, mag, zero_point)
+        plan = sampling_plan(cat, conditions, self._model.metadata, out_of_range, flux, mag, zero_point)
         odd_batches = self.batch_size * self.latent_dim % 2 == 1
         for start in range(0, len(conditions), self.batch_size):
             batch = conditions[start:start + self.batch_size]
             noise = _standard_normal(deviate, len(batch), self.latent_dim, one_by_one=odd_batches)
-            rows = slice(start, start + len(batch))
-            if self.bands is not None:
-                yield apply_band_fluxes(self._model.sample_images(plan.inputs[rows], noise), fluxes, rows)
-            else:
-                yield plan.images(self._model.sample_images, noise, rows)
+            yield plan.images(self._model.sample_images, noise, slice(start, start + len(batch)))
 
     def reconstruct(self, images: np.ndarray, psfs: np.ndarray) -> np.ndarray:
         """Encode observed stamps and decode them: the VAE's PSF-deconvolved, denoised profiles.

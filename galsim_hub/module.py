@@ -22,11 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .bands import band_set_of
 from .errors import CatalogError, MetadataError, ModelOutputWarning
 from .metadata import (
     MODEL_FORMAT_VERSION,
     MODEL_METADATA_FILE,
     NOISE_INPUT,
+    SUPPORTED_FORMATS,
     band_names,
     condition_names,
     read_metadata,
@@ -97,13 +99,15 @@ class LoadedModel:
         else:
             raise MetadataError(
                 f"{self.directory} is not a galsim-hub model: it has neither {MODEL_METADATA_FILE} "
-                f"(formats 1 and {MODEL_FORMAT_VERSION}) nor tfhub_module.pb (TF1 Hub format)"
+                f"(formats {', '.join(map(str, SUPPORTED_FORMATS))}) nor tfhub_module.pb (TF1 Hub format)"
             )
         self.conditions = condition_names(self.metadata)
         self.latent_dim = int(self.metadata["latent_dim"])
         self.stamp_size = int(self.metadata["stamp_size"])
         #: Band names of a multi-band model (``None``: a single-band model, ``[N, S, S]`` images).
         self.bands = band_names(self.metadata)
+        #: Its bandpasses and chromatic SEDs (built here so that bad bands fail at load).
+        self.band_set = band_set_of(self.metadata, source=str(self.directory))
         self._check_signature()
 
     def _require_signature(self, name: str):

@@ -32,7 +32,6 @@ import filelock
 import numpy as np
 
 from . import http, settings
-from .bands import BandSet
 from .errors import ConcurrentPublishError, DownloadError, HandleError, MetadataError
 from .handle import INDEX_FORMAT, version_key
 from .metadata import MODEL_METADATA_FILE, read_metadata, validate_metadata
@@ -96,8 +95,6 @@ def check_model_for_publish(model_dir: str | os.PathLike) -> dict:
         raise MetadataError(f"{directory}: sampling at the centre of the training range failed: {exc}") from exc
     size = model.stamp_size
     expected = (_VALIDATION_GALAXIES, size, size) + (() if model.bands is None else (len(model.bands),))
-    if model.bands is not None:
-        BandSet(metadata["bands"], source=str(directory))  # bandpass files known, bands distinct
     if images.shape != expected:
         raise MetadataError(f"{directory}: the model returned images of shape {images.shape}, expected {expected}")
     if not np.isfinite(images).all():
