@@ -278,3 +278,33 @@ class MultiBandGalaxy:
             _force_maxk=max(image.maxk for image in self.images.values()),
             _force_stepk=min(image.stepk for image in self.images.values()),
         )
+
+
+def chromatic_galaxy(
+    stamp: np.ndarray,
+    metadata: Mapping,
+    x_interpolant: Any = None,
+    k_interpolant: Any = None,
+    pad_factor: float = 4,
+    gsparams: galsim.GSParams | None = None,
+) -> galsim.ChromaticObject:
+    """The chromatic object of one ``[S, S, B]`` stamp of a multi-band model (the config's galaxy).
+
+    Parameters
+    ----------
+    stamp : numpy.ndarray
+        ``[S, S, B]`` the galaxy's stamps in the bands of ``metadata``.
+    metadata : dict
+        The model's metadata (``bands``, ``pixel_scale``).
+    x_interpolant, k_interpolant, pad_factor, gsparams
+        As given to :class:`galsim.InterpolatedImage`.
+    """
+    band_set = band_set_of(metadata, source=str(metadata.get("name", "model")))
+    images = [
+        galsim.InterpolatedImage(
+            galsim.Image(np.array(stamp[..., b]), scale=float(metadata["pixel_scale"])),
+            x_interpolant=x_interpolant, k_interpolant=k_interpolant, pad_factor=pad_factor, gsparams=gsparams,
+        )
+        for b in range(len(band_set))
+    ]
+    return MultiBandGalaxy(band_set, images, stamp, pad_factor).chromatic

@@ -32,7 +32,7 @@ TensorFlow is imported: that one process decodes every block once and the drawin
 receive the stamps.
 
 Multi-band models. With a model that has ``bands`` (format 2) the object is the galaxy's
-chromatic object (:class:`galsim_hub.bands.MultiBandGalaxy`), which GalSim draws through the
+chromatic object (:func:`galsim_hub.bands.chromatic_galaxy`), which GalSim draws through the
 ``bandpass`` of the image field; drawn through one of the model's bands it is that band's
 image, so a run per band gives every band with the same morphology.
 """
@@ -47,7 +47,7 @@ import galsim
 import galsim.config
 import numpy as np
 
-from .bands import BandSet, MultiBandGalaxy
+from .bands import chromatic_galaxy
 from .cache import fetch
 from .flux import DEFAULT_OUT_OF_RANGE, SamplingPlan, check_policy
 from .handle import resolve
@@ -246,28 +246,6 @@ def _decode(model, metadata: dict, obj_nums: list[int], conditions: np.ndarray, 
     return plan.images(lambda c, e: _decode_padded(model, c, e), noise)
 
 
-_BAND_SETS: dict = {}  # per process: building a BandSet reads bandpass files
-
-
-def _multiband_galaxy(stamp: np.ndarray, metadata: dict, kwargs: dict, gsparams: dict) -> galsim.ChromaticObject:
-    """The chromatic object of one ``[S, S, B]`` stamp of a multi-band model."""
-    key = (metadata.get("name"), metadata.get("version"), repr(metadata["bands"]))
-    if key not in _BAND_SETS:
-        _BAND_SETS[key] = BandSet(metadata["bands"], source=str(metadata.get("name")))
-    images = [_interpolated_image(stamp[..., b], metadata, kwargs, gsparams) for b in range(stamp.shape[-1])]
-    return MultiBandGalaxy(_BAND_SETS[key], images, stamp, kwargs.get("pad_factor", 4.0)).chromatic
-
-
-def _interpolated_image(image: np.ndarray, metadata: dict, kwargs: dict, gsparams: dict) -> galsim.InterpolatedImage:
-    return galsim.InterpolatedImage(
-        galsim.Image(np.array(image), scale=float(metadata["pixel_scale"])),
-        x_interpolant=kwargs.get("x_interpolant"),
-        k_interpolant=kwargs.get("k_interpolant"),
-        pad_factor=kwargs.get("pad_factor", 4.0),
-        gsparams=galsim.GSParams(**gsparams) if gsparams else None,
-    )
-
-
 def _decode_padded(model, conditions: np.ndarray, noise: np.ndarray) -> np.ndarray:
     """Decode up to a block of objects, padded to the full block shape."""
     n = len(conditions)
@@ -393,8 +371,16 @@ def BuildGenerativeGalaxy(config: dict, base: dict, ignore: list, gsparams: dict
             warnings.warn(message, stacklevel=2)
             image = _own_image(model, config, base, metadata, own_values)
     if "bands" in metadata:
-        return _multiband_galaxy(np.array(image), metadata, kwargs, gsparams), False
-    return _interpolated_image(image, metadata, kwargs, gsparams), False
+        return chromatic_galaxy(np.array(image), metadata, kwargs.get("x_interpolant"), kwargs.get("k_interpolant"),
+                                kwargs.get("pad_factor", 4.0), galsim.GSParams(**gsparams) if gsparams else None), False
+    galaxy = galsim.InterpolatedImage(
+        galsim.Image(np.array(image), scale=float(metadata["pixel_scale"])),
+        x_interpolant=kwargs.get("x_interpolant"),
+        k_interpolant=kwargs.get("k_interpolant"),
+        pad_factor=kwargs.get("pad_factor", 4.0),
+        gsparams=galsim.GSParams(**gsparams) if gsparams else None,
+    )
+    return galaxy, False
 
 
 galsim.config.RegisterInputType(INPUT_TYPE, GenerativeModelLoader())

@@ -11,7 +11,6 @@ from galsim.interpolant import convert_interpolant
 
 from .bands import BandSet, MultiBandGalaxy, apply_band_fluxes, band_set_of
 from .metadata import band_names
-
 from .cache import fetch
 from .catalog import condition_matrix
 from .flux import DEFAULT_OUT_OF_RANGE, SamplingPlan, sampling_plan
