@@ -50,7 +50,7 @@ import galsim
 import numpy as np
 
 from .errors import MetadataError
-from .flux import catalog_fluxes, set_fluxes
+from .flux import DEFAULT_OUT_OF_RANGE, SamplingPlan, catalog_fluxes, set_fluxes
 
 #: Wavelength range (nm) over which the chromatic object is defined (flat beyond the bands).
 WAVE_MIN, WAVE_MAX = 1.0, 100000.0
@@ -201,6 +201,19 @@ def band_set_of(metadata: Mapping, source: str = "model") -> BandSet | None:
     if key not in _BAND_SETS:
         _BAND_SETS[key] = BandSet(bands, source)
     return _BAND_SETS[key]
+
+
+def multiband_plan(conditions: np.ndarray, metadata: Mapping, out_of_range: str = DEFAULT_OUT_OF_RANGE,
+                   **options: Any) -> SamplingPlan:
+    """The out-of-range plan of a multi-band model: decode ``plan.inputs`` (clipped or not).
+
+    Unlike single-band models, clipped rows are only clipped: the plausibility check, the
+    pull-in towards the centre of the range and the flux from a magnitude condition of
+    :class:`~galsim_hub.flux.SamplingPlan` work on ``[N, S, S]`` stamps and are not applied to
+    multi-band stamps (give per-band fluxes instead). ``options`` go to ``SamplingPlan``.
+    """
+    single_band_only = {key: value for key, value in metadata.items() if key != "zero_point"}
+    return SamplingPlan(conditions, single_band_only, out_of_range, **options)
 
 
 def apply_band_fluxes(images: np.ndarray, fluxes: Mapping[int, np.ndarray], rows: slice = slice(None)) -> np.ndarray:

@@ -47,7 +47,7 @@ import galsim
 import galsim.config
 import numpy as np
 
-from .bands import chromatic_galaxy
+from .bands import chromatic_galaxy, multiband_plan
 from .cache import fetch
 from .flux import DEFAULT_OUT_OF_RANGE, SamplingPlan, check_policy
 from .handle import resolve
@@ -238,11 +238,11 @@ def _decode(model, metadata: dict, obj_nums: list[int], conditions: np.ndarray, 
             out_of_range: str = DEFAULT_OUT_OF_RANGE):
     """Check the inputs of a block, apply the out-of-range policy (galsim_hub.flux) and decode it."""
     _check_conditions(conditions, condition_names(metadata), obj_nums)
-    if "bands" in metadata:  # clipping only, as GenerativeGalaxyModel.sample does for bands
-        metadata = {key: value for key, value in metadata.items() if key != "zero_point"}
-    plan = SamplingPlan(conditions, metadata, out_of_range, labels=obj_nums, what="objects", prefix=f"{OBJECT_TYPE}: ")
     if "bands" in metadata:
+        plan = multiband_plan(conditions, metadata, out_of_range, labels=obj_nums, what="objects",
+                              prefix=f"{OBJECT_TYPE}: ")
         return _decode_padded(model, plan.inputs, noise)
+    plan = SamplingPlan(conditions, metadata, out_of_range, labels=obj_nums, what="objects", prefix=f"{OBJECT_TYPE}: ")
     return plan.images(lambda c, e: _decode_padded(model, c, e), noise)
 
 

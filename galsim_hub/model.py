@@ -9,7 +9,7 @@ import galsim
 import numpy as np
 from galsim.interpolant import convert_interpolant
 
-from .bands import BandSet, MultiBandGalaxy, apply_band_fluxes, band_set_of
+from .bands import BandSet, MultiBandGalaxy, apply_band_fluxes, band_set_of, multiband_plan
 from .metadata import band_names
 from .cache import fetch
 from .catalog import condition_matrix
@@ -345,15 +345,9 @@ class GenerativeGalaxyModel:
 
     def _multiband_plan(self, cat: Any, conditions: np.ndarray, out_of_range: str, flux: Any, mag: Any,
                         zero_point: Any) -> tuple[SamplingPlan, dict[int, np.ndarray]]:
-        """The out-of-range plan (clipping only) and the per-band catalog fluxes of a multi-band model.
-
-        Clipped rows are decoded at the clipped conditions; the plausibility check and pull-in
-        of single-band models (:mod:`galsim_hub.flux`) and the flux from a magnitude condition
-        are not applied to multi-band stamps: give per-band ``flux=``/``mag=`` instead.
-        """
+        """The out-of-range plan (:func:`~galsim_hub.bands.multiband_plan`) and per-band catalog fluxes."""
         fluxes = self.band_set.fluxes(cat, len(conditions), flux, mag, zero_point)
-        metadata = {key: value for key, value in self.metadata.items() if key != "zero_point"}
-        return SamplingPlan(conditions, metadata, out_of_range, stacklevel=3), fluxes
+        return multiband_plan(conditions, self.metadata, out_of_range, stacklevel=3), fluxes
 
     def _iter_multiband(self, cat: Any, rng: galsim.BaseDeviate | None, seed: int | None,
                         out_of_range: str, flux: Any, mag: Any, zero_point: Any) -> Iterator[np.ndarray]:
