@@ -169,6 +169,9 @@ def test_one_band_and_mismatched_galaxies():
     np.testing.assert_allclose(drawn, galaxy["r"].drawImage(**DRAW).array, rtol=1e-5, atol=1e-6 * drawn.max())
     with pytest.raises(ValueError, match=r"needs 3 images and stamps"):
         MultiBandGalaxy(lsst_band_set(), list(galaxy.images.values()), galaxy.arrays)
+    import galsim_hub
+
+    assert galsim_hub.MultiBandGalaxy is MultiBandGalaxy
 
 
 def test_band_flux_arguments_are_checked():
