@@ -159,9 +159,10 @@ class BandSet:
                 given[role] = {}
                 continue
             if not isinstance(values, Mapping):
+                item = "value" if role == "zero_point" else "column"
                 raise ValueError(
-                    f"a multi-band model takes {role}= as a dict {{band: {'value' if role == 'zero_point' else 'column'}}}"
-                    f" over its bands {list(self.names)}, got {type(values).__name__}"
+                    f"a multi-band model takes {role}= as a dict {{band: {item}}} over its bands "
+                    f"{list(self.names)}, got {type(values).__name__}"
                 )
             unknown = sorted(set(values) - set(self.names))
             if unknown:

@@ -112,7 +112,9 @@ def validate_metadata(metadata: dict, source: str = "model") -> dict:
             raise MetadataError(f"{source}: 'condition_std' must be positive, got {values!r}")
     if "bands" in metadata:
         if metadata["format"] < MULTIBAND_FORMAT_VERSION:
-            raise MetadataError(f"{source}: 'bands' needs metadata format 2, the metadata says format {metadata['format']}")
+            raise MetadataError(
+                f"{source}: 'bands' needs metadata format 2, the metadata says format {metadata['format']}"
+            )
         validate_bands(metadata["bands"], source)
     return metadata
 
@@ -146,7 +148,9 @@ def validate_bands(bands: object, source: str = "model") -> list[dict]:
             raise MetadataError(f"{source}: band '{name}' lacks {', '.join(missing)}")
         wavelength = band["effective_wavelength"]
         if not _finite_number(wavelength) or wavelength <= 0:
-            raise MetadataError(f"{source}: band '{name}' needs a positive 'effective_wavelength' in nm, got {wavelength!r}")
+            raise MetadataError(
+                f"{source}: band '{name}' needs a positive 'effective_wavelength' in nm, got {wavelength!r}"
+            )
         if not _finite_number(band["zero_point"]):
             raise MetadataError(f"{source}: band '{name}' needs a finite 'zero_point', got {band['zero_point']!r}")
         _check_bandpass(band["bandpass"], name, source)
