@@ -34,6 +34,7 @@ from . import config as _config  # noqa: E402,F401
 __all__ = [
     "__version__",
     "GenerativeGalaxyModel",
+    "MultiBandGalaxy",
     "GalSimHubError",
     "HandleError",
     "DownloadError",
@@ -54,4 +55,8 @@ def __getattr__(name):
         from .model import GenerativeGalaxyModel
 
         return GenerativeGalaxyModel
+    if name == "MultiBandGalaxy":
+        from .bands import MultiBandGalaxy
+
+        return MultiBandGalaxy
     raise AttributeError(f"module 'galsim_hub' has no attribute {name!r}")

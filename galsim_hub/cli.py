@@ -9,6 +9,7 @@
                              [--psf FWHM [--psf-scale SCALE]] [--batch-size B] [--device DEV]
                              [--out-of-range clip|error|extrapolate]
                              [--flux-column COL | --mag-column COL [--zero-point ZP]]
+                             [--bands g,r,i]   (multi-band models: one cube per band)
     galsim-hub cache list | clear [KEY ...]
     galsim-hub publish MODEL_DIR --hub DIR_OR_URL [--name NAME] [--version VERSION]
 
@@ -177,12 +178,48 @@ def _sampling_options(args: argparse.Namespace) -> dict:
             "zero_point": args.zero_point}
 
 
-def _stamps(model, catalog, args):
+def _selected_bands(model, args) -> list[str] | None:
+    """The bands to write (``--bands``, default all of a multi-band model); ``None`` if single-band."""
+    if model.bands is None:
+        if args.bands is not None:
+            raise GalSimHubError(f"--bands needs a multi-band model; {args.handle} is single-band")
+        return None
+    if args.flux_column or args.mag_column:
+        raise GalSimHubError(
+            "--flux-column and --mag-column set one flux per galaxy; a multi-band model needs one per band, "
+            "which the command line cannot give yet: use the Python API, sample(..., mag={band: column})"
+        )
+    if args.bands is None:
+        return model.bands
+    names = [name.strip() for name in args.bands.split(",") if name.strip()]
+    unknown = [name for name in names if name not in model.bands]
+    if unknown or not names:
+        raise GalSimHubError(f"--bands {args.bands!r}: the model's bands are {','.join(model.bands)}")
+    return names
+
+
+def _band_stamps(model, catalog, args, bands: list[str]):
+    """``{band: [N, S, S] stamps}`` of a multi-band model (PSF-convolved with --psf), and the scale."""
     import galsim
     import numpy as np
 
     if args.psf is None:
-        return model.sample(catalog, seed=args.seed, return_arrays=True, **_sampling_options(args)), model.pixel_scale
+        arrays = model.sample(catalog, seed=args.seed, return_arrays=True, **_sampling_options(args))
+        return {band: np.ascontiguousarray(arrays[..., model.bands.index(band)]) for band in bands}, model.pixel_scale
+    scale, size = _psf_geometry(model, args)
+    psf = galsim.Kolmogorov(fwhm=args.psf)
+    galaxies = model.sample(catalog, seed=args.seed, **_sampling_options(args))
+    return {
+        band: np.stack([galsim.Convolve(galaxy.images[band], psf).drawImage(nx=size, ny=size, scale=scale).array
+                        for galaxy in galaxies]).astype(np.float32)
+        for band in bands
+    }, scale
+
+
+def _psf_geometry(model, args) -> tuple[float, int]:
+    """Pixel scale and size of PSF-convolved stamps."""
+    import numpy as np
+
     scale = model.pixel_scale if args.psf_scale is None else args.psf_scale
     # The model's field of view plus one PSF FWHM on each side, so the PSF wings stay in.
     size = int(np.ceil((model.stamp_size * model.pixel_scale + 2 * args.psf) / scale))
@@ -191,6 +228,16 @@ def _stamps(model, catalog, args):
             f"--psf {args.psf:g} at --psf-scale {scale:g} makes stamps of {size}x{size} pixels, more than "
             f"the limit of {MAX_STAMP_PIXELS}; give a smaller --psf FWHM or a larger --psf-scale"
         )
+    return scale, size
+
+
+def _stamps(model, catalog, args):
+    import galsim
+    import numpy as np
+
+    if args.psf is None:
+        return model.sample(catalog, seed=args.seed, return_arrays=True, **_sampling_options(args)), model.pixel_scale
+    scale, size = _psf_geometry(model, args)
     psf = galsim.Kolmogorov(fwhm=args.psf)
     galaxies = model.sample(catalog, seed=args.seed, **_sampling_options(args))
     stamps = [
@@ -225,7 +272,12 @@ def cmd_sample(args: argparse.Namespace) -> None:
     model = GenerativeGalaxyModel(args.handle, device=args.device, batch_size=args.batch_size)
     if catalog is None:
         catalog = _uniform_catalog(model, args.n, args.seed)
-    stamps, scale = _stamps(model, catalog, args)
+    bands = _selected_bands(model, args)
+    if bands is None:
+        stamps, scale = _stamps(model, catalog, args)
+    else:
+        cubes, scale = _band_stamps(model, catalog, args, bands)
+        stamps = cubes[bands[0]]
     header = fits.Header()
     header["MODEL"] = (args.handle, "galsim-hub model handle")
     header["MODNAME"] = (str(model.metadata.get("name", "")), "model name")
@@ -239,17 +291,25 @@ def cmd_sample(args: argparse.Namespace) -> None:
         zero_point = args.zero_point if args.zero_point is not None else model.metadata.get("zero_point")
         unit = f"flux of column {args.flux_column}" if args.flux_column else f"10**(-0.4({args.mag_column}-{zero_point:g}))"
         header["BUNIT"] = unit[:68]
-    primary = fits.PrimaryHDU(stamps, header=header)
+    if bands is None:
+        hdus = [fits.PrimaryHDU(stamps, header=header)]
+    else:  # an empty primary with the run's header, then one cube per band, named after it
+        header["BANDS"] = (",".join(bands), "one image extension per band")
+        hdus = [fits.PrimaryHDU(header=header)]
+        for band in bands:
+            hdus.append(fits.ImageHDU(cubes[band], name=band))
+            hdus[-1].header["ZEROPT"] = (model.band_set.zero_points[band], "AB zero point")
     table = fits.table_to_hdu(catalog)
     table.name = "CATALOG"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
-        fits.HDUList([primary, table]).writeto(tmp, overwrite=True)
+        fits.HDUList([*hdus, table]).writeto(tmp, overwrite=True)
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
-    print(f"wrote {len(stamps)} stamps of {stamps.shape[1]}x{stamps.shape[2]} pixels at {scale:g}\" to {out}")
+    in_bands = "" if bands is None else f" in each of the bands {','.join(bands)}"
+    print(f"wrote {len(stamps)} stamps of {stamps.shape[1]}x{stamps.shape[2]} pixels at {scale:g}\"{in_bands} to {out}")
 
 
 def cmd_cache(args: argparse.Namespace) -> None:
@@ -338,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     fluxes.add_argument("--mag-column", metavar="COL", help="set each galaxy's flux from this magnitude column")
     sub.add_argument("--zero-point", type=float, metavar="ZP",
                      help="zero point of --mag-column (default: the model's): flux = 10**(-0.4 (mag - ZP))")
+    sub.add_argument("--bands", metavar="B1,B2",
+                     help="multi-band models: the bands to write, one image extension each (default all)")
     sub.add_argument("--batch-size", type=int, default=256, help="galaxies per model call (default 256)")
     sub.add_argument("--device", help="TensorFlow device, e.g. /CPU:0")
     sub.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")

@@ -37,6 +37,11 @@ caches the blocks it decoded, so workers that need the same block share it) and 
 ``maxk`` of the block's ``InterpolatedImage`` objects in one batched FFT. The drawing workers
 only evaluate inputs, build the objects and draw them; a GPU sits in the same place, one
 decoding process feeding the CPU workers.
+
+Multi-band models. With a model that has ``bands`` (format 2) the object is the galaxy's
+chromatic object (:func:`galsim_hub.bands.chromatic_galaxy`), which GalSim draws through the
+``bandpass`` of the image field; drawn through one of the model's bands it is that band's
+image, so a run per band gives every band with the same morphology.
 """
 from __future__ import annotations
 
@@ -49,6 +54,7 @@ import galsim
 import galsim.config
 import numpy as np
 
+from .bands import chromatic_galaxy, multiband_plan
 from .flux import DEFAULT_OUT_OF_RANGE, SamplingPlan, check_policy
 from .metadata import condition_names
 from .model import GenerativeGalaxyModel, draw_base_noise, interpolated_image_maxk
@@ -182,12 +188,17 @@ class GenerativeModelInput(GenerativeGalaxyModel):
             claimed = self.claimBlock(key)
         try:
             first, count = key[3], key[4]
-            plan = SamplingPlan(np.asarray(conditions, dtype=np.float64), self.metadata, out_of_range,
-                                labels=list(range(first, first + count)), what="objects", prefix=f"{OBJECT_TYPE}: ")
-            images = plan.images(self._loaded().sample_images, noise)
-            x_interpolant, pad_factor, gsparams = image_options
-            maxk = interpolated_image_maxk(images, self.pixel_scale, pad_factor, x_interpolant,
-                                           galsim.GSParams(**dict(gsparams)) if gsparams else None)
+            labels = dict(labels=list(range(first, first + count)), what="objects", prefix=f"{OBJECT_TYPE}: ")
+            if self.bands is not None:  # multi-band: clipping only; GalSim finds each band's maxk
+                plan = multiband_plan(np.asarray(conditions, dtype=np.float64), self.metadata, out_of_range, **labels)
+                images = self._loaded().sample_images(plan.inputs, noise)
+                maxk = np.zeros(len(images))
+            else:
+                plan = SamplingPlan(np.asarray(conditions, dtype=np.float64), self.metadata, out_of_range, **labels)
+                images = plan.images(self._loaded().sample_images, noise)
+                x_interpolant, pad_factor, gsparams = image_options
+                maxk = interpolated_image_maxk(images, self.pixel_scale, pad_factor, x_interpolant,
+                                               galsim.GSParams(**dict(gsparams)) if gsparams else None)
             block = Block(images, np.asarray(conditions, dtype=np.float64), image_options, maxk)
             with self._blocks_lock:
                 self._blocks[key] = block
@@ -449,8 +460,10 @@ def _own_image(model, base: dict, metadata: dict, own_values: np.ndarray, policy
     names = condition_names(metadata)
     _check_conditions(own_values[None, :], names, [obj_num])
     noise = draw_base_noise(1, int(metadata["latent_dim"]), _noise_rng(_object_seed(base)))
-    plan = SamplingPlan(own_values[None, :], metadata, policy, labels=[obj_num], what="objects",
-                        prefix=f"{OBJECT_TYPE}: ")
+    labels = dict(labels=[obj_num], what="objects", prefix=f"{OBJECT_TYPE}: ")
+    if "bands" in metadata:
+        return model.sample_arrays(multiband_plan(own_values[None, :], metadata, policy, **labels).inputs, noise)[0]
+    plan = SamplingPlan(own_values[None, :], metadata, policy, **labels)
     return plan.images(model.sample_arrays, noise)[0]
 
 
@@ -494,8 +507,9 @@ def BuildGenerativeGalaxy(config: dict, base: dict, ignore: list, gsparams: dict
 
     Returns
     -------
-    (galsim.InterpolatedImage, bool)
-        The galaxy, in the model's flux units, and ``safe=False`` (every object differs).
+    (galsim.InterpolatedImage or galsim.ChromaticObject, bool)
+        The galaxy, in the model's flux units (chromatic for a multi-band model), and
+        ``safe=False`` (every object differs).
     """
     logger = galsim.config.LoggerWrapper(logger)
     draws_before = _draws_before(base)  # before this build draws anything itself
@@ -525,6 +539,9 @@ def BuildGenerativeGalaxy(config: dict, base: dict, ignore: list, gsparams: dict
             _report_fallback(base, config, names, own,
                              None if block is None else block.conditions[base["obj_num"] - first], logger)
         image = _own_image(model, base, metadata, own, policy)
+    if "bands" in metadata:
+        return chromatic_galaxy(np.array(image), metadata, kwargs.get("x_interpolant"), kwargs.get("k_interpolant"),
+                                kwargs.get("pad_factor", 4.0), galsim.GSParams(**gsparams) if gsparams else None), False
     galaxy = galsim.InterpolatedImage(
         galsim.Image(np.array(image), scale=float(metadata["pixel_scale"])),
         x_interpolant=kwargs.get("x_interpolant"),

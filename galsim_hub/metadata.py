@@ -19,6 +19,13 @@ MODEL_METADATA_FILE = "galsim_hub.json"
 NOISE_INPUT = "noise"
 _REQUIRED = ("format", "name", "version", "stamp_size", "pixel_scale", "latent_dim", "conditions")
 
+#: Format 2 adds ``bands`` (multi-band models); without ``bands`` it means what format 1 does.
+#: Single-band models are still written as format 1 (:data:`MODEL_FORMAT_VERSION`), which
+#: galsim-hub versions that predate format 2 read.
+MULTIBAND_FORMAT_VERSION = 2
+#: The model format versions this galsim-hub reads.
+SUPPORTED_FORMATS = (MODEL_FORMAT_VERSION, MULTIBAND_FORMAT_VERSION)
+
 
 def _finite_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -58,10 +65,10 @@ def validate_metadata(metadata: dict, source: str = "model") -> dict:
     missing = [key for key in _REQUIRED if key not in metadata]
     if missing:
         raise MetadataError(f"{source}: metadata lacks required key(s) {', '.join(missing)}")
-    if metadata["format"] != MODEL_FORMAT_VERSION:
+    if metadata["format"] not in SUPPORTED_FORMATS or isinstance(metadata["format"], bool):
         raise MetadataError(
             f"{source}: metadata format {metadata['format']!r} is not supported "
-            f"(this galsim-hub reads format {MODEL_FORMAT_VERSION})"
+            f"(this galsim-hub reads formats {', '.join(map(str, SUPPORTED_FORMATS))})"
         )
     _positive_number(metadata, "stamp_size", source, integer=True)
     _positive_number(metadata, "latent_dim", source, integer=True)
@@ -100,7 +107,89 @@ def validate_metadata(metadata: dict, source: str = "model") -> dict:
             raise MetadataError(f"{source}: '{key}' has {len(values)} values for {len(names)} conditions")
         if key == "condition_std" and not all(value > 0 for value in values):
             raise MetadataError(f"{source}: 'condition_std' must be positive, got {values!r}")
+    if "bands" in metadata:
+        if metadata["format"] < MULTIBAND_FORMAT_VERSION:
+            raise MetadataError(
+                f"{source}: 'bands' needs metadata format 2, the metadata says format {metadata['format']}"
+            )
+        validate_bands(metadata["bands"], source)
     return metadata
+
+
+def validate_bands(bands: object, source: str = "model") -> list[dict]:
+    """Check the ``bands`` of a format-2 (multi-band) metadata and return them unchanged.
+
+    Each band is ``{"name", "effective_wavelength", "zero_point", "bandpass"}``: a unique
+    string name, the effective wavelength in nm (the bands listed in increasing order of it),
+    the AB zero point of the band's pixel values (``mag = -2.5 log10(flux) + zero_point``), and
+    the bandpass, either the name of a GalSim bandpass file (e.g. ``"LSST_g.dat"``, wavelengths
+    in nm) or a throughput table ``[[wavelength_nm, throughput], ...]`` of at least two rows,
+    wavelengths increasing, throughputs non-negative and not all zero. Whether a file name is
+    known to GalSim, and whether each effective wavelength lies within its bandpass, is checked
+    when the bands are built (:class:`galsim_hub.bands.BandSet`).
+
+    Raises
+    ------
+    MetadataError
+        Naming the band and the problem.
+    """
+    if not isinstance(bands, list) or not bands:
+        raise MetadataError(f"{source}: metadata 'bands' must be a non-empty list of band objects, got {bands!r}")
+    names, wavelengths = [], []
+    for position, band in enumerate(bands):
+        if not isinstance(band, dict) or not isinstance(band.get("name"), str) or not band["name"]:
+            raise MetadataError(f"{source}: band #{position} needs a non-empty string 'name'")
+        name = band["name"]
+        missing = [key for key in ("effective_wavelength", "zero_point", "bandpass") if key not in band]
+        if missing:
+            raise MetadataError(f"{source}: band '{name}' lacks {', '.join(missing)}")
+        wavelength = band["effective_wavelength"]
+        if not _finite_number(wavelength) or wavelength <= 0:
+            raise MetadataError(
+                f"{source}: band '{name}' needs a positive 'effective_wavelength' in nm, got {wavelength!r}"
+            )
+        if not _finite_number(band["zero_point"]):
+            raise MetadataError(f"{source}: band '{name}' needs a finite 'zero_point', got {band['zero_point']!r}")
+        _check_bandpass(band["bandpass"], name, source)
+        names.append(name)
+        wavelengths.append(float(wavelength))
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise MetadataError(f"{source}: duplicate band name(s) {', '.join(duplicates)}")
+    for (blue, low), (red, high) in zip(zip(names, wavelengths), zip(names[1:], wavelengths[1:])):
+        if high <= low:
+            raise MetadataError(
+                f"{source}: bands must be listed in increasing effective wavelength, but '{red}' ({high:g} nm) "
+                f"follows '{blue}' ({low:g} nm)"
+            )
+    return bands
+
+
+def _check_bandpass(bandpass: object, name: str, source: str) -> None:
+    if isinstance(bandpass, str):
+        if not bandpass:
+            raise MetadataError(f"{source}: band '{name}' has an empty bandpass file name")
+        return
+    rows = bandpass if isinstance(bandpass, list) else None
+    if rows is None or len(rows) < 2 or not all(
+        isinstance(row, list) and len(row) == 2 and all(_finite_number(v) for v in row) for row in rows
+    ):
+        raise MetadataError(
+            f"{source}: band '{name}' bandpass must be a GalSim bandpass file name or a table "
+            "[[wavelength_nm, throughput], ...] of at least two rows of finite numbers"
+        )
+    waves = [row[0] for row in rows]
+    if waves[0] <= 0 or any(b <= a for a, b in zip(waves, waves[1:])):
+        raise MetadataError(f"{source}: band '{name}' bandpass wavelengths must be positive and increasing")
+    throughputs = [row[1] for row in rows]
+    if min(throughputs) < 0 or max(throughputs) <= 0:
+        raise MetadataError(f"{source}: band '{name}' bandpass throughputs must be non-negative and not all zero")
+
+
+def band_names(metadata: dict) -> list[str] | None:
+    """The band names of a multi-band (format 2) model, in output order, or ``None``."""
+    bands = metadata.get("bands")
+    return None if bands is None else [band["name"] for band in bands]
 
 
 def read_metadata(model_dir: str | os.PathLike) -> dict:
@@ -109,7 +198,7 @@ def read_metadata(model_dir: str | os.PathLike) -> dict:
     Parameters
     ----------
     model_dir : str or os.PathLike
-        A format-1 model directory.
+        A galsim-hub model directory (format 1 or 2).
 
     Returns
     -------

@@ -11,9 +11,11 @@ import galsim
 import numpy as np
 from galsim.interpolant import convert_interpolant
 
+from .bands import BandSet, MultiBandGalaxy, apply_band_fluxes, band_set_of, multiband_plan
+from .metadata import band_names
 from .cache import fetch
 from .catalog import condition_matrix
-from .flux import DEFAULT_OUT_OF_RANGE, sampling_plan
+from .flux import DEFAULT_OUT_OF_RANGE, SamplingPlan, sampling_plan
 from .handle import resolve
 from .metadata import MODEL_METADATA_FILE, read_metadata, validate_metadata
 from .module import LoadedModel
@@ -247,6 +249,16 @@ class GenerativeGalaxyModel:
         """The TensorFlow device the model runs on."""
         return self._loaded().device
 
+    @property
+    def bands(self) -> list[str] | None:
+        """Band names of a multi-band model, in output order; ``None`` for a single-band model."""
+        return band_names(self.metadata)
+
+    @property
+    def band_set(self) -> BandSet | None:
+        """The bandpasses, zero points and chromatic SEDs of a multi-band model (``None`` if single-band)."""
+        return band_set_of(self.metadata, source=self.file_name)
+
     def conditions(self, cat: Any) -> np.ndarray:
         """Check a catalog and return its ``[N, C]`` condition matrix (see :attr:`quantities`)."""
         return condition_matrix(cat, self._meta()["conditions"])
@@ -309,7 +321,7 @@ class GenerativeGalaxyModel:
         flux: Any = None,
         mag: Any = None,
         zero_point: float | None = None,
-    ) -> list[galsim.InterpolatedImage] | np.ndarray:
+    ) -> list[galsim.InterpolatedImage] | list[MultiBandGalaxy] | np.ndarray:
         """Sample one galaxy per catalog row.
 
         Parameters
@@ -329,7 +341,8 @@ class GenerativeGalaxyModel:
         x_interpolant, k_interpolant, pad_factor, gsparams
             Passed to :class:`galsim.InterpolatedImage`.
         return_arrays : bool
-            Return the ``[N, S, S]`` float32 array instead of GalSim objects.
+            Return the ``[N, S, S]`` (multi-band: ``[N, S, S, B]``) float32 array instead of
+            GalSim objects.
         out_of_range : {"clip", "error", "extrapolate"}
             Rows with a condition outside the training range: clipped to it, with their flux
             set from the catalog magnitude (default), refused, or extrapolated (see
@@ -337,21 +350,52 @@ class GenerativeGalaxyModel:
         flux, mag : str or array_like, optional
             Set every galaxy's flux from a flux column (or values), or from a magnitude
             column (or values) with ``zero_point`` (default: the model's ``zero_point``).
+            For a multi-band model, dicts ``{band: column or values}`` (see
+            :meth:`galsim_hub.bands.BandSet.fluxes`); bands left out keep the model's flux.
         zero_point : float, optional
-            Zero point of ``mag``: ``flux = 10**(-0.4 (mag - zero_point))``.
+            Zero point of ``mag``: ``flux = 10**(-0.4 (mag - zero_point))`` (multi-band: a
+            dict ``{band: zero point}``, by default each band's).
 
         Returns
         -------
-        list of galsim.InterpolatedImage, or numpy.ndarray
+        list of galsim.InterpolatedImage, list of MultiBandGalaxy, or numpy.ndarray
             Noise-free, PSF-deconvolved light profiles whose flux is in the model's flux
-            units; convolve, shear and draw them like any GSObject.
+            units; convolve, shear and draw them like any GSObject. A multi-band model gives
+            one :class:`~galsim_hub.bands.MultiBandGalaxy` per row: ``.images[band]`` and
+            ``.chromatic``.
         """
+        if self.bands is not None:
+            conditions, noise = self._prepare(cat, rng, seed)
+            plan, fluxes = self._multiband_plan(cat, conditions, out_of_range, flux, mag, zero_point)
+            images = apply_band_fluxes(self.sample_arrays(plan.inputs, noise), fluxes)
+            if return_arrays:
+                return images
+            return self.multiband_galaxies(images, x_interpolant, k_interpolant, pad_factor, gsparams)
+
         conditions, noise = self._prepare(cat, rng, seed)
         plan = sampling_plan(cat, conditions, self._loaded().metadata, out_of_range, flux, mag, zero_point)
         images = plan.images(self.sample_arrays, noise)
         if return_arrays:
             return images
         return self.interpolated_images(images, x_interpolant, k_interpolant, pad_factor, gsparams)
+
+    def _multiband_plan(self, cat: Any, conditions: np.ndarray, out_of_range: str, flux: Any, mag: Any,
+                        zero_point: Any) -> tuple[SamplingPlan, dict[int, np.ndarray]]:
+        """The out-of-range plan (:func:`~galsim_hub.bands.multiband_plan`) and per-band catalog fluxes."""
+        fluxes = self.band_set.fluxes(cat, len(conditions), flux, mag, zero_point)
+        return multiband_plan(conditions, self.metadata, out_of_range, stacklevel=3), fluxes
+
+    def _iter_multiband(self, cat: Any, rng: galsim.BaseDeviate | None, seed: int | None,
+                        out_of_range: str, flux: Any, mag: Any, zero_point: Any) -> Iterator[np.ndarray]:
+        """:meth:`iter_sample` of a multi-band model."""
+        deviate = galsim.GaussianDeviate(self._generator(rng, seed), sigma=1.0)
+        conditions = self.conditions(cat)
+        plan, fluxes = self._multiband_plan(cat, conditions, out_of_range, flux, mag, zero_point)
+        odd_batches = self.batch_size * self.latent_dim % 2 == 1
+        for start in range(0, len(conditions), self.batch_size):
+            rows = slice(start, min(start + self.batch_size, len(conditions)))
+            noise = _standard_normal(deviate, rows.stop - start, self.latent_dim, one_by_one=odd_batches)
+            yield apply_band_fluxes(self.sample_arrays(plan.inputs[rows], noise), fluxes, rows)
 
     def iter_sample(
         self, cat: Any, rng: galsim.BaseDeviate | None = None, seed: int | None = None, *,
@@ -367,8 +411,13 @@ class GenerativeGalaxyModel:
         Yields
         ------
         numpy.ndarray
-            ``[B, S, S]`` images of consecutive catalog rows, ``B <=`` :attr:`batch_size`.
+            ``[n, S, S]`` (multi-band: ``[n, S, S, B]``) images of consecutive catalog rows,
+            ``n <=`` :attr:`batch_size`.
         """
+        if self.bands is not None:
+            yield from self._iter_multiband(cat, rng, seed, out_of_range, flux, mag, zero_point)
+            return
+
         deviate = galsim.GaussianDeviate(self._generator(rng, seed), sigma=1.0)
         conditions = self.conditions(cat)
         model, latent_dim = self._loaded(), self.latent_dim
@@ -449,3 +498,21 @@ class GenerativeGalaxyModel:
             )
             for image, galaxy_maxk in zip(images, maxk)
         ]
+
+    def multiband_galaxies(
+        self,
+        images: np.ndarray,
+        x_interpolant: Any = None,
+        k_interpolant: Any = None,
+        pad_factor: float = 4,
+        gsparams: galsim.GSParams | None = None,
+    ) -> list[MultiBandGalaxy]:
+        """Wrap ``[N, S, S, B]`` images of a multi-band model as :class:`~galsim_hub.bands.MultiBandGalaxy` objects."""
+        images = np.asarray(images)
+        per_band = [
+            self.interpolated_images(np.ascontiguousarray(images[..., b]), x_interpolant, k_interpolant, pad_factor,
+                                     gsparams)
+            for b in range(images.shape[-1])
+        ]
+        return [MultiBandGalaxy(self.band_set, list(galaxy), images[i], pad_factor)
+                for i, galaxy in enumerate(zip(*per_band))]

@@ -5,6 +5,9 @@ Two on-disk formats are read:
 format 1
     A TF2 SavedModel with the ``sample`` and ``decode`` signatures and ``galsim_hub.json``
     (written by :func:`galsim_hub.training.export.export_model`).
+format 2
+    The same, and with ``bands`` in ``galsim_hub.json`` a multi-band model whose ``sample``
+    and ``decode`` signatures return ``[N, S, S, B]`` images, one channel per band.
 TF1 Hub format
     A directory with ``tfhub_module.pb`` such as the published ``Lanusse2020`` module, opened
     with ``tensorflow_hub.load``; its ``default`` signature takes the condition columns and
@@ -19,11 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .bands import band_set_of
 from .errors import CatalogError, MetadataError, ModelOutputWarning
 from .metadata import (
     MODEL_FORMAT_VERSION,
     MODEL_METADATA_FILE,
     NOISE_INPUT,
+    SUPPORTED_FORMATS,
+    band_names,
     condition_names,
     read_metadata,
     validate_metadata,
@@ -73,8 +79,8 @@ class LoadedModel:
             )
         self.device = device or default_device()
         if (self.directory / MODEL_METADATA_FILE).is_file():
-            self.format = "galsim-hub-1"
             self.metadata = read_metadata(self.directory)
+            self.format = f"galsim-hub-{self.metadata['format']}"
             with tf.device(self.device):
                 self._saved_model = tf.saved_model.load(str(self.directory))
             self._signature = self._require_signature("sample")
@@ -93,11 +99,15 @@ class LoadedModel:
         else:
             raise MetadataError(
                 f"{self.directory} is not a galsim-hub model: it has neither {MODEL_METADATA_FILE} "
-                f"(format {MODEL_FORMAT_VERSION}) nor tfhub_module.pb (TF1 Hub format)"
+                f"(formats {', '.join(map(str, SUPPORTED_FORMATS))}) nor tfhub_module.pb (TF1 Hub format)"
             )
         self.conditions = condition_names(self.metadata)
         self.latent_dim = int(self.metadata["latent_dim"])
         self.stamp_size = int(self.metadata["stamp_size"])
+        #: Band names of a multi-band model (``None``: a single-band model, ``[N, S, S]`` images).
+        self.bands = band_names(self.metadata)
+        #: Its bandpasses and chromatic SEDs (built here so that bad bands fail at load).
+        self.band_set = band_set_of(self.metadata, source=str(self.directory))
         self._check_signature()
 
     def _require_signature(self, name: str):
@@ -131,6 +141,8 @@ class LoadedModel:
         if override:
             metadata.update(copy.deepcopy(override))
             metadata["format"] = MODEL_FORMAT_VERSION
+        if "bands" in metadata:
+            raise MetadataError(f"{self.directory}: a TF1 Hub module is single-band; its metadata cannot give 'bands'")
         if "pixel_scale" not in metadata:
             raise MetadataError(
                 f"{self.directory}: the TF1 Hub module attaches no pixel size and no metadata was "
@@ -171,6 +183,11 @@ class LoadedModel:
             raise MetadataError(
                 f"{self.directory}: metadata stamp_size {self.stamp_size} but the model outputs {shape[1]} pixels"
             )
+        if self.bands is not None and (len(shape) != 4 or shape[3] not in (None, len(self.bands))):
+            raise MetadataError(
+                f"{self.directory}: the metadata lists {len(self.bands)} bands, so the '{self._output}' output "
+                f"must be [N, S, S, {len(self.bands)}], but the model declares {shape}"
+            )
 
     def sample_images(self, conditions: np.ndarray, noise: np.ndarray) -> np.ndarray:
         """Decode one batch.
@@ -186,7 +203,7 @@ class LoadedModel:
         Returns
         -------
         numpy.ndarray
-            ``[N, S, S]`` float32 light profiles.
+            ``[N, S, S]`` float32 light profiles, ``[N, S, S, B]`` for a model with bands.
 
         Raises
         ------
@@ -224,13 +241,15 @@ class LoadedModel:
 
     def _checked_images(self, images: np.ndarray, count: int) -> np.ndarray:
         size = self.stamp_size
-        if images.size != count * size * size:
+        shape = (count, size, size) if self.bands is None else (count, size, size, len(self.bands))
+        if images.size != np.prod(shape) or (self.bands is not None and images.shape != shape):
             raise MetadataError(
                 f"{self.directory}: the model returned an array of shape {images.shape} for {count} galaxies; "
                 f"expected {count} stamps of {size}x{size} pixels (stamp_size in its metadata)"
+                + ("" if self.bands is None else f" in {len(self.bands)} bands, {list(shape)}")
             )
-        images = images.reshape(count, size, size)
-        bad = ~np.isfinite(images).all(axis=(1, 2))
+        images = images.reshape(shape)
+        bad = ~np.isfinite(images).reshape(count, -1).all(axis=1)
         if bad.any():
             raise MetadataError(
                 f"{self.directory}: the model returned NaN or infinite pixels for galaxy(ies) "
@@ -244,7 +263,10 @@ class LoadedModel:
         return images
 
     def decode(self, z: np.ndarray) -> np.ndarray:
-        """Decode latent vectors ``z`` ``[N, L]`` into ``[N, S, S]`` images (format 1 only)."""
+        """Decode latent vectors ``z`` ``[N, L]`` into ``[N, S, S]`` (``[N, S, S, B]``) images.
+
+        Only galsim-hub format models (not TF1 Hub modules) have this ``decode`` signature.
+        """
         import tensorflow as tf
 
         with tf.device(self.device):
@@ -254,7 +276,7 @@ class LoadedModel:
     def encode(self, image: np.ndarray, psf: np.ndarray) -> np.ndarray:
         """Encode observed stamps and their PSFs ``[N, S, S]`` into posterior-mean latents ``[N, L]``.
 
-        Only format-1 models exported with an encoder have this ``encode`` signature.
+        Only single-band galsim-hub models exported with an encoder have this ``encode`` signature.
         """
         import tensorflow as tf
 
@@ -263,6 +285,6 @@ class LoadedModel:
             return self._format1_signature("encode")(**inputs)["z"].numpy()
 
     def _format1_signature(self, name: str):
-        if self.format != "galsim-hub-1":
+        if not self.format.startswith("galsim-hub-"):
             raise MetadataError(f"{self.directory}: a {self.format} model has no {name} signature")
         return self._require_signature(name)

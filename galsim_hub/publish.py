@@ -49,7 +49,7 @@ _VALIDATION_GALAXIES = 4
 
 
 def check_model_for_publish(model_dir: str | os.PathLike) -> dict:
-    """Load a format-1 model and check that it samples sensible images.
+    """Load a galsim-hub (format 1 or 2) model and check that it samples sensible images.
 
     The model is loaded and sampled at the centre of its training range (zero base noise)
     and at a few random base-noise draws; the images must have the shape of the metadata,
@@ -58,7 +58,7 @@ def check_model_for_publish(model_dir: str | os.PathLike) -> dict:
     Parameters
     ----------
     model_dir : str or os.PathLike
-        A format-1 model directory (``galsim_hub.json``, SavedModel, ``README.md``).
+        A format-1 or format-2 model directory (``galsim_hub.json``, SavedModel, ``README.md``).
 
     Returns
     -------
@@ -76,7 +76,9 @@ def check_model_for_publish(model_dir: str | os.PathLike) -> dict:
     if not directory.is_dir():
         raise MetadataError(f"{directory} is not a model directory")
     if not (directory / MODEL_METADATA_FILE).is_file():
-        raise MetadataError(f"{directory} lacks {MODEL_METADATA_FILE}: only format-1 models can be published")
+        raise MetadataError(
+            f"{directory} lacks {MODEL_METADATA_FILE}: only galsim-hub format models (formats 1 and 2) can be published"
+        )
     if not (directory / CARD_FILE).is_file():
         raise MetadataError(f"{directory} lacks the model card {CARD_FILE}")
     metadata = read_metadata(directory)
@@ -92,14 +94,14 @@ def check_model_for_publish(model_dir: str | os.PathLike) -> dict:
     except Exception as exc:  # any failure of the model's own code
         raise MetadataError(f"{directory}: sampling at the centre of the training range failed: {exc}") from exc
     size = model.stamp_size
-    expected = (_VALIDATION_GALAXIES, size, size)
+    expected = (_VALIDATION_GALAXIES, size, size) + (() if model.bands is None else (len(model.bands),))
     if images.shape != expected:
         raise MetadataError(f"{directory}: the model returned images of shape {images.shape}, expected {expected}")
     if not np.isfinite(images).all():
         raise MetadataError(f"{directory}: the model returned NaN or infinite pixels at the centre of its training range")
     if (images < 0).any():
         raise MetadataError(f"{directory}: the model returned negative pixels (min {images.min():g})")
-    flux = images.sum(axis=(1, 2))
+    flux = images.sum(axis=(1, 2))  # [N] or, with bands, [N, B]: every band needs flux
     if not (flux > 0).all():
         raise MetadataError(f"{directory}: the model returned empty images (total flux {flux.min():g})")
     return metadata

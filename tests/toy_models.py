@@ -126,3 +126,77 @@ def build_tf1_hub_module(path, *, stamp_size: int = 32, latent_dim: int = 16, pi
     (path / "saved_model.pb").write_bytes(saved_model.SerializeToString())
     (path / "tfhub_module.pb").write_bytes(b"\x08\x01")  # ModuleDef{format: FORMAT_V3}
     return path
+
+
+#: The bands of the multi-band toy: LSST g, r, i (GalSim bandpass files), flux and size factors
+#: relative to the reference (r) band: bluer bands are fainter and larger.
+TOY_BANDS = ("g", "r", "i")
+BAND_FLUX_FACTORS = (0.6, 1.0, 1.3)
+BAND_SIZE_FACTORS = (1.2, 1.0, 0.85)
+
+
+def toy_bands_metadata() -> list[dict]:
+    """The ``bands`` metadata of the multi-band toy model."""
+    import galsim
+
+    bands = []
+    for name in TOY_BANDS:
+        bandpass = galsim.Bandpass(f"LSST_{name}.dat", wave_type="nm")
+        bands.append({"name": name, "effective_wavelength": round(bandpass.effective_wavelength, 3),
+                      "zero_point": ZERO_POINT, "bandpass": f"LSST_{name}.dat"})
+    return bands
+
+
+def build_multiband_toy_model(path, *, stamp_size: int = 32, latent_dim: int = 4, noise_scale: float = 0.02,
+                              pixel_scale: float = 0.1, bands: list[dict] | None = None) -> Path:
+    """Write a format-2 (multi-band) toy model: the toy Gaussian in bands g, r, i.
+
+    ``mag_auto`` is the r-band magnitude; band ``b`` has flux ``BAND_FLUX_FACTORS[b]`` times the
+    r-band flux and width ``BAND_SIZE_FACTORS[b]`` times the r-band width. ``bands`` replaces
+    the metadata's bands (for tests of bad metadata); the output keeps three channels.
+    """
+    import json
+
+    import tensorflow as tf
+
+    path = Path(path)
+    weights, bias, scale = _affine_parameters(latent_dim, noise_scale)
+    flux_factors = tf.constant(BAND_FLUX_FACTORS, tf.float32)
+    size_factors = tf.constant(BAND_SIZE_FACTORS, tf.float32)
+
+    class MultiBandToy(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.weights = tf.Variable(weights)
+
+        def decode(self, z):
+            channels = []
+            for b in range(len(TOY_BANDS)):
+                zb = tf.stack([z[:, 0] + tf.math.log(flux_factors[b]), z[:, 1] * size_factors[b]], axis=1)
+                channels.append(_render_gaussians(tf, zb, stamp_size))
+            return tf.stack(channels, axis=-1)
+
+    module = MultiBandToy()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="mag_auto"),
+                                  tf.TensorSpec([None], tf.float32, name="flux_radius"),
+                                  tf.TensorSpec([None, latent_dim], tf.float32, name="noise")])
+    def sample(mag_auto, flux_radius, noise):
+        conditions = tf.stack([(mag_auto - 22.5) / 2.5, (flux_radius - 3.0) / 1.5], axis=1)
+        z = noise * scale + tf.matmul(conditions, module.weights) + bias
+        return {"image": module.decode(z)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, latent_dim], tf.float32, name="z")])
+    def decode(z):
+        return {"image": module.decode(z)}
+
+    metadata = {
+        "format": 2, "name": "toy_bands", "version": "1.0", "stamp_size": stamp_size,
+        "pixel_scale": pixel_scale, "latent_dim": latent_dim, "conditions": CONDITIONS,
+        "flux_units": "toy", "bands": toy_bands_metadata() if bands is None else bands,
+        "signatures": ["sample", "decode"], "training": {"dataset": "none: analytic toy model for tests"},
+    }
+    tf.saved_model.save(module, str(path), signatures={"sample": sample, "decode": decode})
+    (path / "galsim_hub.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    (path / "README.md").write_text("# toy_bands\n\nAnalytic three-band toy model for tests.\n")
+    return path
