@@ -88,6 +88,27 @@ def read_column(catalog: Any, name: str, role: str = "column") -> np.ndarray:
     return values
 
 
+def float32_conditions(values: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """``values`` (``[N, C]``) as float32, the models' input type; values beyond its range are errors.
+
+    Raises
+    ------
+    CatalogError
+        When a finite value overflows float32 (``|x| > 3.4e38``), naming the column and rows.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        narrowed = values.astype(np.float32)
+    overflow = np.isfinite(values) & ~np.isfinite(narrowed)
+    if overflow.any():
+        column, rows = overflow.any(axis=0).argmax(), np.flatnonzero(overflow.any(axis=1))
+        raise CatalogError(
+            f"column '{names[column]}' holds values beyond float32 range (|x| > 3.4e38) "
+            f"in row(s) {', '.join(map(str, rows[:10]))}: the model takes float32 conditions"
+        )
+    return narrowed
+
+
 def condition_matrix(catalog: Any, conditions: Sequence[dict]) -> np.ndarray:
     """Read, check and stack the condition columns of a catalog.
 
@@ -109,9 +130,9 @@ def condition_matrix(catalog: Any, conditions: Sequence[dict]) -> np.ndarray:
     Raises
     ------
     CatalogError
-        When a column is missing, not numeric, not one-dimensional, or holds NaN, infinite
-        or masked values (the message names the column and the rows), or when the catalog
-        is empty or the columns differ in length.
+        When a column is missing, not numeric, not one-dimensional, or holds NaN, infinite,
+        masked or float32-overflowing values (the message names the column and the rows), or
+        when the catalog is empty or the columns differ in length.
     """
     available = column_names(catalog)
     names = [condition["name"] for condition in conditions]
@@ -127,7 +148,9 @@ def condition_matrix(catalog: Any, conditions: Sequence[dict]) -> np.ndarray:
         raise CatalogError(f"condition columns differ in length: {sorted(lengths)}")
     if not lengths or lengths == {0}:
         raise CatalogError("catalog is empty: there is no galaxy to sample")
-    return np.stack(columns, axis=1)
+    matrix = np.stack(columns, axis=1)
+    float32_conditions(matrix, names)  # before any out-of-range policy hides the overflow
+    return matrix
 
 
 def outside_range(matrix: np.ndarray, conditions: Sequence[dict]) -> np.ndarray:

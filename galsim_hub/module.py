@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from .bands import band_set_of
-from .errors import CatalogError, MetadataError, ModelOutputWarning
+from .catalog import float32_conditions
+from .errors import MetadataError, ModelOutputWarning
 from .metadata import (
     MODEL_FORMAT_VERSION,
     MODEL_METADATA_FILE,
@@ -227,17 +228,7 @@ class LoadedModel:
         return self._checked_images(images.numpy(), len(conditions))
 
     def _float32_conditions(self, conditions: np.ndarray) -> np.ndarray:
-        values = np.asarray(conditions, dtype=np.float64)
-        with np.errstate(over="ignore"):
-            narrowed = values.astype(np.float32)
-        overflow = np.isfinite(values) & ~np.isfinite(narrowed)
-        if overflow.any():
-            column, rows = overflow.any(axis=0).argmax(), np.flatnonzero(overflow.any(axis=1))
-            raise CatalogError(
-                f"column '{self.conditions[column]}' holds values beyond float32 range (|x| > 3.4e38) "
-                f"in row(s) {', '.join(map(str, rows[:10]))}: the model takes float32 conditions"
-            )
-        return narrowed
+        return float32_conditions(conditions, self.conditions)
 
     def _checked_images(self, images: np.ndarray, count: int) -> np.ndarray:
         size = self.stamp_size

@@ -86,7 +86,7 @@ class FakeModel:
         self.wrong = wrong
         self.calls = []
 
-    def sample(self, cat, seed=None, return_arrays=False):
+    def sample(self, cat, seed=None, return_arrays=False, out_of_range="clip"):
         assert return_arrays
         self.calls.append(list(cat.colnames))
         wanted = np.stack([np.asarray(cat[q]) for q in self.quantities], axis=1)
@@ -382,7 +382,7 @@ def test_cli_main_writes_the_report(dataset, tmp_path, monkeypatch, capsys):
     assert (out / "validation.md").is_file() and (out / "validation.json").is_file()
     assert len(list(out.glob("*.png"))) == 5
     printed = capsys.readouterr().out
-    assert "| target | value | requirement | result |" in printed and "validation.md" in printed
+    assert "| target | value | ± (bootstrap) | requirement | result |" in printed and "validation.md" in printed
     assert json.loads((out / "validation.json").read_text())["metadata"]["model"] == "hub:fake"
 
 

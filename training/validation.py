@@ -101,7 +101,7 @@ def _load_validation_arrays(data_dir: Path, real_galaxies: bool, noise_sigma: fl
 def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: int | None = None, seed: int = 0,
                    psf: galsim.GSObject | None = None, noise_sigma: float | None = None, n_jobs: int = 1,
                    n_morph: int | None = None, reconstructions: Any = None, train_data: str | Path | None = None,
-                   n_bootstrap: int = 500) -> dict[str, Any]:
+                   n_bootstrap: int = 500, out_of_range: str = "clip") -> dict[str, Any]:
     """Validate a generative model against a held-out data set and write the results.
 
     Two kinds of data set are understood:
@@ -147,6 +147,9 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
         (:func:`galsim_hub.training.memorisation.memorisation_check`).
     n_bootstrap : int, optional
         Bootstrap resamples for the uncertainties of the comparisons.
+    out_of_range : {"clip", "error", "extrapolate"}, optional
+        The model's policy for held-out galaxies outside its training range (see
+        :mod:`galsim_hub.flux`); ``clip``, what users get by default.
 
     Returns
     -------
@@ -191,7 +194,8 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
         raise CatalogError(f"the model needs conditions {missing} that data set {data_dir} does not have ({names})")
     # GalSim takes seed 0 to mean "random": derive a non-zero model seed from ``seed``.
     model_seed = int(rng.integers(1, 2**31 - 1))
-    mock_profiles = np.asarray(model.sample(conditions[list(model.quantities)], seed=model_seed, return_arrays=True))
+    mock_profiles = np.asarray(model.sample(conditions[list(model.quantities)], seed=model_seed, return_arrays=True,
+                                            out_of_range=out_of_range))
     if mock_profiles.ndim == 4 and mock_profiles.shape[-1] == 1:
         mock_profiles = mock_profiles[..., 0]
     if mock_profiles.shape[0] != len(indices):
@@ -330,11 +334,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the model's training data set: adds the memorisation check")
     parser.add_argument("--bootstrap", type=int, default=500,
                         help="bootstrap resamples for the uncertainties (default: 500)")
+    parser.add_argument("--out-of-range", choices=("clip", "error", "extrapolate"), default="clip",
+                        help="the model's policy for galaxies outside its training range (default: clip)")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target fails")
     args = parser.parse_args(argv)
     try:
         results = run_validation(args.model, args.data, args.out, n=args.n, seed=args.seed, n_jobs=args.jobs,
-                                 n_morph=args.n_morph, train_data=args.train_data, n_bootstrap=args.bootstrap)
+                                 n_morph=args.n_morph, train_data=args.train_data, n_bootstrap=args.bootstrap,
+                                 out_of_range=args.out_of_range)
     except GalSimHubError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
