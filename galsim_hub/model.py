@@ -142,6 +142,24 @@ def _rings_above(images: np.ndarray, threshold: np.ndarray, pad_size: int, last_
     return rows | columns
 
 
+MAX_SEED = 2**63 - 1  # GalSim seeds are C++ longs
+
+
+def _checked_seed(seed: Any) -> int:
+    """A seed as GalSim takes it, or a clear error (GalSim truncates floats and reads strings)."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer, got {seed!r} ({type(seed).__name__})")
+    seed = int(seed)
+    if seed == 0:
+        raise ValueError(
+            "seed=0 makes GalSim draw a random seed; pass a non-zero seed for reproducible "
+            "galaxies, or seed=None for new ones each time"
+        )
+    if not 0 < seed <= MAX_SEED:
+        raise ValueError(f"seed must be between 1 and 2**63 - 1, got {seed}")
+    return seed
+
+
 class GenerativeGalaxyModel:
     """A deep generative model of galaxy light profiles, conditioned on catalog columns.
 
@@ -295,11 +313,8 @@ class GenerativeGalaxyModel:
     def _generator(rng: galsim.BaseDeviate | None, seed: int | None) -> galsim.BaseDeviate:
         if rng is not None and seed is not None:
             raise ValueError("give either rng or seed, not both")
-        if seed is not None and int(seed) == 0:
-            raise ValueError(
-                "seed=0 makes GalSim draw a random seed; pass a non-zero seed for reproducible "
-                "galaxies, or seed=None for new ones each time"
-            )
+        if seed is not None:
+            seed = _checked_seed(seed)
         if rng is None:
             rng = galsim.BaseDeviate(seed)
         elif not isinstance(rng, galsim.BaseDeviate):

@@ -124,3 +124,21 @@ def test_publish_names_an_output_not_called_image(tmp_path):
     (model / "README.md").write_text("# raw\n")
     with pytest.raises(MetadataError, match="must return 'image'"):
         check_model_for_publish(model)
+
+
+@pytest.mark.parametrize("seed, error, message", [
+    (0.5, TypeError, r"seed must be an integer, got 0.5 \(float\)"),
+    ("7", TypeError, r"seed must be an integer, got '7' \(str\)"),
+    (True, TypeError, "seed must be an integer"),
+    (2**64, ValueError, r"between 1 and 2\*\*63 - 1, got 18446744073709551616"),
+    (-3, ValueError, r"between 1 and 2\*\*63 - 1, got -3"),
+    (0, ValueError, "seed=0 makes GalSim draw a random seed"),
+])
+def test_bad_seeds_are_named(tmp_path, seed, error, message):
+    """Defects 7 and 8: seed=0.5 was reported as 'seed=0', 2**64 gave a pybind error, '7' other galaxies."""
+    from galsim_hub.model import GenerativeGalaxyModel
+
+    model = GenerativeGalaxyModel(raw_model(tmp_path / "m"), device="/CPU:0")
+    with pytest.raises(error, match=message):
+        model.sample({"mag_auto": np.array([22.0])}, seed=seed)
+    assert model.sample({"mag_auto": np.array([22.0])}, seed=np.int64(7), return_arrays=True).shape[0] == 1
