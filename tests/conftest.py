@@ -187,3 +187,19 @@ def make_model_dir():
 def make_model_archive():
     """The function `write_model_archive(archive, name="toy", version="1.0", top_folder=True)`."""
     return write_model_archive
+
+
+@pytest.fixture(scope="module")
+def toy_dir(tmp_path_factory):
+    """A small single-band toy model directory (tests/toy_models.py), one per test module."""
+    from toy_models import build_toy_model
+
+    return build_toy_model(tmp_path_factory.mktemp("models") / "toy")
+
+
+@pytest.fixture(scope="module")
+def toy(toy_dir):
+    """The toy model of ``toy_dir``, loaded."""
+    from galsim_hub.model import GenerativeGalaxyModel
+
+    return GenerativeGalaxyModel(toy_dir)

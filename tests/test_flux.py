@@ -25,7 +25,7 @@ from galsim_hub.flux import (
 )
 from galsim_hub.model import GenerativeGalaxyModel
 
-from toy_models import CONDITIONS, ZERO_POINT, build_toy_model
+from toy_models import CONDITIONS, ZERO_POINT
 
 STAMP = 32
 
@@ -46,16 +46,6 @@ def bands() -> Table:
         "flux_r": [200.0, 41.0, 9.5],
         "mag_i": [21.5, 23.0, 24.2],
     })
-
-
-@pytest.fixture(scope="module")
-def toy_dir(tmp_path_factory):
-    return build_toy_model(tmp_path_factory.mktemp("models") / "toy")
-
-
-@pytest.fixture(scope="module")
-def toy(toy_dir):
-    return GenerativeGalaxyModel(toy_dir)
 
 
 @pytest.fixture(autouse=True)

@@ -16,17 +16,7 @@ from galsim_hub import CatalogError, MetadataError
 from galsim_hub.catalog import OutOfRangeWarning
 from galsim_hub.model import GenerativeGalaxyModel
 
-from toy_models import ZERO_POINT, build_tf1_hub_module, build_toy_model
-
-
-@pytest.fixture(scope="module")
-def toy_dir(tmp_path_factory):
-    return build_toy_model(tmp_path_factory.mktemp("models") / "toy")
-
-
-@pytest.fixture(scope="module")
-def toy(toy_dir):
-    return GenerativeGalaxyModel(toy_dir)
+from toy_models import ZERO_POINT, build_tf1_hub_module
 
 
 @pytest.fixture(autouse=True)
