@@ -108,7 +108,7 @@ def test_flux_radius_of_a_gaussian():
 
 
 def test_correlated_noise_power_spectrum_is_true():
-    model = synthetic_population._NoiseModel(0.5, 16, correlated=True)
+    model = synthetic_population.NoiseModel(0.5, 16, correlated=True)
     rng = np.random.default_rng(0)
     samples = np.array([model.sample(rng) for _ in range(4000)])
     measured = (np.abs(np.fft.rfft2(samples)) ** 2).mean(axis=0) / 16**2

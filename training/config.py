@@ -41,13 +41,15 @@ class ConfigError(GalSimHubError, ValueError):
 class DatasetConfig:
     """Where the training set comes from.
 
-    ``source`` is ``"synthetic"`` (galaxies drawn with GalSim) or ``"cosmos"`` (the COSMOS
-    25.2 real-galaxy catalog in ``catalog_dir``). ``path`` is the built data set; when unset
+    ``source`` is ``"synthetic"`` (galaxies drawn with GalSim), ``"chromatic"`` (the same
+    population in several bands, with one SED per component: a multi-band model) or
+    ``"cosmos"`` (the COSMOS 25.2 real-galaxy catalog in ``catalog_dir``). ``path`` is the built data set; when unset
     it is ``<work_dir>/dataset``. ``n_examples`` is the number of synthetic galaxies, or the
     maximum number of COSMOS galaxies (``None``: all that pass the cuts). ``psf`` and
-    ``noise_sigma`` apply to synthetic data only. ``options`` holds further keyword arguments
-    of the builder (``build_synthetic_dataset``, e.g. ``correlated_noise``, or
-    ``build_cosmos_dataset``, e.g. ``catalog_file``, ``exclusion_level``, ``conditions``).
+    ``noise_sigma`` apply to single-band synthetic data only. ``options`` holds further keyword
+    arguments of the builder (``build_synthetic_dataset``, e.g. ``correlated_noise``,
+    ``build_chromatic_dataset``, e.g. ``bands``, ``jobs``, or ``build_cosmos_dataset``, e.g.
+    ``catalog_file``, ``exclusion_level``, ``conditions``).
     """
 
     source: str = "synthetic"
@@ -144,8 +146,9 @@ class TrainingConfig:
     flow: FlowConfig = field(default_factory=FlowConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
-    def vae_architecture(self, image_scale: float | None = None) -> dict:
-        """The VAE architecture as a JSON-ready dict (``image_scale`` overrides an unset one)."""
+    def vae_architecture(self, image_scale: float | None = None, n_bands: int = 1) -> dict:
+        """The VAE architecture as a JSON-ready dict (``image_scale`` overrides an unset one;
+        ``n_bands`` is the data set's number of bands)."""
         v = self.vae
         scale = v.image_scale if v.image_scale is not None else image_scale
         return {
@@ -157,6 +160,7 @@ class TrainingConfig:
             "blocks_per_stage": v.blocks_per_stage,
             "activation": v.activation,
             "image_scale": None if scale is None else float(scale),
+            "n_bands": int(n_bands),
         }
 
     def flow_architecture(self, n_conditions: int) -> dict:
@@ -222,8 +226,8 @@ def _check_positive_number(section: str, name: str, value: Any, allow_zero: bool
 
 def _validate(config: TrainingConfig) -> None:
     d, v, f = config.dataset, config.vae, config.flow
-    _require(d.source in ("synthetic", "cosmos"),
-             f"dataset.source must be 'synthetic' or 'cosmos', got {d.source!r}")
+    _require(d.source in ("synthetic", "chromatic", "cosmos"),
+             f"dataset.source must be 'synthetic', 'chromatic' or 'cosmos', got {d.source!r}")
     _require(d.source != "cosmos" or bool(d.catalog_dir) or bool(dict(d.options).get("catalogs")),
              "dataset.source 'cosmos' needs dataset.catalog_dir (the COSMOS 25.2 catalog directory) "
              "or dataset.options.catalogs (a list of {dir, file, exclusion_level})")

@@ -1,16 +1,17 @@
-"""Export a trained flow and decoder as a galsim-hub model (format 1).
+"""Export a trained flow and decoder as a galsim-hub model (format 1, or 2 with bands).
 
-A format-1 model is a directory holding a TF2 SavedModel and ``galsim_hub.json`` (see
+A model is a directory holding a TF2 SavedModel and ``galsim_hub.json`` (see
 ``docs/model_format.md``). Its signatures are
 
 ``sample``
     one float32 ``[N]`` input per condition (raw catalog units, standardised inside the
     model) and ``noise`` float32 ``[N, L]`` (the flow's standard-normal base noise);
-    output ``image`` float32 ``[N, S, S]``, non-negative, in the model's flux units.
+    output ``image`` float32 ``[N, S, S]`` (``[N, S, S, B]`` for a multi-band model),
+    non-negative, in the model's flux units.
 ``decode``
     ``z`` float32 ``[N, L]`` -> ``image``.
 ``encode`` (when an encoder is given)
-    ``image`` and ``psf`` float32 ``[N, S, S]`` -> ``z`` (the posterior mean).
+    ``image`` and ``psf`` float32 ``[N, S, S(, B)]`` -> ``z`` (the posterior mean).
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ import numpy as np
 import tensorflow as tf
 
 from galsim_hub import __version__
-from galsim_hub.metadata import MODEL_FORMAT_VERSION, MODEL_METADATA_FILE, validate_metadata
+from galsim_hub.metadata import (MODEL_FORMAT_VERSION, MODEL_METADATA_FILE, MULTIBAND_FORMAT_VERSION,
+                                 validate_metadata)
 
 DEFAULT_CITATION = (
     "Lanusse F., Mandelbaum R., Ravanbakhsh S., Li C.-L., Freeman P., Poczos B., 2021, "
@@ -36,7 +38,7 @@ DEFAULT_CITATION = (
 class _ExportModule(tf.Module):
     """The traceable object saved as the SavedModel: flow + decoder + condition scaling."""
 
-    def __init__(self, flow, decoder, encoder, condition_mean, condition_std, stamp_size):
+    def __init__(self, flow, decoder, encoder, condition_mean, condition_std, stamp_size, n_bands):
         super().__init__(name="galsim_hub_model")
         self.flow = flow
         self.decoder = decoder
@@ -44,10 +46,11 @@ class _ExportModule(tf.Module):
         self.condition_mean = tf.constant(np.asarray(condition_mean, np.float32))
         self.condition_std = tf.constant(np.asarray(condition_std, np.float32))
         self.stamp_size = int(stamp_size)
+        self.image_shape = [-1, self.stamp_size, self.stamp_size] + ([int(n_bands)] if n_bands else [])
 
     def decode(self, z):
         image = self.decoder(z)
-        image = tf.reshape(image, [-1, self.stamp_size, self.stamp_size])
+        image = tf.reshape(image, self.image_shape)
         # The decoder ends in a softplus; the clamp only guards against round-off.
         return tf.maximum(tf.cast(image, tf.float32), 0.0)
 
@@ -60,7 +63,7 @@ class _ExportModule(tf.Module):
         return self.encoder.encode_mean(image, psf)
 
 
-def _signatures(module: _ExportModule, names: Sequence[str], latent_dim: int, stamp_size: int):
+def _signatures(module: _ExportModule, names: Sequence[str], latent_dim: int):
     """Build the ``sample``, ``decode`` (and ``encode``) concrete functions."""
 
     def sample(**inputs):
@@ -78,7 +81,7 @@ def _signatures(module: _ExportModule, names: Sequence[str], latent_dim: int, st
     signatures["decode"] = decode.get_concrete_function()
 
     if module.encoder is not None:
-        stamp = tf.TensorSpec([None, stamp_size, stamp_size], tf.float32)
+        stamp = tf.TensorSpec([None] + module.image_shape[1:], tf.float32)
         encode = tf.function(
             lambda image, psf: {"z": module.encode(image, psf)},
             input_signature=[
@@ -111,9 +114,10 @@ def export_model(
     license: str = "MIT",
     citation: str = DEFAULT_CITATION,
     card: str | None = None,
+    bands: Sequence[dict] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write a format-1 galsim-hub model directory.
+    """Write a galsim-hub model directory: format 1, or format 2 with ``bands``.
 
     Parameters
     ----------
@@ -124,7 +128,8 @@ def export_model(
         Object with ``sample(noise, conditions) -> z``: ``noise`` is standard-normal
         ``[N, latent_dim]``, ``conditions`` the standardised ``[N, C]`` conditions.
     decoder : callable
-        ``decoder(z) -> [N, S, S, 1]`` or ``[N, S, S]`` non-negative light profiles.
+        ``decoder(z) -> [N, S, S, 1]`` or ``[N, S, S]`` non-negative light profiles
+        (``[N, S, S, B]`` with ``bands``).
     conditions : sequence of dict
         One ``{"name", "unit", "description", "min", "max"}`` per condition, in the order
         the flow expects them; ``min``/``max`` give the training range.
@@ -149,6 +154,10 @@ def export_model(
     card : str, optional
         The model card (markdown) written as ``README.md``; a minimal one is generated
         from the metadata when omitted.
+    bands : sequence of dict, optional
+        The bands of a multi-band model, in output order (``name``, ``effective_wavelength``,
+        ``zero_point``, ``bandpass``: see :func:`galsim_hub.metadata.validate_bands`); the
+        model is then written as format 2.
     overwrite : bool
         Replace an existing ``output_dir``; otherwise an existing directory is an error.
 
@@ -171,7 +180,7 @@ def export_model(
         raise ValueError("condition_mean and condition_std need one value per condition")
 
     metadata = {
-        "format": MODEL_FORMAT_VERSION,
+        "format": MODEL_FORMAT_VERSION if bands is None else MULTIBAND_FORMAT_VERSION,
         "name": name,
         "version": str(version),
         "description": description,
@@ -198,10 +207,14 @@ def export_model(
         "citation": citation,
         "created_by": f"galsim-hub {__version__}",
     }
+    if bands is not None:
+        metadata["bands"] = [{key: band[key] for key in ("name", "effective_wavelength", "zero_point", "bandpass")}
+                             for band in bands]
     validate_metadata(metadata, source=str(output_dir))
 
-    module = _ExportModule(flow, decoder, encoder, condition_mean, condition_std, stamp_size)
-    signatures = _signatures(module, names, int(latent_dim), int(stamp_size))
+    module = _ExportModule(flow, decoder, encoder, condition_mean, condition_std, stamp_size,
+                           None if bands is None else len(bands))
+    signatures = _signatures(module, names, int(latent_dim))
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))

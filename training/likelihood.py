@@ -5,7 +5,8 @@ All functions are pure TensorFlow functions on batched tensors, usable inside ``
 Conventions
 -----------
 * Images are ``[B, S, S]`` float32 arrays; PSFs are ``[B, S, S]`` with unit sum and their centre
-  at pixel ``(S // 2, S // 2)``.
+  at pixel ``(S // 2, S // 2)``. Any further leading axes (a band axis ``[B, bands, S, S]``, see
+  :func:`bands_first`) are carried through: the functions act on the last two axes.
 * A noise power spectrum ``noise_ps`` is ``[B, S, S // 2 + 1]`` in the ``rfft2`` layout and is
   normalised so that white noise of pixel variance ``v`` has ``noise_ps == v`` everywhere: it is
   the eigenvalue spectrum of the (circulant) pixel covariance matrix.
@@ -17,6 +18,7 @@ import math
 import tensorflow as tf
 
 __all__ = [
+    "bands_first",
     "psf_to_kspace",
     "convolve_with_psf",
     "pixel_log_likelihood",
@@ -34,6 +36,26 @@ def _stamp_size(images: tf.Tensor) -> int:
     if size is None or images.shape[-2] != size:
         raise ValueError(f"images must be square [B, S, S] with a static S; got shape {images.shape}")
     return int(size)
+
+
+def bands_first(images: tf.Tensor) -> tf.Tensor:
+    """Move the band axis of band-last arrays in front of the image axes.
+
+    Parameters
+    ----------
+    images : tf.Tensor
+        ``[N, S, S]`` (one band) or ``[N, S, S, bands]`` images, PSFs or ``[N, S, S // 2 + 1(,
+        bands)]`` noise power spectra, as data sets store them.
+
+    Returns
+    -------
+    tf.Tensor
+        ``[N, bands, S, S]`` (``bands = 1`` for three-dimensional input).
+    """
+    images = tf.convert_to_tensor(images, tf.float32)
+    if images.shape.rank == 3:
+        return images[:, None]
+    return tf.transpose(images, [0, 3, 1, 2])
 
 
 def psf_to_kspace(psf: tf.Tensor) -> tf.Tensor:
@@ -62,19 +84,17 @@ def convolve_with_psf(images: tf.Tensor, psf: tf.Tensor) -> tf.Tensor:
     Parameters
     ----------
     images : tf.Tensor
-        ``[B, S, S]`` (or ``[B, S, S, 1]``) light profiles.
+        ``[B, S, S]`` (or ``[B, S, S, 1]``, or ``[B, bands, S, S]``) light profiles.
     psf : tf.Tensor
-        ``[B, S, S]`` PSF images centred at ``(S // 2, S // 2)``.
+        PSF images of the same shape, centred at ``(S // 2, S // 2)``.
 
     Returns
     -------
     tf.Tensor
-        ``[B, S, S]`` convolved images. A PSF that is a delta function at the centre returns the
+        The convolved images, ``[B, S, S]`` (``[B, bands, S, S]``). A PSF that is a delta function at the centre returns the
         images unchanged.
     """
-    images = tf.convert_to_tensor(images, tf.float32)
-    if images.shape.rank == 4:
-        images = tf.squeeze(images, axis=-1)
+    images = _without_channel(images)
     size = _stamp_size(images)
     product = tf.signal.rfft2d(images) * psf_to_kspace(psf)
     return tf.signal.irfft2d(product, fft_length=[size, size])
@@ -86,14 +106,16 @@ def pixel_log_likelihood(observed: tf.Tensor, model: tf.Tensor, noise_var: tf.Te
     Parameters
     ----------
     observed, model : tf.Tensor
-        ``[B, S, S]`` observed and model (PSF-convolved) images.
+        ``[B, S, S]`` (or ``[B, bands, S, S]``) observed and model (PSF-convolved) images.
     noise_var : tf.Tensor
-        Pixel noise variance: ``[B]`` (one value per galaxy) or ``[B, S, S]`` (per pixel).
+        Pixel noise variance: ``[B]`` (one value per galaxy) or any shape that broadcasts to
+        the images (``[B, S, S]`` per pixel, ``[B, bands, 1, 1]`` per band).
 
     Returns
     -------
     tf.Tensor
-        ``[B]`` log-likelihoods, summed over pixels and including the normalisation.
+        ``[B]`` (``[B, bands]``) log-likelihoods, summed over pixels and including the
+        normalisation.
     """
     observed = tf.convert_to_tensor(observed, tf.float32)
     model = tf.convert_to_tensor(model, tf.float32)
@@ -197,16 +219,23 @@ def total_variation(images: tf.Tensor) -> tf.Tensor:
     Parameters
     ----------
     images : tf.Tensor
-        ``[B, S, S]`` or ``[B, S, S, 1]`` images.
+        ``[B, S, S]``, ``[B, S, S, 1]`` or ``[B, bands, S, S]`` images.
 
     Returns
     -------
     tf.Tensor
-        ``[B]`` total variation (zero for a constant image).
+        ``[B]`` total variation, summed over bands (zero for a constant image).
     """
+    images = _without_channel(images)
+    dy = tf.abs(images[..., 1:, :] - images[..., :-1, :])
+    dx = tf.abs(images[..., :, 1:] - images[..., :, :-1])
+    axes = list(range(1, images.shape.rank))
+    return tf.reduce_sum(dy, axis=axes) + tf.reduce_sum(dx, axis=axes)
+
+
+def _without_channel(images: tf.Tensor) -> tf.Tensor:
+    """``[B, S, S, 1]`` -> ``[B, S, S]``; other shapes unchanged."""
     images = tf.convert_to_tensor(images, tf.float32)
-    if images.shape.rank == 4:
+    if images.shape.rank == 4 and images.shape[-1] == 1:
         images = tf.squeeze(images, axis=-1)
-    dy = tf.abs(images[:, 1:, :] - images[:, :-1, :])
-    dx = tf.abs(images[:, :, 1:] - images[:, :, :-1])
-    return tf.reduce_sum(dy, axis=[-2, -1]) + tf.reduce_sum(dx, axis=[-2, -1])
+    return images

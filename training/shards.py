@@ -28,6 +28,10 @@ holds, for ``n`` galaxies on ``S x S`` stamps:
     The galaxy's COSMOS parametric fit convolved with the pixel only, and whether it has one
     (zeros where not).
 
+Multi-band data sets (``dataset.json`` has ``bands``, listed as in a model's metadata) carry
+the band as the last axis of every per-band array: ``image``, ``psf``, ``truth``
+``[n, S, S, B]``, ``noise_var`` ``[n, B]``, ``noise_ps`` ``[n, S, S // 2 + 1, B]``.
+
 """
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ from tqdm.auto import tqdm
 
 from galsim_hub._version import __version__
 from galsim_hub.errors import MetadataError
+from galsim_hub.metadata import validate_bands
 
 __all__ = ["DATASET_FORMAT", "DATASET_FILE", "read_dataset_metadata", "load_arrays", "make_tf_dataset"]
 
@@ -202,6 +207,8 @@ def read_dataset_metadata(path: str | os.PathLike) -> dict:
                                                   for f in _REQUIRED_CONDITION_FIELDS):
             raise MetadataError(f"condition {i} of {str(metadata_path)!r} must have the fields "
                                 f"{', '.join(_REQUIRED_CONDITION_FIELDS)}")
+    if "bands" in metadata:
+        validate_bands(metadata["bands"], str(metadata_path))
     missing = [s for s in metadata["shards"] if not (metadata_path.parent / s).is_file()]
     if missing:
         raise MetadataError(f"shards listed in {str(metadata_path)!r} are missing: "

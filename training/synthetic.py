@@ -20,7 +20,8 @@ from galsim_hub.training.drawing import (COSMOS_FLUX_UNITS, COSMOS_NOISE_SIGMA, 
 from galsim_hub.training.shards import (ShardWriter, check_positive_float, check_positive_int,
                                         progress_bar)
 
-__all__ = ["sample_synthetic_parameters", "synthetic_galaxy_profiles", "build_synthetic_dataset"]
+__all__ = ["sample_synthetic_parameters", "synthetic_components", "synthetic_galaxy_profiles",
+           "build_synthetic_dataset", "NoiseModel"]
 
 #: rms (pixels) of the Gaussian kernel that colours the synthetic correlated noise. White noise
 #: smoothed by it has nearest-neighbour and diagonal correlations 0.48 and 0.23, those of the
@@ -47,7 +48,7 @@ KNOT_SIGMA_ARCSEC = 0.015
 MAX_REDRAWS = 1000
 
 
-class _NoiseModel:
+class NoiseModel:
     """Stationary Gaussian pixel noise on periodic ``S x S`` stamps, white or correlated.
 
     Correlated noise is white noise circularly convolved with a Gaussian kernel normalised to
@@ -139,6 +140,39 @@ def sample_synthetic_parameters(rng: np.random.Generator, psf_hlr_arcsec: float)
     }
 
 
+def synthetic_components(params: Mapping[str, Any]) -> dict[str, galsim.GSObject]:
+    """Build the three components of one synthetic galaxy, with their F814W fluxes.
+
+    Parameters
+    ----------
+    params : dict
+        As returned by :func:`sample_synthetic_parameters`.
+
+    Returns
+    -------
+    dict of str to galsim.GSObject
+        ``bulge`` (de Vaucouleurs, half as flattened as the disc), ``disc`` (exponential,
+        without the knots' share of its flux) and ``knots`` (star-forming knots positioned by
+        `galsim.RandomKnots` and drawn as Gaussians of 0.015" rms, so that the profiles are
+        analytic in real space). Their fluxes add up to the galaxy's F814W flux (zero point
+        :data:`COSMOS_ZERO_POINT`).
+    """
+    flux = 10 ** (-0.4 * (params["mag"] - COSMOS_ZERO_POINT))
+    bulge_flux = flux * params["bulge_fraction"]
+    disc_flux = flux - bulge_flux
+    knot_flux = disc_flux * params["knot_fraction"]
+    shear = galsim.Shear(e=params["ellipticity"], beta=params["beta"] * galsim.radians)
+    bulge_shear = galsim.Shear(e=0.5 * params["ellipticity"], beta=params["beta"] * galsim.radians)
+
+    bulge = galsim.DeVaucouleurs(half_light_radius=params["bulge_hlr"], flux=bulge_flux)
+    positions = galsim.RandomKnots(params["n_knots"], half_light_radius=params["disc_hlr"],
+                                   flux=1.0, rng=galsim.BaseDeviate(params["knot_seed"])).points
+    knot = galsim.Gaussian(sigma=KNOT_SIGMA_ARCSEC, flux=knot_flux / len(positions))
+    disc = galsim.Exponential(half_light_radius=params["disc_hlr"], flux=disc_flux - knot_flux)
+    return {"bulge": bulge.shear(bulge_shear), "disc": disc.shear(shear),
+            "knots": galsim.Add([knot.shift(x, y) for x, y in positions]).shear(shear)}
+
+
 def synthetic_galaxy_profiles(params: Mapping[str, Any]) -> tuple[galsim.GSObject,
                                                                    galsim.GSObject]:
     """Build the GalSim profiles of one synthetic galaxy.
@@ -151,32 +185,18 @@ def synthetic_galaxy_profiles(params: Mapping[str, Any]) -> tuple[galsim.GSObjec
     Returns
     -------
     galaxy, smooth : galsim.GSObject
-        The galaxy (de Vaucouleurs bulge + exponential disc + knots) and the same galaxy with
-        the knot flux given back to the disc. Knots are positioned by `galsim.RandomKnots`
-        and drawn as Gaussians of 0.015" rms so that the profiles are analytic in real space.
+        The galaxy (the sum of :func:`synthetic_components`) and the same galaxy with the knot
+        flux given back to the disc.
     """
-    flux = 10 ** (-0.4 * (params["mag"] - COSMOS_ZERO_POINT))
-    bulge_flux = flux * params["bulge_fraction"]
-    disc_flux = flux - bulge_flux
-    knot_flux = disc_flux * params["knot_fraction"]
-    shear = galsim.Shear(e=params["ellipticity"], beta=params["beta"] * galsim.radians)
-    bulge_shear = galsim.Shear(e=0.5 * params["ellipticity"], beta=params["beta"] * galsim.radians)
-
-    bulge = galsim.DeVaucouleurs(half_light_radius=params["bulge_hlr"], flux=bulge_flux)
-    bulge = bulge.shear(bulge_shear)
-    positions = galsim.RandomKnots(params["n_knots"], half_light_radius=params["disc_hlr"],
-                                   flux=1.0, rng=galsim.BaseDeviate(params["knot_seed"])).points
-    knot = galsim.Gaussian(sigma=KNOT_SIGMA_ARCSEC, flux=knot_flux / len(positions))
-    knots = galsim.Add([knot.shift(x, y) for x, y in positions]).shear(shear)
-    disc_profile = galsim.Exponential(half_light_radius=params["disc_hlr"]).shear(shear)
-
-    galaxy = galsim.Add([bulge, disc_profile.withFlux(disc_flux - knot_flux), knots])
-    smooth = galsim.Add([bulge, disc_profile.withFlux(disc_flux)])
+    components = synthetic_components(params)
+    disc, knots = components["disc"], components["knots"]
+    galaxy = galsim.Add([components["bulge"], disc, knots])
+    smooth = galsim.Add([components["bulge"], disc.withFlux(disc.flux + knots.flux)])
     return galaxy, smooth
 
 
 def _synthetic_example(ident: int, seed: int, psf: galsim.GSObject, psf_array: np.ndarray,
-                       psf_hlr: float, noise: _NoiseModel, stamp_size: int,
+                       psf_hlr: float, noise: NoiseModel, stamp_size: int,
                        pixel_scale: float) -> dict:
     """Draw galaxy ``ident`` of a synthetic data set, redrawing those that overflow the stamp."""
     rng = np.random.default_rng([seed, ident])
@@ -239,7 +259,7 @@ def build_synthetic_dataset(out_dir: str | os.PathLike, n_examples: int, *, stam
         Pixel noise rms; default :data:`COSMOS_NOISE_SIGMA`, the HST/ACS COSMOS level. 0 gives
         noiseless images.
     correlated_noise : bool, optional
-        Colour the noise with an ACS-like correlation (see :class:`_NoiseModel`).
+        Colour the noise with an ACS-like correlation (see :class:`NoiseModel`).
     seed : int, optional
         Seed of the whole data set.
     shard_size : int, optional
@@ -280,7 +300,7 @@ def build_synthetic_dataset(out_dir: str | os.PathLike, n_examples: int, *, stam
 
     psf_array = draw_psf_array(psf_profile, stamp_size, pixel_scale)
     psf_hlr = psf_profile.calculateHLR(scale=pixel_scale / 4, size=stamp_size * 4)
-    noise = _NoiseModel(noise_sigma, stamp_size, correlated_noise)
+    noise = NoiseModel(noise_sigma, stamp_size, correlated_noise)
     writer = ShardWriter(out_dir, shard_size, overwrite)
     with progress_bar(n_examples, progress, "synthetic galaxies") as bar:
         for ident in range(n_examples):

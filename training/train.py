@@ -152,6 +152,8 @@ def build_dataset(config: TrainingConfig, work_dir: str | Path, overwrite: bool 
         catalog_dir = Path(d.catalog_dir).expanduser() if d.catalog_dir else None
         data.build_cosmos_dataset(out_dir, catalog_dir, max_galaxies=d.n_examples, **common,
                                   **dict(d.options))
+    elif d.source == "chromatic":
+        data.build_chromatic_dataset(out_dir, d.n_examples, **common, **dict(d.options))
     else:
         data.build_synthetic_dataset(out_dir, d.n_examples, psf=d.psf, noise_sigma=d.noise_sigma,
                                      **common, **dict(d.options))
@@ -168,7 +170,8 @@ def _check_dataset(config: TrainingConfig, metadata: dict, dataset_dir: Path) ->
 
 def _image_scale_from_data(batch: dict) -> float:
     """Flux scale of the VAE: the median peak pixel of a batch of training stamps."""
-    peaks = np.max(batch["image"].numpy(), axis=(1, 2))
+    images = batch["image"].numpy()
+    peaks = np.max(images.reshape(len(images), -1), axis=1)
     scale = float(np.median(peaks))
     if not math.isfinite(scale) or scale <= 0:
         raise TrainingDivergedError(
@@ -185,12 +188,18 @@ def _vae_loss_fn(vae: VAE, config: TrainingConfig):
     def loss_terms(batch, noise, kl_weight):
         mean, log_scale = vae.encode(batch["image"], batch["psf"])
         z = mean + tf.exp(log_scale) * noise
-        profile = vae.decode(z)[..., 0]
-        observed_model = lk.convolve_with_psf(profile, batch["psf"])
+        # Every band in its own plane, [N, B, S, S]: the likelihood sums the bands, each with
+        # its own PSF and noise.
+        profile = lk.bands_first(vae.decode(z))
+        observed = lk.bands_first(batch["image"])
+        observed_model = lk.convolve_with_psf(profile, lk.bands_first(batch["psf"]))
         if use_fourier:
-            log_likelihood = lk.fourier_log_likelihood(batch["image"], observed_model, batch["noise_ps"])
+            log_likelihood = lk.fourier_log_likelihood(observed, observed_model,
+                                                       lk.bands_first(batch["noise_ps"]))
         else:
-            log_likelihood = lk.pixel_log_likelihood(batch["image"], observed_model, batch["noise_var"])
+            noise_var = tf.reshape(batch["noise_var"], [tf.shape(observed)[0], -1, 1, 1])
+            log_likelihood = lk.pixel_log_likelihood(observed, observed_model, noise_var)
+        log_likelihood = tf.reduce_sum(log_likelihood, axis=-1)
         kl = lk.free_bits_kl(lk.gaussian_kl_divergence(mean, log_scale), v.free_bits)
         tv = lk.total_variation(profile)
         nll = -tf.reduce_mean(log_likelihood)
@@ -345,7 +354,7 @@ def train_vae(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | P
         scale = saved.get("image_scale")
     else:
         scale = _image_scale_from_data(first_batch) if v.image_scale is None else v.image_scale
-    architecture = config.vae_architecture(image_scale=scale)
+    architecture = config.vae_architecture(image_scale=scale, n_bands=len(metadata.get("bands") or [None]))
     restore = _prepare_checkpoint_dir(directory, architecture, resume, "VAE", history_file)
 
     keras.utils.set_random_seed(v.seed)
@@ -544,7 +553,7 @@ def export(config: TrainingConfig, work_dir: str | Path, out_dir: str | Path,
         pixel_scale=float(metadata["pixel_scale"]), name=e.name, version=e.version,
         condition_mean=normalisation["condition_mean"], condition_std=normalisation["condition_std"],
         zero_point=zero_point, training=training, description=e.description, license=e.license,
-        citation=e.citation, overwrite=overwrite, **optional,
+        citation=e.citation, bands=metadata.get("bands"), overwrite=overwrite, **optional,
     )
 
 

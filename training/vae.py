@@ -73,7 +73,7 @@ class Encoder(keras.Model):
 
     def __init__(self, stamp_size: int, latent_dim: int, num_stages: int, base_depth: int,
                  max_depth: int, blocks_per_stage: int = 1, activation: str = "elu",
-                 image_scale: float = 1.0, **kwargs):
+                 image_scale: float = 1.0, n_bands: int = 1, **kwargs):
         super().__init__(**kwargs)
         _check_architecture(stamp_size, num_stages)
         self.stamp_size = stamp_size
@@ -97,14 +97,14 @@ class Encoder(keras.Model):
         self.head = keras.layers.Dense(2 * latent_dim)
 
     def call(self, inputs):
-        """``inputs = (image, psf)``, each ``[N, S, S(, 1)]`` -> ``(mean, log_scale)`` ``[N, latent_dim]``.
+        """``inputs = (image, psf)``, each ``[N, S, S(, bands)]`` -> ``(mean, log_scale)`` ``[N, latent_dim]``.
 
         One tuple argument, so that SavedModel export can trace the layer.
         """
         image, psf = inputs
         image = _with_channel(image) / self.image_scale
         psf = _with_channel(psf)
-        psf = psf / tf.reduce_max(psf, axis=[1, 2, 3], keepdims=True)
+        psf = psf / tf.reduce_max(psf, axis=[1, 2], keepdims=True)
         x = tf.concat([self.image_stem(image), self.psf_stem(psf)], axis=-1)
         x = self.merge(self.activation(x))
         for blocks, down in zip(self.stage_blocks, self.downsamplers):
@@ -119,14 +119,14 @@ class Encoder(keras.Model):
 
 
 class Decoder(keras.Model):
-    """Latent code -> non-negative light profile ``[N, S, S, 1]`` (softplus times ``image_scale``).
+    """Latent code -> non-negative light profiles ``[N, S, S, n_bands]`` (softplus times ``image_scale``).
 
     Parameters mirror :class:`Encoder`.
     """
 
     def __init__(self, stamp_size: int, latent_dim: int, num_stages: int, base_depth: int,
                  max_depth: int, blocks_per_stage: int = 1, activation: str = "elu",
-                 image_scale: float = 1.0, **kwargs):
+                 image_scale: float = 1.0, n_bands: int = 1, **kwargs):
         super().__init__(**kwargs)
         _check_architecture(stamp_size, num_stages)
         self.stamp_size = stamp_size
@@ -149,11 +149,11 @@ class Decoder(keras.Model):
         ]
         # Start faint (softplus(-3) = 0.05 of image_scale per pixel): a bright flat start makes
         # the first updates push the softplus into saturation, where it never recovers.
-        self.to_image = keras.layers.Conv2D(1, 3, padding="same",
+        self.to_image = keras.layers.Conv2D(n_bands, 3, padding="same",
                                             bias_initializer=keras.initializers.Constant(-3.0))
 
     def call(self, z):
-        """Return the ``[N, S, S, 1]`` light profiles of codes ``z`` ``[N, latent_dim]``."""
+        """Return the ``[N, S, S, n_bands]`` light profiles of codes ``z`` ``[N, latent_dim]``."""
         x = self.project(tf.convert_to_tensor(z, tf.float32))
         x = tf.reshape(x, [-1, self.bottom_size, self.bottom_size, self.bottom_depth])
         for conv, blocks in zip(self.stage_convs, self.stage_blocks):
@@ -189,6 +189,9 @@ class VAE(keras.Model):
         Keras activation name.
     image_scale : float
         Flux scale of the images: inputs are divided and outputs multiplied by it.
+    n_bands : int
+        Bands of the images: the encoder reads ``[N, S, S, n_bands]`` stamps and PSFs, the
+        decoder writes ``[N, S, S, n_bands]`` profiles, one morphology in every band.
 
     Examples
     --------
@@ -199,7 +202,7 @@ class VAE(keras.Model):
 
     def __init__(self, stamp_size: int, latent_dim: int = 16, num_stages: int = 7,
                  base_depth: int = 16, max_depth: int = 512, blocks_per_stage: int = 1,
-                 activation: str = "elu", image_scale: float = 1.0, **kwargs):
+                 activation: str = "elu", image_scale: float = 1.0, n_bands: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.architecture = {
             "stamp_size": int(stamp_size),
@@ -210,15 +213,17 @@ class VAE(keras.Model):
             "blocks_per_stage": int(blocks_per_stage),
             "activation": activation,
             "image_scale": float(image_scale),
+            "n_bands": int(n_bands),
         }
+        self.n_bands = int(n_bands)
         self.stamp_size = int(stamp_size)
         self.latent_dim = int(latent_dim)
         self.encoder = Encoder(**self.architecture)
         self.decoder = Decoder(**self.architecture)
         size = self.stamp_size
-        delta_psf = np.zeros((1, size, size), np.float32)
+        delta_psf = np.zeros((1, size, size, self.n_bands), np.float32)
         delta_psf[0, size // 2, size // 2] = 1.0
-        self.reconstruct(np.zeros((1, size, size), np.float32), delta_psf)  # create the variables
+        self.reconstruct(np.zeros_like(delta_psf), delta_psf)  # create the variables
         self.built = True
 
     @classmethod
@@ -235,16 +240,16 @@ class VAE(keras.Model):
         return self.encoder((image, psf))[0]
 
     def decode(self, z):
-        """Non-negative light profiles ``[N, S, S, 1]`` of codes ``z``."""
+        """Non-negative light profiles ``[N, S, S, n_bands]`` of codes ``z``."""
         return self.decoder(z)
 
     def reconstruct(self, image, psf, sample: bool = False, seed=None):
-        """Deconvolved reconstructions ``[N, S, S]`` of noisy images.
+        """Deconvolved reconstructions ``[N, S, S]`` (``[N, S, S, n_bands]``) of noisy images.
 
         Parameters
         ----------
         image, psf : array_like
-            ``[N, S, S]`` noisy convolved stamps and their PSFs.
+            ``[N, S, S]`` (``[N, S, S, n_bands]``) noisy convolved stamps and their PSFs.
         sample : bool
             Decode a posterior sample instead of the posterior mean.
         seed : int or tf.Tensor, optional
@@ -257,7 +262,8 @@ class VAE(keras.Model):
             if isinstance(seed, int):
                 seed = [seed, 0]
             z = mean + tf.exp(log_scale) * tf.random.stateless_normal(tf.shape(mean), seed)
-        return self.decode(z)[..., 0]
+        profiles = self.decode(z)
+        return profiles[..., 0] if self.n_bands == 1 else profiles
 
     def call(self, inputs):
         """``inputs = (image, psf)`` -> reconstructions ``[N, S, S]`` (posterior mean)."""
