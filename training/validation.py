@@ -17,7 +17,8 @@ one (mean difference, Wasserstein distance, Kolmogorov-Smirnov statistic), the p
 size and magnitude residuals of mock versus real are binned in the conditions, figures are
 drawn and a markdown report lists the targets with PASS/FAIL. Bootstrap resamples of the
 galaxies give the uncertainties; with the model's training set, a memorisation check tells
-whether mocks copy training galaxies (:mod:`.memorisation`).
+whether mocks copy training galaxies (:mod:`.memorisation`). Multi-band data sets go to
+:mod:`.multiband_validation` (per-band sizes and shapes, colours, colour gradients, size ratios).
 
 Command line::
 
@@ -104,7 +105,10 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
                    n_bootstrap: int = 500, out_of_range: str = "clip") -> dict[str, Any]:
     """Validate a generative model against a held-out data set and write the results.
 
-    Two kinds of data set are understood:
+    Multi-band data sets (with ``bands`` in their ``dataset.json``) are validated by
+    :func:`galsim_hub.training.multiband_validation.run_multiband_validation` (``psf``,
+    ``noise_sigma``, ``reconstructions`` and ``train_data`` do not apply; ``n_morph`` None skips
+    statmorph). Two kinds of single-band data set are understood:
 
     - synthetic ones (with ``truth`` and ``truth_smooth``): ``real`` is the noiseless truth and
       ``parametric`` its knot-free counterpart, both drawn with the PSF and noise below;
@@ -165,6 +169,17 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
 
     data_dir = Path(data_dir)
     metadata = read_dataset_metadata(data_dir)
+    if metadata.get("bands"):  # a multi-band data set: colours, gradients, per-band sizes
+        from galsim_hub.training.multiband_validation import run_multiband_validation
+
+        given = [name for name, value in (("psf", psf), ("noise_sigma", noise_sigma),
+                                          ("reconstructions", reconstructions), ("train_data", train_data))
+                 if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} do not apply to multi-band data sets ({data_dir} has bands): "
+                             "each band is drawn with its own data set PSF and noise")
+        return run_multiband_validation(model, data_dir, out_dir, n=n, seed=seed, n_jobs=n_jobs, n_morph=n_morph,
+                                        n_bootstrap=n_bootstrap, out_of_range=out_of_range)
     names = _condition_names(metadata)
     pixel_scale = float(metadata["pixel_scale"])
     stamp_size = int(metadata["stamp_size"])
@@ -189,6 +204,9 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
         model = galsim_hub.GenerativeGalaxyModel(handle)
     else:
         handle = getattr(model, "handle", type(model).__name__)
+    if getattr(model, "bands", None):
+        raise MetadataError(f"{handle} is a multi-band model (bands {list(model.bands)}) but data set {data_dir} "
+                            "has no 'bands': validate it against a multi-band data set (training.chromatic)")
     missing = [q for q in model.quantities if q not in names]
     if missing:
         raise CatalogError(f"the model needs conditions {missing} that data set {data_dir} does not have ({names})")
@@ -329,7 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=None, help="number of galaxies (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--jobs", type=int, default=1, help="processes for statmorph (default: 1)")
-    parser.add_argument("--n-morph", type=int, default=None, help="galaxies measured with statmorph (default: all)")
+    parser.add_argument("--n-morph", type=int, default=None,
+                        help="galaxies measured with statmorph (default: all; multi-band data sets: none)")
     parser.add_argument("--train-data", default=None,
                         help="the model's training data set: adds the memorisation check")
     parser.add_argument("--bootstrap", type=int, default=500,
