@@ -8,6 +8,7 @@ Usage::
     python -m galsim_hub.training export   --config CFG.yaml --work-dir DIR [--out MODEL_DIR]
     python -m galsim_hub.training all      --config CFG.yaml --work-dir DIR [--out MODEL_DIR]
     python -m galsim_hub.training validate ...   (see ``validate --help``)
+    python -m galsim_hub.training aegis MODEL --aegis-dir DIR --out DIR   (see ``aegis --help``)
 
 ``flow`` encodes the training set with the trained VAE first (``DIR/latents.npz``).
 """
@@ -27,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m galsim_hub.training",
         usage="%(prog)s {dataset,vae,flow,export,all} --config CFG --work-dir DIR [options]\n"
-              "       %(prog)s validate MODEL --data DIR --out DIR [options]  (see validate --help)",
+              "       %(prog)s validate MODEL --data DIR --out DIR [options]  (see validate --help)\n"
+              "       %(prog)s aegis MODEL --aegis-dir DIR --out DIR [options]  (see aegis --help)",
         description="Train, export and validate galsim-hub generative galaxy models.",
     )
     parser.add_argument("stage", choices=STAGES, help="what to run")
@@ -49,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from galsim_hub.training.validation import main as validate_main
 
         return validate_main(argv[1:])
+    if argv and argv[0] == "aegis":
+        from galsim_hub.training.aegis import main as aegis_main
+
+        return aegis_main(argv[1:])
     args = _parser().parse_args(argv)
     from galsim_hub.training import train
     from galsim_hub.training.config import load_config
