@@ -194,11 +194,11 @@ def _gradient_verdicts(colour_comparison: Table, correlations: Mapping[str, floa
         column = f"grad_{blue}_{red}"
         mock, flat = comparison[("mock", column)], comparison[("no_gradient", column)]
         truth_mean, truth_err = mock["mean_truth"], mock["mean_truth_err"]
-        significant = abs(truth_mean) > 3 * truth_err if np.isfinite(truth_err) else False
+        significant = abs(truth_mean) > 2 * truth_err if np.isfinite(truth_err) else False
         close = abs(mock["mean_diff"]) < COLOUR_TARGETS["mean_gradient"]
         better = _closer(mock, flat)
         if not significant:
-            verdict = "the truth has no significant mean gradient: this sample cannot tell"
+            verdict = "the truth has no mean gradient at 2 sigma: this sample cannot tell"
         elif close and better:
             verdict = "LEARNT (mean gradient within tolerance, closer to the truth than no gradient by > 2 sigma)"
         elif better:
