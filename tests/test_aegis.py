@@ -87,6 +87,7 @@ def test_mocks_reproduce_conditioned_colours_and_their_size_ratio(tmp_path):
     assert text.count("\n| 2") + text.count("\n| 1") + text.count("\n| 9") == 5 and "sanity check" in text
     numbers = json.loads((tmp_path / "aegis.json").read_text())
     assert [g["ident"] for g in numbers["galaxies"]] == IDENTS
+    assert (tmp_path / "aegis.png").read_bytes()[:4] == b"\x89PNG" and "aegis.png" in text
 
 
 def test_missing_conditions_come_from_the_nearest_reference_rows():

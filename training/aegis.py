@@ -215,7 +215,8 @@ def run_aegis_check(model: Any, aegis_dir: str | Path, out_dir: str | Path | Non
         (stamp), ``color_mock`` (median of the mocks) and ``color_mock_lo``/``_hi`` (16th/84th
         percentiles), ``ratio_real``, ``ratio_mock`` (``_lo``, ``_hi``), ``hsm_ratio_real``,
         ``hsm_ratio_mock``, ``flux_radius`` (the condition, model pixels), ``clipped``
-        (conditions outside the model's range), and in ``meta`` the filling note.
+        (conditions outside the model's range), and in ``meta`` the filling note. ``out_dir``
+        also gets ``aegis.png``: each galaxy's real stamps and its first mock in both bands.
     """
     if isinstance(model, (str, Path)):
         import galsim_hub
@@ -241,7 +242,7 @@ def run_aegis_check(model: Any, aegis_dir: str | Path, out_dir: str | Path | Non
         reference = Table(load_arrays(data, keys=["conditions"])["conditions"], names=names)
     ranges = {c["name"]: (c.get("min", -np.inf), c.get("max", np.inf)) for c in model.metadata["conditions"]}
     rng = np.random.default_rng(seed)
-    rows, notes = [], set()
+    rows, notes, stamps = [], set(), []
     for index, galaxy in enumerate(read_aegis(aegis_dir)):
         scale = galaxy["pixel_scale"]
         v, i = galaxy["bands"]["f606w"], galaxy["bands"]["f814w"]
@@ -260,9 +261,10 @@ def run_aegis_check(model: Any, aegis_dir: str | Path, out_dir: str | Path | Non
             mocks = model.sample(cat, seed=int(seed) * 1000 + index + 1)
         psfs = {b: galsim.InterpolatedImage(galsim.Image(galaxy["bands"][b]["psf"], scale=scale), flux=1.0)
                 for b in AEGIS_BANDS}
-        measured = [measure_pair(_draw(m.images["f606w"], psfs["f606w"], v["image"].shape, scale, sigmas[0], rng),
-                                 _draw(m.images["f814w"], psfs["f814w"], i["image"].shape, scale, sigmas[1], rng),
-                                 *sigmas, zp) for m in mocks]
+        drawn = [(_draw(m.images["f606w"], psfs["f606w"], v["image"].shape, scale, sigmas[0], rng),
+                  _draw(m.images["f814w"], psfs["f814w"], i["image"].shape, scale, sigmas[1], rng)) for m in mocks]
+        measured = [measure_pair(*pair, *sigmas, zp) for pair in drawn]
+        stamps.append((galaxy["ident"], (v["image"], i["image"]), drawn[0], sigmas))
         row = {"ident": galaxy["ident"], "mag_f814w": i["mag"], "color_mag": known["color_f606w_f814w"],
                "color_real": real["color"], "ratio_real": real["ratio"], "hsm_ratio_real": real["hsm_ratio"],
                "flux_radius": known["flux_radius"]}
@@ -280,8 +282,38 @@ def run_aegis_check(model: Any, aegis_dir: str | Path, out_dir: str | Path | Non
                        "filled": "; ".join(sorted(notes)), "n_mocks": int(n_mocks), "seed": int(seed),
                        "zero_points": f"f606w {zp[0]:.4f}, f814w {zp[1]:.4f} (the model's)"})
     if out_dir is not None:
+        _figure(stamps, Path(out_dir))
         write_aegis_report(table, out_dir)
     return table
+
+
+def _figure(stamps: list, out_dir: Path) -> Path:
+    """``aegis.png``: each galaxy's real F606W and F814W stamps and its first mock's, same stretch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(4, len(stamps), figsize=(2.0 * len(stamps), 8.0), squeeze=False)
+    for column, (ident, real, mock, sigmas) in enumerate(stamps):
+        for row, (image, sigma, label) in enumerate(((real[0], sigmas[0], "real F606W"),
+                                                     (real[1], sigmas[1], "real F814W"),
+                                                     (mock[0], sigmas[0], "mock F606W"),
+                                                     (mock[1], sigmas[1], "mock F814W"))):
+            ax = axes[row, column]
+            ax.imshow(np.arcsinh(image / (2 * sigma)), origin="lower", cmap="gray", vmin=-1,
+                      vmax=float(np.arcsinh(real[1].max() / (2 * sigmas[1]))))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if column == 0:
+                ax.set_ylabel(label)
+        axes[0, column].set_title(str(ident), fontsize="small")
+    fig.tight_layout()
+    path = out_dir / "aegis.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
 
 
 def aegis_markdown(table: Table) -> str:
@@ -313,7 +345,7 @@ def write_aegis_report(table: Table, out_dir: str | Path) -> Path:
              "bands' footprints grown by 3 px, half-light radii from the curve of growth in that aperture about "
              "the F814W centroid, HSM sigma ratio", "",
              "Five galaxies: a sanity check, not a statistic. Mock columns: median [16th, 84th percentile].", "",
-             aegis_markdown(table), ""]
+             aegis_markdown(table), "", "![aegis](aegis.png)", ""]
     path = out_dir / "aegis.md"
     path.write_text("\n".join(lines))
     rows = [{name: (None if isinstance(row[name], (float, np.floating)) and not np.isfinite(row[name])

@@ -298,8 +298,8 @@ def compare_colours(truth: Table, others: Mapping[str, Table], columns: Sequence
         ``mean_other``, ``mean_diff`` (other - truth), ``mean_diff_err`` (bootstrap standard
         deviation), ``mean_truth_err`` (bootstrap standard deviation of the truth mean),
         ``scatter_truth``, ``scatter_other``, ``scatter_diff`` (standard deviation of the
-        per-galaxy difference) and ``scatter_other_err``. Rows with a NaN in either sample are
-        left out.
+        per-galaxy difference), ``scatter_other_err`` and ``scatter_diff_err`` (bootstrap standard
+        deviations). Rows with a NaN in either sample are left out.
     """
     rng = np.random.default_rng(rng)
     n_rows = len(truth)
@@ -323,11 +323,11 @@ def compare_colours(truth: Table, others: Mapping[str, Table], columns: Sequence
                 errors = np.full(6, math.nan)
             n_ok = int((np.isfinite(t) & np.isfinite(o)).sum())
             rows.append((sample, column, n_ok, values[0], values[1], values[2], float(errors[2]),
-                         float(errors[0]), values[3], values[4], values[5], float(errors[4])))
+                         float(errors[0]), values[3], values[4], values[5], float(errors[4]), float(errors[5])))
     return Table(rows=rows, names=("sample", "statistic", "n", "mean_truth", "mean_other", "mean_diff",
                                    "mean_diff_err", "mean_truth_err", "scatter_truth", "scatter_other",
-                                   "scatter_diff", "scatter_other_err"),
-                 dtype=(str, str, int) + (float,) * 9)
+                                   "scatter_diff", "scatter_other_err", "scatter_diff_err"),
+                 dtype=(str, str, int) + (float,) * 10)
 
 
 # ----------------------------------------------------------------------------------------

@@ -154,7 +154,7 @@ def evaluate_multiband_targets(band_comparisons: Mapping[str, Table], band_resid
         limit = COLOUR_TARGETS["color_scatter"]
         targets.append(_target(f"color_scatter_{blue}_{red}", f"scatter of the per-galaxy {blue} - {red} colour "
                                "residual, mock - truth (mag)", mock["scatter_diff"], f"< {limit:g}",
-                               mock["scatter_diff"] < limit))
+                               mock["scatter_diff"] < limit, mock["scatter_diff_err"]))
     for blue, red in colour_pairs(bands):
         mock = comparison[("mock", f"grad_{blue}_{red}")]
         flat = comparison[("no_gradient", f"grad_{blue}_{red}")]
