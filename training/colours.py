@@ -128,7 +128,13 @@ def half_light_radius(image: np.ndarray, centre: tuple[float, float] | None = No
     total = float(image.sum()) if total is None else float(total)
     if not total > 0:
         return math.nan
-    radii, enclosed = curve_of_growth(image, centre, oversample)
+    return _half_light(*curve_of_growth(image, centre, oversample), total)
+
+
+def _half_light(radii: np.ndarray, enclosed: np.ndarray, total: float) -> float:
+    """First radius where the curve of growth ``enclosed(radii)`` reaches ``total / 2``."""
+    if not total > 0:
+        return math.nan
     above = np.flatnonzero(enclosed >= 0.5 * total)
     if len(above) == 0:
         return math.nan
@@ -201,8 +207,13 @@ def measure_colours(images: Any, bands: Sequence[str], zero_points: Sequence[flo
     outer = np.full((n, len(bands)), math.nan)
     for i in range(n):
         centre = centroid(stack[i, ..., ref])
+        radii = _subpixel_radii(stack.shape[1:3], centre, oversample).ravel()
+        order = np.argsort(radii, kind="stable")
+        radii = radii[order]
+        pixel_of = order // (oversample * oversample)  # sub-pixel -> pixel (row-major)
         for b in range(len(bands)):
-            hlr[i, b] = half_light_radius(stack[i, ..., b], centre, oversample=oversample)
+            values = stack[i, ..., b].ravel() / oversample**2
+            hlr[i, b] = _half_light(radii, np.cumsum(values[pixel_of]), float(stack[i, ..., b].sum()))
         if np.isfinite(hlr[i, ref]):
             weights = aperture_weights(stack.shape[1:3], centre, hlr[i, ref], oversample)
             inside = np.einsum("yx,yxb->b", weights, stack[i])
