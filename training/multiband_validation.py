@@ -186,8 +186,8 @@ def _closer(mock: Mapping[str, float], flat: Mapping[str, float]) -> bool:
 
 
 def _gradient_verdicts(colour_comparison: Table, correlations: Mapping[str, float],
-                       bands: Sequence[str]) -> list[str]:
-    """One sentence per colour: did the mocks reproduce the truth's colour gradients?"""
+                       bands: Sequence[str], reference: str) -> list[str]:
+    """One sentence per colour and per size ratio: did the mocks reproduce the truth's gradients?"""
     comparison = {(row["sample"], row["statistic"]): row for row in colour_comparison}
     lines = []
     for blue, red in colour_pairs(bands):
@@ -207,8 +207,21 @@ def _gradient_verdicts(colour_comparison: Table, correlations: Mapping[str, floa
         else:
             verdict = "NOT learnt (not significantly closer to the truth than a population without gradients)"
         lines.append(f"- {blue} - {red}: truth {truth_mean:+.3f} ± {truth_err:.3f} mag, mock "
-                     f"{mock['mean_other']:+.3f} ± {mock['mean_diff_err']:.3f}, no_gradient {flat['mean_other']:+.3f}; "
+                     f"{mock['mean_other']:+.3f} (mock - truth {mock['mean_diff']:+.3f} ± {mock['mean_diff_err']:.3f}), "
+                     f"no_gradient {flat['mean_other']:+.3f}; "
                      f"per-galaxy correlation mock/truth r = {correlations.get(column, math.nan):.2f}: {verdict}.")
+    for band in bands:
+        column = f"ratio_{band}"
+        if ("mock", column) not in comparison:
+            continue
+        mock = comparison[("mock", column)]
+        limit = COLOUR_TARGETS["mean_size_ratio"]
+        offset = mock["mean_other"] / mock["mean_truth"] - 1 if mock["mean_truth"] else math.nan
+        away_from_one = abs(mock["mean_truth"] - 1) > 2 * mock["mean_truth_err"]
+        verdict = ("within tolerance" if abs(offset) < limit else f"off by {offset:+.1%}") + (
+            "" if away_from_one else "; the truth's ratio is 1 at 2 sigma, so this cannot tell")
+        lines.append(f"- size ratio r_{band}/r_{reference}: truth {mock['mean_truth']:.3f} ± {mock['mean_truth_err']:.3f}, "
+                     f"mock {mock['mean_other']:.3f}, no_gradient 1: {verdict}.")
     return lines
 
 
@@ -362,7 +375,7 @@ def run_multiband_validation(model: Any, data_dir: str | Path, out_dir: str | Pa
         "colour_comparison": colour_comparison,
         "gradient_correlation": correlations,
         "targets": targets,
-        "verdicts": _gradient_verdicts(colour_comparison, correlations, names),
+        "verdicts": _gradient_verdicts(colour_comparison, correlations, names, reference),
         "gallery": {"truth": truth[:GALLERY_SIZE], "mock": mock[:GALLERY_SIZE], "zero_points": zero_points,
                     "reference": ref},
     }
