@@ -207,7 +207,8 @@ def _gradient_verdicts(colour_comparison: Table, correlations: Mapping[str, floa
         else:
             verdict = "NOT learnt (not significantly closer to the truth than a population without gradients)"
         lines.append(f"- {blue} - {red}: truth {truth_mean:+.3f} ± {truth_err:.3f} mag, mock "
-                     f"{mock['mean_other']:+.3f} (mock - truth {mock['mean_diff']:+.3f} ± {mock['mean_diff_err']:.3f}), "
+                     f"{mock['mean_other']:+.3f} (mock - truth {mock['mean_diff']:+.3f} ± "
+                     f"{mock['mean_diff_err']:.3f}), "
                      f"no_gradient {flat['mean_other']:+.3f}; "
                      f"per-galaxy correlation mock/truth r = {correlations.get(column, math.nan):.2f}: {verdict}.")
     for band in bands:
@@ -220,7 +221,8 @@ def _gradient_verdicts(colour_comparison: Table, correlations: Mapping[str, floa
         away_from_one = abs(mock["mean_truth"] - 1) > 2 * mock["mean_truth_err"]
         verdict = ("within tolerance" if abs(offset) < limit else f"off by {offset:+.1%}") + (
             "" if away_from_one else "; the truth's ratio is 1 at 2 sigma, so this cannot tell")
-        lines.append(f"- size ratio r_{band}/r_{reference}: truth {mock['mean_truth']:.3f} ± {mock['mean_truth_err']:.3f}, "
+        lines.append(f"- size ratio r_{band}/r_{reference}: truth {mock['mean_truth']:.3f} ± "
+                     f"{mock['mean_truth_err']:.3f}, "
                      f"mock {mock['mean_other']:.3f}, no_gradient 1: {verdict}.")
     return lines
 
@@ -343,7 +345,8 @@ def run_multiband_validation(model: Any, data_dir: str | Path, out_dir: str | Pa
                                 pixel_scale=float(model.pixel_scale)),
         "no_gradient": measure_colours(no_gradient_profiles(truth, ref), names, zero_points, reference=reference,
                                        pixel_scale=pixel_scale)}
-    colour_columns = ([f"color_{a}_{b}" for a, b in colour_pairs(names)] + [f"grad_{a}_{b}" for a, b in colour_pairs(names)]
+    pairs = colour_pairs(names)
+    colour_columns = ([f"color_{a}_{b}" for a, b in pairs] + [f"grad_{a}_{b}" for a, b in pairs]
                       + [f"ratio_{b}" for b in names if b != reference])
     colour_comparison = compare_colours(colour_tables["truth"], {"mock": colour_tables["mock"],
                                                                  "no_gradient": colour_tables["no_gradient"]},
