@@ -75,20 +75,35 @@ def test_real_stamp_colours_follow_the_catalog_magnitudes():
 
 
 def test_mocks_reproduce_conditioned_colours_and_their_size_ratio(tmp_path):
-    table = aegis.run_aegis_check(AnalyticModel(), AEGIS_DIR, tmp_path, n_mocks=4, seed=3)
+    # White noise: precise enough to check the colours to 0.1 mag with 4 mocks.
+    table = aegis.run_aegis_check(AnalyticModel(), AEGIS_DIR, None, n_mocks=4, seed=3, correlated=False)
     assert list(table["ident"]) == IDENTS and list(table["n_mocks"]) == [4] * 5
     np.testing.assert_allclose(table["color_mock"], table["color_mag"], atol=0.1)
     np.testing.assert_allclose(table["ratio_mock"], 1.0, atol=0.1)
     assert (table["color_mock_lo"] <= table["color_mock"]).all()
     assert (table["color_mock"] <= table["color_mock_hi"]).all()
-    larger = aegis.run_aegis_check(AnalyticModel(ratio=1.4), AEGIS_DIR, None, n_mocks=4, seed=3)
+    larger = aegis.run_aegis_check(AnalyticModel(ratio=1.4), AEGIS_DIR, None, n_mocks=4, seed=3, correlated=False)
     assert (larger["ratio_mock"] > 1.15).all() and (larger["hsm_ratio_mock"] > 1.1).all()
-    assert "condition_mean" in table.meta["filled"]
+    assert "condition_mean" in table.meta["filled"] and table.meta["noise"].startswith("white")
+    # The real correlated noise (the default) is noisier: faint galaxies scatter by ~0.15 mag.
+    table = aegis.run_aegis_check(AnalyticModel(), AEGIS_DIR, tmp_path, n_mocks=6, seed=3)
+    assert table.meta["noise"].startswith("correlated")
+    np.testing.assert_allclose(table["color_mock"], table["color_mag"], atol=0.25)
+    np.testing.assert_allclose(table["ratio_mock"], 1.0, atol=0.15)
     text = (tmp_path / "aegis.md").read_text()
     assert text.count("\n| 2") + text.count("\n| 1") + text.count("\n| 9") == 5 and "sanity check" in text
     numbers = json.loads((tmp_path / "aegis.json").read_text())
     assert [g["ident"] for g in numbers["galaxies"]] == IDENTS
     assert (tmp_path / "aegis.png").read_bytes()[:4] == b"\x89PNG" and "aegis.png" in text
+
+
+def test_correlated_noise_has_the_real_variance_and_correlation():
+    noise = aegis.correlated_noise(AEGIS_DIR / "acs_I_unrot_sci_cf.fits", 7e-6, rng=galsim.BaseDeviate(5))
+    image = galsim.ImageD(200, 200, scale=0.03)
+    image.addNoise(noise)
+    pixels = image.array
+    assert pixels.std() == pytest.approx(7e-6 ** 0.5, rel=0.05)
+    assert 0.35 < np.corrcoef(pixels[:, 1:].ravel(), pixels[:, :-1].ravel())[0, 1] < 0.6
 
 
 def test_missing_conditions_come_from_the_nearest_reference_rows():

@@ -17,13 +17,14 @@ conditions AEGIS lacks (``color_f435w_f606w``, ``zphot``, ...) are the median of
 ``n_neighbours`` rows of a reference data set (the model's training or held-out set) nearest in
 (``mag_f814w``, ``color_f606w_f814w``), standardised; without a data set, the model's
 ``condition_mean``. Each mock's ``images['f606w']`` and ``images['f814w']`` are drawn through
-the real PSFs at 0.03"/px on the real stamp's grid with white noise of the real
-``NOISE_VARIANCE`` (the real noise is correlated) and measured the same way. Five galaxies make
+the real PSFs at 0.03"/px on the real stamp's grid with the real correlated noise (the band's
+correlation function at the real ``NOISE_VARIANCE``) and measured the same way. Five galaxies make
 a sanity check, not a statistic.
 
 Command line::
 
     python -m galsim_hub.training aegis MODEL --aegis-dir DIR --out DIR [--data DATASET] [--n-mocks 20]
+        [--seed S] [--white-noise]
 """
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ from astropy.table import Table
 from galsim_hub.errors import GalSimHubError, MetadataError
 from galsim_hub.training.colours import observed_photometry
 
-__all__ = ["AEGIS_BANDS", "read_aegis", "measure_pair", "aegis_conditions", "run_aegis_check", "main"]
+__all__ = ["AEGIS_BANDS", "read_aegis", "measure_pair", "aegis_conditions", "correlated_noise", "run_aegis_check",
+           "main"]
 
 #: Model band names of the two AEGIS bands and their catalog files.
 AEGIS_BANDS = {"f606w": "AEGIS_F606w_catalog.fits", "f814w": "AEGIS_F814w_catalog.fits"}
@@ -63,7 +65,8 @@ def read_aegis(aegis_dir: str | Path) -> list[dict[str, Any]]:
     -------
     list of dict
         One per galaxy: ``ident``, ``pixel_scale`` and ``bands`` ``{band: {'image', 'psf',
-        'noise_variance', 'mag'}}`` (images as float64 arrays).
+        'noise_variance', 'mag', 'noise_file'}}`` (images as float64 arrays; ``noise_file`` the
+        band's noise correlation function, None when the file is absent).
 
     Raises
     ------
@@ -95,8 +98,10 @@ def read_aegis(aegis_dir: str | Path) -> list[dict[str, Any]]:
                     raise MetadataError(f"AEGIS file {path} (galaxy {galaxy['ident']}, {band}) not found")
                 with fits.open(path) as hdus:
                     arrays[key] = np.asarray(hdus[int(entry[hdu_key])].data, dtype=np.float64)
+            noise_file = aegis_dir / str(entry["NOISE_FILENAME"]).strip()
             galaxy["bands"][band] = {**arrays, "noise_variance": float(entry["NOISE_VARIANCE"]),
-                                     "mag": float(entry["MAG"])}
+                                     "mag": float(entry["MAG"]),
+                                     "noise_file": noise_file if noise_file.is_file() else None}
             scales.add(float(entry["PIXEL_SCALE"]))
         if len(scales) != 1:
             raise MetadataError(f"galaxy {galaxy['ident']} has different pixel scales in its bands: {scales}")
@@ -178,15 +183,38 @@ def aegis_conditions(model: Any, known: dict[str, float], reference: Table | Non
                     f"({', '.join(keys)})")
 
 
+def correlated_noise(path: str | Path, variance: float, pixel_scale: float = AEGIS_PIXEL_SCALE,
+                     rng: galsim.BaseDeviate | None = None) -> galsim.BaseCorrelatedNoise:
+    """The ACS noise of a RealGalaxyCatalog correlation-function file, scaled to ``variance``.
+
+    GalSim's AEGIS files hold 50x50 correlation functions peaked at (25, 25), which
+    `galsim.BaseCorrelatedNoise.from_file` refuses (it wants an odd size): the first row and
+    column are dropped to centre them on a 49x49 image, then the noise is built as
+    ``from_file`` does (linear interpolation of the correlation function).
+    """
+    cf = np.asarray(fits.getdata(path), dtype=np.float64)
+    if cf.shape[0] % 2 == 0 and cf.shape == (cf.shape[0], cf.shape[0]):
+        cf = cf[1:, 1:]
+    if cf.ndim != 2 or cf.shape[0] != cf.shape[1] or np.unravel_index(cf.argmax(), cf.shape) != (cf.shape[0] // 2,) * 2:
+        raise MetadataError(f"noise correlation function {path} is not a square image peaked at its centre")
+    profile = galsim.InterpolatedImage(galsim.Image(cf, scale=pixel_scale), normalization="sb", calculate_stepk=False,
+                                       calculate_maxk=False, x_interpolant=galsim.Linear())
+    noise = galsim.correlatednoise.BaseCorrelatedNoise(rng, profile, galsim.PixelScale(pixel_scale))
+    return noise.withVariance(float(variance))
+
+
 def _draw(image: galsim.GSObject, psf: galsim.GSObject, shape: tuple[int, int], scale: float,
-          sigma: float, rng: np.random.Generator) -> np.ndarray:
-    drawn = galsim.Convolve(image, psf).drawImage(nx=shape[1], ny=shape[0], scale=scale, method="no_pixel").array
-    return drawn + rng.normal(0.0, sigma, shape)
+          sigma: float, noise: galsim.BaseCorrelatedNoise | None, rng: np.random.Generator) -> np.ndarray:
+    drawn = galsim.Convolve(image, psf).drawImage(nx=shape[1], ny=shape[0], scale=scale, method="no_pixel")
+    if noise is None:
+        return drawn.array + rng.normal(0.0, sigma, shape)
+    drawn.addNoise(noise.copy(rng=galsim.BaseDeviate(int(rng.integers(1, 2**31 - 1)))))
+    return drawn.array
 
 
 def run_aegis_check(model: Any, aegis_dir: str | Path, out_dir: str | Path | None = None, *,
                     data: str | Path | None = None, n_mocks: int = 20, seed: int = 1,
-                    n_neighbours: int = 20) -> Table:
+                    n_neighbours: int = 20, correlated: bool = True) -> Table:
     """Compare real AEGIS colours and size ratios with those of mocks of the same galaxies.
 
     Parameters
@@ -207,6 +235,10 @@ def run_aegis_check(model: Any, aegis_dir: str | Path, out_dir: str | Path | Non
         Seed of the mocks and their noise (non-zero).
     n_neighbours : int, optional
         See :func:`aegis_conditions`.
+    correlated : bool, optional
+        Give the mocks the real correlated noise (:func:`correlated_noise` of each band's
+        ``NOISE_FILENAME``, at its ``NOISE_VARIANCE``); white noise of that variance when False
+        or when the file is absent.
 
     Returns
     -------
@@ -242,7 +274,7 @@ def run_aegis_check(model: Any, aegis_dir: str | Path, out_dir: str | Path | Non
         reference = Table(load_arrays(data, keys=["conditions"])["conditions"], names=names)
     ranges = {c["name"]: (c.get("min", -np.inf), c.get("max", np.inf)) for c in model.metadata["conditions"]}
     rng = np.random.default_rng(seed)
-    rows, notes, stamps = [], set(), []
+    rows, notes, stamps, noise_notes = [], set(), [], set()
     for index, galaxy in enumerate(read_aegis(aegis_dir)):
         scale = galaxy["pixel_scale"]
         v, i = galaxy["bands"]["f606w"], galaxy["bands"]["f814w"]
@@ -261,8 +293,13 @@ def run_aegis_check(model: Any, aegis_dir: str | Path, out_dir: str | Path | Non
             mocks = model.sample(cat, seed=int(seed) * 1000 + index + 1)
         psfs = {b: galsim.InterpolatedImage(galsim.Image(galaxy["bands"][b]["psf"], scale=scale), flux=1.0)
                 for b in AEGIS_BANDS}
-        drawn = [(_draw(m.images["f606w"], psfs["f606w"], v["image"].shape, scale, sigmas[0], rng),
-                  _draw(m.images["f814w"], psfs["f814w"], i["image"].shape, scale, sigmas[1], rng)) for m in mocks]
+        noises = {b: (correlated_noise(galaxy["bands"][b]["noise_file"], galaxy["bands"][b]["noise_variance"], scale)
+                      if correlated and galaxy["bands"][b]["noise_file"] else None) for b in AEGIS_BANDS}
+        noise_notes.update("correlated (the band's ACS correlation function)" if noises[b] is not None
+                           else "white" for b in AEGIS_BANDS)
+        drawn = [(_draw(m.images["f606w"], psfs["f606w"], v["image"].shape, scale, sigmas[0], noises["f606w"], rng),
+                  _draw(m.images["f814w"], psfs["f814w"], i["image"].shape, scale, sigmas[1], noises["f814w"], rng))
+                 for m in mocks]
         measured = [measure_pair(*pair, *sigmas, zp) for pair in drawn]
         stamps.append((galaxy["ident"], (v["image"], i["image"]), drawn[0], sigmas))
         row = {"ident": galaxy["ident"], "mag_f814w": i["mag"], "color_mag": known["color_f606w_f814w"],
@@ -280,6 +317,7 @@ def run_aegis_check(model: Any, aegis_dir: str | Path, out_dir: str | Path | Non
     table = Table(rows=rows)
     table.meta.update({"model": str(handle), "aegis_dir": str(aegis_dir), "data": None if data is None else str(data),
                        "filled": "; ".join(sorted(notes)), "n_mocks": int(n_mocks), "seed": int(seed),
+                       "noise": " / ".join(sorted(noise_notes)) + " Gaussian noise of the real NOISE_VARIANCE",
                        "zero_points": f"f606w {zp[0]:.4f}, f814w {zp[1]:.4f} (the model's)"})
     if out_dir is not None:
         _figure(stamps, Path(out_dir))
@@ -340,8 +378,9 @@ def write_aegis_report(table: Table, out_dir: str | Path) -> Path:
              "- mocks conditioned on mag_f814w = MAG(F814W), color_f606w_f814w = MAG(F606W) - MAG(F814W), "
              "flux_radius = half-light radius of the F814W stamp in model pixels",
              f"- conditions AEGIS lacks: {meta['filled']}",
+             f"- mock noise: {meta['noise']}",
              "- measured on the observed stamps (real) and on mocks drawn through the real PSFs at 0.03\"/px "
-             "with white noise of the real NOISE_VARIANCE: colour from stamp photometry in the union of both "
+             "on the real stamp's grid: colour from stamp photometry in the union of both "
              "bands' footprints grown by 3 px, half-light radii from the curve of growth in that aperture about "
              "the F814W centroid, HSM sigma ratio", "",
              "Five galaxies: a sanity check, not a statistic. Mock columns: median [16th, 84th percentile].", "",
@@ -371,10 +410,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                      "to fill the conditions AEGIS lacks (default: condition_mean)")
     parser.add_argument("--n-mocks", type=int, default=20, help="mocks per galaxy (default: 20)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    parser.add_argument("--white-noise", action="store_true",
+                        help="white mock noise instead of the real correlated ACS noise")
     args = parser.parse_args(argv)
     try:
         table = run_aegis_check(args.model, args.aegis_dir, args.out, data=args.data, n_mocks=args.n_mocks,
-                                seed=args.seed)
+                                seed=args.seed, correlated=not args.white_noise)
     except (GalSimHubError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

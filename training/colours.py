@@ -344,6 +344,21 @@ def compare_colours(truth: Table, others: Mapping[str, Table], columns: Sequence
 # ----------------------------------------------------------------------------------------
 # Observed (noisy) stamps
 # ----------------------------------------------------------------------------------------
+def _smoothed_border_noise(stamp: np.ndarray, smoothing: float = 1.0, width: int = 3) -> float:
+    """White-noise rms that would give the border noise of the stamp smoothed by ``smoothing`` px."""
+    from scipy import ndimage
+
+    from galsim_hub.training.statistics import _smoothing_noise_factor
+
+    if min(stamp.shape) <= 2 * width + 2:
+        return 0.0
+    smoothed = ndimage.gaussian_filter(stamp, smoothing)
+    border = np.concatenate([smoothed[:width].ravel(), smoothed[-width:].ravel(),
+                             smoothed[width:-width, :width].ravel(), smoothed[width:-width, -width:].ravel()])
+    mad = 1.4826 * float(np.median(np.abs(border - np.median(border))))
+    return mad / _smoothing_noise_factor(smoothing)
+
+
 def observed_photometry(images: Sequence[np.ndarray], noise_sigmas: Sequence[float],
                         zero_points: Sequence[float], *, reference: int = -1, nsigma: float = 1.5,
                         grow: int = 3, oversample: int = DEFAULT_OVERSAMPLE) -> dict[str, Any]:
@@ -352,6 +367,10 @@ def observed_photometry(images: Sequence[np.ndarray], noise_sigmas: Sequence[flo
     The aperture is the union of the central source's footprint in every band
     (:func:`galsim_hub.training.statistics.central_segmap` at ``nsigma`` on the smoothed
     stamp), grown by ``grow`` pixels: pixels outside it (noise, neighbours) are set to zero.
+    Correlated noise has a larger rms once smoothed than white noise of the same variance: the
+    detection uses the larger of ``noise_sigmas`` and the white-equivalent rms measured on the
+    smoothed stamp's border (median absolute deviation), so real and simulated stamps with
+    correlated noise get footprints of the same significance.
     Fluxes are the sums within it; half-light radii come from the curve of growth of the
     masked stamps about the reference band's centroid (of its masked, positive pixels).
 
@@ -390,7 +409,7 @@ def observed_photometry(images: Sequence[np.ndarray], noise_sigmas: Sequence[flo
         raise ValueError("give one noise rms and one zero point per band")
     footprint = np.zeros(stamps[0].shape, dtype=bool)
     for stamp, sigma in zip(stamps, noise_sigmas):
-        footprint |= central_segmap(stamp, float(sigma), nsigma=nsigma)
+        footprint |= central_segmap(stamp, max(float(sigma), _smoothed_border_noise(stamp)), nsigma=nsigma)
     n_bands = len(stamps)
     if not footprint.any():
         return {"flux": np.full(n_bands, math.nan), "mag": np.full(n_bands, math.nan),
