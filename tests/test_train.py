@@ -17,7 +17,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "training" / "configs"
 # ---------------------------------------------------------------------------------- config
 
 def test_example_configs_load_and_round_trip():
-    for name in ("synthetic_default.yaml", "cosmos25.2_paper.yaml"):
+    for name in ("synthetic_default.yaml", "cosmos25.2_paper.yaml", "synthetic_chromatic.yaml",
+                 "synthetic_chromatic_heldout.yaml"):
         config = load_config(CONFIG_DIR / name)
         assert config_from_dict(config_to_dict(config)) == config
     paper = load_config(CONFIG_DIR / "cosmos25.2_paper.yaml")
@@ -38,7 +39,7 @@ def test_yaml_and_json_files(tmp_path):
 @pytest.mark.parametrize("values, message", [
     ({"vae": {"latentdim": 4}}, r"unknown key 'latentdim' in config section 'vae'; valid keys: .*latent_dim"),
     ({"training": {}}, r"unknown config section 'training'; valid sections: dataset, vae, flow, export"),
-    ({"dataset": {"source": "sdss"}}, "dataset.source must be 'synthetic' or 'cosmos'"),
+    ({"dataset": {"source": "sdss"}}, "dataset.source must be 'synthetic', 'chromatic' or 'cosmos'"),
     ({"dataset": {"source": "cosmos"}}, "needs dataset.catalog_dir"),
     ({"dataset": {"stamp_size": 40}, "vae": {"num_stages": 4}}, r"divisible by 2\*\*vae.num_stages"),
     ({"vae": {"likelihood": "poisson"}}, "vae.likelihood must be 'pixel' or 'fourier'"),
