@@ -301,8 +301,9 @@ def chromatic_galaxy(
     k_interpolant: Any = None,
     pad_factor: float = 4,
     gsparams: galsim.GSParams | None = None,
-) -> galsim.ChromaticObject:
-    """The chromatic object of one ``[S, S, B]`` stamp of a multi-band model (the config's galaxy).
+    bandpass: galsim.Bandpass | None = None,
+) -> galsim.ChromaticObject | galsim.InterpolatedImage:
+    """The galaxy of one ``[S, S, B]`` stamp of a multi-band model (the config's galaxy).
 
     Parameters
     ----------
@@ -312,6 +313,16 @@ def chromatic_galaxy(
         The model's metadata (``bands``, ``pixel_scale``).
     x_interpolant, k_interpolant, pad_factor, gsparams
         As given to :class:`galsim.InterpolatedImage`.
+    bandpass : galsim.Bandpass, optional
+        The one bandpass the galaxy will be drawn through, when everything it is drawn with is
+        achromatic: the galaxy is then :meth:`MultiBandGalaxy.through` that bandpass, one
+        ``InterpolatedImage`` that draws the same pixels as the chromatic object at the cost of a
+        single band.
+
+    Returns
+    -------
+    galsim.ChromaticObject or galsim.InterpolatedImage
+        The chromatic object, or its image through ``bandpass``.
     """
     band_set = band_set_of(metadata, source=str(metadata.get("name", "model")))
     images = [
@@ -321,4 +332,5 @@ def chromatic_galaxy(
         )
         for b in range(len(band_set))
     ]
-    return MultiBandGalaxy(band_set, images, stamp, pad_factor).chromatic
+    galaxy = MultiBandGalaxy(band_set, images, stamp, pad_factor)
+    return galaxy.chromatic if bandpass is None else galaxy.through(bandpass)

@@ -41,7 +41,11 @@ decoding process feeding the CPU workers.
 Multi-band models. With a model that has ``bands`` (format 2) the object is the galaxy's
 chromatic object (:func:`galsim_hub.bands.chromatic_galaxy`), which GalSim draws through the
 ``bandpass`` of the image field; drawn through one of the model's bands it is that band's
-image, so a run per band gives every band with the same morphology.
+image, so a run per band gives every band with the same morphology. When nothing else in the
+stamp depends on wavelength (the object's PSF is achromatic, no photon operators, no sensor,
+no photon shooting), the object is instead the chromatic object already integrated over the
+image's bandpass (:meth:`galsim_hub.MultiBandGalaxy.through`): the same pixels, drawn with
+one FFT instead of one per band.
 """
 from __future__ import annotations
 
@@ -502,6 +506,30 @@ def _check_keys(param: dict, names: list[str], ignore: list[str], file_name: str
         )
 
 
+def _achromatic_bandpass(base: dict) -> galsim.Bandpass | None:
+    """The image's bandpass when the galaxy can be drawn as its image through it, else None.
+
+    That is when the stamp's PSF, built before the galaxy, is achromatic (or absent), and no
+    photon operator, sensor or photon shooting could need the galaxy's wavelengths.
+    """
+    bandpass = base.get("bandpass")
+    if not isinstance(bandpass, galsim.Bandpass):
+        return None
+    stamp, image = base.get("stamp", {}), base.get("image", {})
+    if stamp.get("photon_ops") or "sensor" in image or stamp.get("draw_method", image.get("draw_method")) == "phot":
+        return None
+    psf = base.get("psf")
+    if psf is None:
+        return bandpass
+    current = psf.get("current") if isinstance(psf, dict) else None
+    # GalSim's current value: (object, safe, value type, index, index key); a safe PSF is reused.
+    if current is None or not (current[1] or current[3] == base.get("obj_num")):
+        return None
+    if isinstance(current[0], galsim.ChromaticObject):
+        return None
+    return bandpass
+
+
 def BuildGenerativeGalaxy(config: dict, base: dict, ignore: list, gsparams: dict, logger):
     """Build function of the ``GenerativeGalaxy`` object type (see the module docstring).
 
@@ -541,7 +569,8 @@ def BuildGenerativeGalaxy(config: dict, base: dict, ignore: list, gsparams: dict
         image = _own_image(model, base, metadata, own, policy)
     if "bands" in metadata:
         return chromatic_galaxy(np.array(image), metadata, kwargs.get("x_interpolant"), kwargs.get("k_interpolant"),
-                                kwargs.get("pad_factor", 4.0), galsim.GSParams(**gsparams) if gsparams else None), False
+                                kwargs.get("pad_factor", 4.0), galsim.GSParams(**gsparams) if gsparams else None,
+                                _achromatic_bandpass(base)), False
     galaxy = galsim.InterpolatedImage(
         galsim.Image(np.array(image), scale=float(metadata["pixel_scale"])),
         x_interpolant=kwargs.get("x_interpolant"),

@@ -393,3 +393,51 @@ def test_a_multiband_model_publishes_and_samples_from_its_hub(toy, toy_dir, tmp_
     broken = _rewrite_metadata(toy_dir, tmp_path / "broken", lambda m: m["bands"][2].update(bandpass="nope.dat"))
     with pytest.raises(MetadataError, match="band 'i' bandpass 'nope.dat'"):
         publish(broken, hub, version="2.0")
+
+
+
+def test_config_with_an_achromatic_psf_draws_the_galaxy_through_the_bandpass_once(toy_dir, tmp_path, monkeypatch):
+    """With an achromatic PSF the config's galaxy is its image through the bandpass: same pixels, one FFT."""
+    import galsim.config
+
+    import galsim_hub.config as hub_config
+
+    path = tmp_path / "cat.fits"
+    six = catalog()
+    six.add_row(six[0])
+    six.write(path)
+    config = field_config(toy_dir, path, "g")
+    config["psf"] = {"type": "Moffat", "beta": 3.0, "fwhm": 0.3}
+    built = []
+    original = hub_config.chromatic_galaxy
+
+    def recording(*args, **kwargs):
+        built.append(original(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(hub_config, "chromatic_galaxy", recording)
+    once = galsim.config.BuildImage(copy.deepcopy(config)).array
+    assert built and all(isinstance(obj, galsim.InterpolatedImage) for obj in built)
+    monkeypatch.setattr(hub_config, "_achromatic_bandpass", lambda base: None)
+    built.clear()
+    per_band = galsim.config.BuildImage(copy.deepcopy(config)).array
+    assert built and all(isinstance(obj, galsim.ChromaticObject) for obj in built)
+    np.testing.assert_allclose(once, per_band, rtol=1e-4, atol=1e-5 * per_band.max())
+
+
+def test_the_single_fft_path_needs_an_achromatic_stamp():
+    from galsim_hub.config import _achromatic_bandpass
+
+    bandpass = galsim.Bandpass("LSST_g.dat", wave_type="nm")
+    moffat = galsim.Moffat(beta=3.0, fwhm=0.3)
+    base = {"bandpass": bandpass, "obj_num": 4, "psf": {"current": (moffat, False, None, 4, "obj_num")}}
+    assert _achromatic_bandpass(base) is bandpass
+    assert _achromatic_bandpass({"bandpass": bandpass}) is bandpass  # no PSF at all
+    assert _achromatic_bandpass({**base, "psf": {"current": (moffat, True, None, 0, "obj_num")}}) is bandpass
+    assert _achromatic_bandpass({**base, "psf": {"current": (moffat, False, None, 3, "obj_num")}}) is None
+    chromatic_psf = galsim.ChromaticAtmosphere(moffat, base_wavelength=500.0, zenith_angle=30 * galsim.degrees)
+    assert _achromatic_bandpass({**base, "psf": {"current": (chromatic_psf, False, None, 4, "obj_num")}}) is None
+    assert _achromatic_bandpass({**base, "stamp": {"photon_ops": [{"type": "WavelengthSampler"}]}}) is None
+    assert _achromatic_bandpass({**base, "image": {"sensor": {"type": "Silicon"}}}) is None
+    assert _achromatic_bandpass({**base, "stamp": {"draw_method": "phot"}}) is None
+    assert _achromatic_bandpass({k: v for k, v in base.items() if k != "bandpass"}) is None
