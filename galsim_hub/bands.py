@@ -50,7 +50,7 @@ import galsim
 import numpy as np
 
 from .errors import MetadataError
-from .flux import DEFAULT_OUT_OF_RANGE, SamplingPlan, catalog_fluxes, set_fluxes
+from .flux import DEFAULT_OUT_OF_RANGE, SamplingPlan, catalog_fluxes, magnitude_to_flux, set_fluxes
 
 #: Wavelength range (nm) over which the chromatic object is defined (flat beyond the bands).
 WAVE_MIN, WAVE_MAX = 1.0, 100000.0
@@ -204,17 +204,75 @@ def band_set_of(metadata: Mapping, source: str = "model") -> BandSet | None:
     return _BAND_SETS[key]
 
 
+def band_magnitude_terms(metadata: Mapping) -> dict[int, dict[int, float]] | None:
+    """How the model's magnitude and colour conditions give every band's AB magnitude.
+
+    A condition in ``"mag"`` named ``mag_<band>`` is that band's magnitude, one named
+    ``color_<a>_<b>`` (or ``colour_<a>_<b>``) the colour ``m_a - m_b``. Starting from the
+    magnitudes, the colours carry the magnitude from band to band.
+
+    Returns
+    -------
+    dict or None
+        ``{band index: {condition index: coefficient}}`` (``m_b = sum coefficient * condition``)
+        when these conditions give every band, else ``None``.
+    """
+    names = [band["name"] for band in metadata["bands"]]
+    terms: dict[str, dict[int, float]] = {}
+    colours = []
+    for index, condition in enumerate(metadata["conditions"]):
+        if condition.get("unit") != "mag":
+            continue
+        parts = condition["name"].split("_")
+        if len(parts) == 2 and parts[0] == "mag" and parts[1] in names:
+            terms.setdefault(parts[1], {index: 1.0})
+        elif len(parts) == 3 and parts[0] in ("color", "colour") and parts[1] in names and parts[2] in names:
+            colours.append((index, parts[1], parts[2]))
+    progress = True
+    while progress:
+        progress = False
+        for index, blue, red in colours:
+            if red in terms and blue not in terms:  # m_blue = m_red + colour
+                terms[blue] = {**terms[red], index: terms[red].get(index, 0.0) + 1.0}
+                progress = True
+            elif blue in terms and red not in terms:  # m_red = m_blue - colour
+                terms[red] = {**terms[blue], index: terms[blue].get(index, 0.0) - 1.0}
+                progress = True
+    if len(terms) < len(names):
+        return None
+    return {names.index(name): coefficients for name, coefficients in terms.items()}
+
+
 def multiband_plan(conditions: np.ndarray, metadata: Mapping, out_of_range: str = DEFAULT_OUT_OF_RANGE,
                    **options: Any) -> SamplingPlan:
     """The out-of-range plan of a multi-band model: decode ``plan.inputs`` (clipped or not).
 
-    Unlike single-band models, clipped rows are only clipped: the plausibility check, the
-    pull-in towards the centre of the range and the flux from a magnitude condition of
-    :class:`~galsim_hub.flux.SamplingPlan` work on ``[N, S, S]`` stamps and are not applied to
-    multi-band stamps (give per-band fluxes instead). ``options`` go to ``SamplingPlan``.
+    Clipped rows are decoded at the clipped conditions. When the model's magnitude and colour
+    conditions give every band's magnitude (:func:`band_magnitude_terms`), the clipped rows'
+    flux in each band is set from the catalog's values, with the band's zero point:
+    ``plan.band_fluxes`` is ``{band index: [N] fluxes}``, NaN for the rows left alone (use
+    :func:`apply_band_fluxes`); otherwise it is empty and clipped rows keep the model's flux.
+    The plausibility check and pull-in of single-band models
+    (:class:`~galsim_hub.flux.SamplingPlan`) are not applied to multi-band stamps. ``options``
+    go to ``SamplingPlan``.
     """
+    conditions = np.asarray(conditions, dtype=np.float64)
+    terms = band_magnitude_terms(metadata)
+    if terms is None:
+        note = ("their flux is the model's at the clipped conditions (the model's conditions do not give "
+                "every band's magnitude)")
+    else:
+        note = "their flux in every band is set from the catalog's magnitude and colours"
     single_band_only = {key: value for key, value in metadata.items() if key != "zero_point"}
-    return SamplingPlan(conditions, single_band_only, out_of_range, **options)
+    plan = SamplingPlan(conditions, single_band_only, out_of_range, flux_note=note, **options)
+    plan.band_fluxes = {}
+    if terms is not None and plan.clipped.any():
+        for band, coefficients in terms.items():
+            mags = sum(coefficient * conditions[:, index] for index, coefficient in coefficients.items())
+            fluxes = np.full(len(conditions), np.nan)
+            fluxes[plan.clipped] = magnitude_to_flux(mags[plan.clipped], metadata["bands"][band]["zero_point"])
+            plan.band_fluxes[band] = fluxes
+    return plan
 
 
 def apply_band_fluxes(images: np.ndarray, fluxes: Mapping[int, np.ndarray], rows: slice = slice(None)) -> np.ndarray:

@@ -58,7 +58,7 @@ import galsim
 import galsim.config
 import numpy as np
 
-from .bands import chromatic_galaxy, multiband_plan
+from .bands import apply_band_fluxes, chromatic_galaxy, multiband_plan
 from .flux import DEFAULT_OUT_OF_RANGE, SamplingPlan, check_policy
 from .metadata import condition_names
 from .model import GenerativeGalaxyModel, draw_base_noise, interpolated_image_maxk
@@ -193,9 +193,9 @@ class GenerativeModelInput(GenerativeGalaxyModel):
         try:
             first, count = key[3], key[4]
             labels = dict(labels=list(range(first, first + count)), what="objects", prefix=f"{OBJECT_TYPE}: ")
-            if self.bands is not None:  # multi-band: clipping only; GalSim finds each band's maxk
+            if self.bands is not None:  # multi-band: GalSim finds each band's maxk
                 plan = multiband_plan(np.asarray(conditions, dtype=np.float64), self.metadata, out_of_range, **labels)
-                images = self._loaded().sample_images(plan.inputs, noise)
+                images = apply_band_fluxes(self._loaded().sample_images(plan.inputs, noise), plan.band_fluxes)
                 maxk = np.zeros(len(images))
             else:
                 plan = SamplingPlan(np.asarray(conditions, dtype=np.float64), self.metadata, out_of_range, **labels)
@@ -466,7 +466,8 @@ def _own_image(model, base: dict, metadata: dict, own_values: np.ndarray, policy
     noise = draw_base_noise(1, int(metadata["latent_dim"]), _noise_rng(_object_seed(base)))
     labels = dict(labels=[obj_num], what="objects", prefix=f"{OBJECT_TYPE}: ")
     if "bands" in metadata:
-        return model.sample_arrays(multiband_plan(own_values[None, :], metadata, policy, **labels).inputs, noise)[0]
+        plan = multiband_plan(own_values[None, :], metadata, policy, **labels)
+        return apply_band_fluxes(model.sample_arrays(plan.inputs, noise), plan.band_fluxes)[0]
     plan = SamplingPlan(own_values[None, :], metadata, policy, **labels)
     return plan.images(model.sample_arrays, noise)[0]
 

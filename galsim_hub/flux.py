@@ -254,6 +254,9 @@ class SamplingPlan:
         Start of messages.
     stacklevel : int
         Of the warning, counted from the caller of the constructor.
+    flux_note : str, optional
+        What the warning says of the clipped rows' flux, when the caller sets it (multi-band
+        models, :func:`galsim_hub.bands.multiband_plan`).
 
     Raises
     ------
@@ -276,6 +279,7 @@ class SamplingPlan:
         what: str = "rows",
         prefix: str = "",
         stacklevel: int = 2,
+        flux_note: str | None = None,
     ):
         policy = check_policy(out_of_range)
         specs = metadata["conditions"]
@@ -305,7 +309,9 @@ class SamplingPlan:
         high = np.array([_bound(spec, "max", np.inf) for spec in specs])
         self.inputs = np.clip(self.inputs, low, high)
         self.clipped = outside.any(axis=1)
-        if fluxes is not None:
+        if flux_note is not None:
+            pass
+        elif fluxes is not None:
             flux_note = "their flux is the catalog flux given"
         elif self._magnitude is not None:
             index, zero_point = self._magnitude

@@ -398,7 +398,8 @@ class GenerativeGalaxyModel:
                         zero_point: Any) -> tuple[SamplingPlan, dict[int, np.ndarray]]:
         """The out-of-range plan (:func:`~galsim_hub.bands.multiband_plan`) and per-band catalog fluxes."""
         fluxes = self.band_set.fluxes(cat, len(conditions), flux, mag, zero_point)
-        return multiband_plan(conditions, self.metadata, out_of_range, stacklevel=3), fluxes
+        plan = multiband_plan(conditions, self.metadata, out_of_range, stacklevel=3)
+        return plan, {**plan.band_fluxes, **fluxes}  # the catalog fluxes given win
 
     def _iter_multiband(self, cat: Any, rng: galsim.BaseDeviate | None, seed: int | None,
                         out_of_range: str, flux: Any, mag: Any, zero_point: Any) -> Iterator[np.ndarray]:

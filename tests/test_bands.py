@@ -275,6 +275,54 @@ def test_multiband_out_of_range_rows_are_clipped_or_refused(toy):
         toy.sample(cat, seed=2, out_of_range="error")
 
 
+
+def chromatic_metadata() -> dict:
+    """Metadata of a three-band model conditioned on a magnitude and two colours (no weights needed)."""
+    bands = [{"name": name, "effective_wavelength": wavelength, "zero_point": zero_point,
+              "bandpass": f"ACS_wfc_{name.upper()}.dat"}
+             for name, wavelength, zero_point in (("f435w", 433.7, 25.67), ("f606w", 595.8, 26.50),
+                                                  ("f814w", 808.7, 25.94))]
+    conditions = [{"name": "mag_f814w", "unit": "mag", "min": 20.0, "max": 25.0},
+                  {"name": "color_f435w_f606w", "unit": "mag", "min": 0.2, "max": 1.5},
+                  {"name": "color_f606w_f814w", "unit": "mag", "min": 0.5, "max": 1.6},
+                  {"name": "zphot", "unit": "", "min": 0.1, "max": 2.0}]
+    return {"format": 2, "name": "chromatic", "version": "1", "stamp_size": 16, "pixel_scale": 0.05,
+            "latent_dim": 2, "zero_point": 25.94, "bands": bands, "conditions": conditions}
+
+
+def test_band_magnitudes_follow_from_a_magnitude_and_colours():
+    from galsim_hub.bands import band_magnitude_terms
+
+    metadata = chromatic_metadata()
+    assert band_magnitude_terms(metadata) == {2: {0: 1.0}, 1: {0: 1.0, 2: 1.0}, 0: {0: 1.0, 2: 1.0, 1: 1.0}}
+    no_blue = copy.deepcopy(metadata)
+    del no_blue["conditions"][1]
+    assert band_magnitude_terms(no_blue) is None  # F435W is not given
+    assert band_magnitude_terms(format2_metadata()) is None  # the toy: mag_r only
+
+
+def test_clipped_multiband_rows_get_their_catalog_magnitude_in_every_band():
+    from galsim_hub.bands import multiband_plan
+
+    metadata = chromatic_metadata()
+    rows = np.array([[22.0, 0.8, 1.0, 0.5],     # inside
+                     [19.0, 0.8, 1.0, 0.5],     # too bright: clipped to 20
+                     [23.0, 2.0, 1.0, 2.5]])    # too red in F435W - F606W, too far
+    with pytest.warns(OutOfRangeWarning, match="set from the catalog's magnitude and colours"):
+        plan = multiband_plan(rows, metadata)
+    np.testing.assert_allclose(plan.inputs[1], [20.0, 0.8, 1.0, 0.5])
+    np.testing.assert_allclose(plan.inputs[2], [23.0, 1.5, 1.0, 2.0])
+    assert set(plan.band_fluxes) == {0, 1, 2}
+    for band in plan.band_fluxes.values():
+        assert np.isnan(band[0]) and np.isfinite(band[1:]).all()
+    mags = {b: metadata["bands"][b]["zero_point"] - 2.5 * np.log10(plan.band_fluxes[b][1:]) for b in range(3)}
+    np.testing.assert_allclose(mags[2], [19.0, 23.0])
+    np.testing.assert_allclose(mags[1] - mags[2], [1.0, 1.0])
+    np.testing.assert_allclose(mags[0] - mags[1], [0.8, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert multiband_plan(rows[:1], metadata).band_fluxes == {}
+
 @pytest.fixture(scope="module")
 def single_band_dir(tmp_path_factory):
     return build_toy_model(tmp_path_factory.mktemp("models") / "single")
