@@ -34,6 +34,7 @@ def draw_bands(config_path: Path) -> dict[str, np.ndarray]:
         run = copy.deepcopy(config)
         run["eval_variables"]["sband"] = band
         run["input"]["catalog"]["dir"] = str(REPOSITORY / run["input"]["catalog"]["dir"])
+        galsim.config.ImportModules(run)  # modules: [galsim_hub] registers GenerativeGalaxy
         images[band] = galsim.config.BuildImage(run).array
     return images
 
@@ -66,7 +67,7 @@ def main() -> None:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("hub:synthetic_chromatic: one morphology in three bands (20\" x 20\" at 0.05\"/px)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=90)
     print(f"wrote {args.out}")
