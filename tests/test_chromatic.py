@@ -1,5 +1,6 @@
 """The multi-band synthetic population and multi-band training: colours, gradients, bands, export."""
 import json
+from pathlib import Path
 
 import galsim
 import numpy as np
@@ -198,3 +199,27 @@ def test_multiband_model_trains_exports_and_draws_through_its_bands(small_set, t
     stamps = load_arrays(small_set, ("image", "psf"))
     assert model.reconstruct(stamps["image"][:2], stamps["psf"][:2]).shape == (2, STAMP, STAMP, 3)
     assert isinstance(galaxy.through(galsim.Bandpass("LSST_r.dat", wave_type="nm")), galsim.InterpolatedImage)
+
+
+def test_the_bundled_multiband_model_samples_offline_and_keeps_catalog_magnitudes(tmp_path, monkeypatch):
+    import galsim_hub
+    from astropy.table import Table
+
+    monkeypatch.setenv("GALSIM_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GALSIM_HUB_OFFLINE", "1")
+    model = galsim_hub.GenerativeGalaxyModel("hub:synthetic_chromatic")
+    assert model.bands == ["f435w", "f606w", "f814w"]
+    catalog = Table.read(Path(__file__).resolve().parents[1] / "examples" / "chromatic_catalog.fits")[:4]
+    catalog["mag_f814w"][0] = 19.0  # brighter than the training range: clipped, catalog magnitudes kept
+    with pytest.warns(Warning, match="magnitude and colours"):
+        galaxies = model.sample(catalog[list(model.quantities)], seed=11)
+    first = galaxies[0]
+    mags = {band: model.band_set.zero_points[band] - 2.5 * np.log10(first.images[band].flux) for band in model.bands}
+    assert mags["f814w"] == pytest.approx(19.0, abs=1e-3)
+    assert mags["f606w"] - mags["f814w"] == pytest.approx(catalog["color_f606w_f814w"][0], abs=1e-3)
+    assert mags["f435w"] - mags["f606w"] == pytest.approx(catalog["color_f435w_f606w"][0], abs=1e-3)
+    for band in model.bands:  # the chromatic object through a training band is that band's image
+        drawn = first.chromatic.drawImage(model.band_set.bandpasses[band], nx=64, ny=64, scale=0.05,
+                                          method="no_pixel").array
+        alone = first.images[band].drawImage(nx=64, ny=64, scale=0.05, method="no_pixel").array
+        np.testing.assert_allclose(drawn, alone, rtol=1e-4, atol=1e-5 * alone.max())
