@@ -9,7 +9,8 @@
                              [--psf FWHM [--psf-scale SCALE]] [--batch-size B] [--device DEV]
                              [--out-of-range clip|error|extrapolate]
                              [--flux-column COL | --mag-column COL [--zero-point ZP]]
-                             [--bands g,r,i]   (multi-band models: one cube per band)
+                             [--bands g,r,i]   (multi-band models: one cube per band;
+                                               --flux-column/--mag-column BAND=COL,BAND=COL...)
     galsim-hub cache list | clear [KEY ...]
     galsim-hub publish MODEL_DIR --hub DIR_OR_URL [--name NAME] [--version VERSION]
 
@@ -178,17 +179,44 @@ def _sampling_options(args: argparse.Namespace) -> dict:
             "zero_point": args.zero_point}
 
 
+def _band_sampling_options(args: argparse.Namespace, bands: Sequence[str]) -> dict:
+    """:func:`_sampling_options` of a multi-band model: ``--flux-column``/``--mag-column`` as
+    ``BAND=COL[,BAND=COL...]``, each band with its own zero point."""
+    options = _sampling_options(args)
+    if args.zero_point is not None:
+        raise GalSimHubError("--zero-point applies to single-band models; a multi-band model's magnitudes use "
+                             "each band's own zero point")
+    for key, option in (("flux", "--flux-column"), ("mag", "--mag-column")):
+        if options[key] is not None:
+            options[key] = _band_columns(options[key], option, bands)
+    options.pop("zero_point")
+    return options
+
+
+def _band_columns(value: str, option: str, bands: Sequence[str]) -> dict[str, str]:
+    """Parse ``BAND=COL[,BAND=COL...]`` of a multi-band model's ``option``."""
+    pairs = [item.strip() for item in value.split(",") if item.strip()]
+    columns = {}
+    for pair in pairs:
+        band, _, column = pair.partition("=")
+        band, column = band.strip(), column.strip()
+        if not column or band not in bands or band in columns:
+            raise GalSimHubError(
+                f"{option} {value!r}: a multi-band model takes BAND=COLUMN pairs separated by commas, one per "
+                f"band at most, over its bands {','.join(bands)} (e.g. {option} {bands[0]}=mag_{bands[0]})"
+            )
+        columns[band] = column
+    if not columns:
+        raise GalSimHubError(f"{option} {value!r}: give at least one BAND=COLUMN pair")
+    return columns
+
+
 def _selected_bands(model, args) -> list[str] | None:
     """The bands to write (``--bands``, default all of a multi-band model); ``None`` if single-band."""
     if model.bands is None:
         if args.bands is not None:
             raise GalSimHubError(f"--bands needs a multi-band model; {args.handle} is single-band")
         return None
-    if args.flux_column or args.mag_column:
-        raise GalSimHubError(
-            "--flux-column and --mag-column set one flux per galaxy; a multi-band model needs one per band, "
-            "which the command line cannot give yet: use the Python API, sample(..., mag={band: column})"
-        )
     if args.bands is None:
         return model.bands
     names = [name.strip() for name in args.bands.split(",") if name.strip()]
@@ -204,11 +232,11 @@ def _band_stamps(model, catalog, args, bands: list[str]):
     import numpy as np
 
     if args.psf is None:
-        arrays = model.sample(catalog, seed=args.seed, return_arrays=True, **_sampling_options(args))
+        arrays = model.sample(catalog, seed=args.seed, return_arrays=True, **_band_sampling_options(args, model.bands))
         return {band: np.ascontiguousarray(arrays[..., model.bands.index(band)]) for band in bands}, model.pixel_scale
     scale, size = _psf_geometry(model, args)
     psf = galsim.Kolmogorov(fwhm=args.psf)
-    galaxies = model.sample(catalog, seed=args.seed, **_sampling_options(args))
+    galaxies = model.sample(catalog, seed=args.seed, **_band_sampling_options(args, model.bands))
     return {
         band: np.stack([galsim.Convolve(galaxy.images[band], psf).drawImage(nx=size, ny=size, scale=scale).array
                         for galaxy in galaxies]).astype(np.float32)
@@ -287,7 +315,9 @@ def cmd_sample(args: argparse.Namespace) -> None:
     header["PSFFWHM"] = (0.0 if args.psf is None else args.psf, "Kolmogorov PSF FWHM in arcsec (0: none)")
     header["BUNIT"] = str(model.metadata.get("flux_units", ""))[:68]
     header["OUTRANGE"] = (args.out_of_range, "out_of_range policy (clip, error, extrapolate)")
-    if args.flux_column or args.mag_column:
+    if bands is not None and (args.flux_column or args.mag_column):
+        header["BUNIT"] = f"{'flux' if args.flux_column else 'mag'} columns {args.flux_column or args.mag_column}"[:68]
+    elif args.flux_column or args.mag_column:
         zero_point = args.zero_point if args.zero_point is not None else model.metadata.get("zero_point")
         unit = f"flux of column {args.flux_column}" if args.flux_column else f"10**(-0.4({args.mag_column}-{zero_point:g}))"
         header["BUNIT"] = unit[:68]
@@ -394,8 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rows outside the training range: clip them and set their catalog flux (default), "
                           "refuse them, or let the model extrapolate")
     fluxes = sub.add_mutually_exclusive_group()
-    fluxes.add_argument("--flux-column", metavar="COL", help="set each galaxy's flux from this catalog column")
-    fluxes.add_argument("--mag-column", metavar="COL", help="set each galaxy's flux from this magnitude column")
+    fluxes.add_argument("--flux-column", metavar="COL",
+                        help="set each galaxy's flux from this catalog column (multi-band: BAND=COL,BAND=COL...)")
+    fluxes.add_argument("--mag-column", metavar="COL",
+                        help="set each galaxy's flux from this magnitude column (multi-band: BAND=COL,..., "
+                             "each band's zero point)")
     sub.add_argument("--zero-point", type=float, metavar="ZP",
                      help="zero point of --mag-column (default: the model's): flux = 10**(-0.4 (mag - ZP))")
     sub.add_argument("--bands", metavar="B1,B2",

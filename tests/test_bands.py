@@ -417,9 +417,23 @@ def test_cli_sample_writes_one_cube_per_band(toy, toy_dir, single_band_dir, tmp_
     with fits.open(some) as hdus:
         assert [hdu.name for hdu in hdus] == ["PRIMARY", "R", "I", "CATALOG"] and hdus["R"].data.shape[0] == 2
         assert (hdus["I"].data.sum(axis=(1, 2)) > hdus["R"].data.sum(axis=(1, 2))).all()
+    # Per-band catalog fluxes: BAND=COLUMN pairs, magnitudes with each band's zero point.
+    fluxed = tmp_path / "fluxed.fits"
+    assert main(["sample", str(toy_dir), "--catalog", str(path), "--seed", "4", "--flux-column", "g=flux_g",
+                 "--out", str(fluxed)]) == 0
+    assert main(["sample", str(toy_dir), "--catalog", str(path), "--seed", "4", "--mag-column", "i=mag_i",
+                 "--out", str(tmp_path / "mag.fits")]) == 0
+    with fits.open(fluxed) as hdus, fits.open(tmp_path / "mag.fits") as mags:
+        np.testing.assert_allclose(hdus["G"].data.sum(axis=(1, 2)), catalog()["flux_g"], rtol=1e-5)
+        np.testing.assert_allclose(hdus["R"].data, expected[..., 1], rtol=1e-6)  # bands not given keep their flux
+        np.testing.assert_allclose(ZERO_POINT - 2.5 * np.log10(mags["I"].data.sum(axis=(1, 2))), catalog()["mag_i"],
+                                   atol=1e-5)
     capsys.readouterr()
     for options, message in ((["--bands", "z"], "--bands 'z': the model's bands are g,r,i"),
-                             (["--catalog", str(path), "--mag-column", "mag_i"], "a multi-band model needs one per band")):
+                             (["--catalog", str(path), "--mag-column", "mag_i"], "takes BAND=COLUMN pairs"),
+                             (["--catalog", str(path), "--flux-column", "u=flux_g"], "over its bands g,r,i"),
+                             (["--catalog", str(path), "--mag-column", "i=mag_i", "--zero-point", "28"],
+                              "--zero-point applies to single-band models")):
         assert main(["sample", str(toy_dir), "--n", "2", "--seed", "1", *options, "--out", str(tmp_path / "x.fits")]) == 1
         assert message in capsys.readouterr().err
     assert main(["sample", str(single_band_dir), "--n", "2", "--bands", "g", "--out", str(tmp_path / "x.fits")]) == 1
