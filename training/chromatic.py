@@ -30,7 +30,7 @@ from galsim_hub.training.drawing import (COSMOS_FLUX_UNITS, COSMOS_NOISE_SIGMA, 
                                          COSMOS_ZERO_POINT, HST_DIAMETER_M, HST_JITTER_SIGMA_ARCSEC,
                                          HST_OBSCURATION, draw_pixelised, draw_psf_array,
                                          flux_radius_pixels)
-from galsim_hub.training.shards import (ShardWriter, check_positive_float, check_positive_int,
+from galsim_hub.training.shards import (ShardWriter, check_layout, check_positive_float, check_positive_int,
                                         progress_bar)
 from galsim_hub.training.synthetic import (MAX_REDRAWS, NoiseModel, sample_synthetic_parameters,
                                            synthetic_components)
@@ -260,10 +260,7 @@ def build_chromatic_dataset(out_dir: str | os.PathLike, n_examples: int, *, stam
         ``out_dir``.
     """
     n_examples = check_positive_int("n_examples", n_examples)
-    stamp_size = check_positive_int("stamp_size", stamp_size, minimum=16)
-    pixel_scale = check_positive_float("pixel_scale", pixel_scale)
-    shard_size = check_positive_int("shard_size", shard_size)
-    seed = check_positive_int("seed", seed, minimum=0)
+    stamp_size, pixel_scale, shard_size, seed = check_layout(stamp_size, pixel_scale, shard_size, seed)
     jobs = check_positive_int("jobs", jobs)
     bands = [dict(b) for b in bands]
     if REFERENCE_BAND not in [b.get("name") for b in bands]:

@@ -14,8 +14,7 @@ from galsim_hub.errors import CatalogError, GalSimHubError
 from galsim_hub.training.drawing import (COSMOS_FLUX_UNITS, COSMOS_ZERO_POINT, draw_pixelised,
                                          draw_psf_array,
                                          power_spectrum_from_correlated_noise)
-from galsim_hub.training.shards import (ShardWriter, check_positive_float, check_positive_int,
-                                        progress_bar)
+from galsim_hub.training.shards import ShardWriter, check_layout, check_positive_int, progress_bar
 
 EXCLUSION_LEVELS = ("none", "bad_stamp", "bad_fits", "marginal")
 
@@ -352,10 +351,7 @@ def build_cosmos_dataset(out_dir: str | os.PathLike, catalog_dir: str | os.PathL
         A condition or cut column is absent, a held-out IDENT is unknown, or a stamp holds NaN
         or infinite pixels.
     """
-    stamp_size = check_positive_int("stamp_size", stamp_size, minimum=16)
-    pixel_scale = check_positive_float("pixel_scale", pixel_scale)
-    shard_size = check_positive_int("shard_size", shard_size)
-    seed = check_positive_int("seed", seed, minimum=0)
+    stamp_size, pixel_scale, shard_size, seed = check_layout(stamp_size, pixel_scale, shard_size, seed)
     shifts = check_positive_int("shifts", shifts, minimum=0)
     if orientations not in (1, 8):
         raise ValueError(f"orientations must be 1 or 8, got {orientations!r}")

@@ -148,6 +148,12 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_layout(stamp_size: Any, pixel_scale: Any, shard_size: Any, seed: Any) -> tuple[int, float, int, int]:
+    """Check the arguments every data-set builder takes; return them as ``int, float, int, int``."""
+    return (check_positive_int("stamp_size", stamp_size, minimum=16), check_positive_float("pixel_scale", pixel_scale),
+            check_positive_int("shard_size", shard_size), check_positive_int("seed", seed, minimum=0))
+
+
 def check_positive_float(name: str, value: Any) -> float:
     try:
         value = float(value)

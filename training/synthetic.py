@@ -17,8 +17,7 @@ from galsim_hub.training.drawing import (COSMOS_FLUX_UNITS, COSMOS_NOISE_SIGMA, 
                                          COSMOS_ZERO_POINT, HST_DIAMETER_M, HST_JITTER_SIGMA_ARCSEC,
                                          HST_LAMBDA_NM, HST_OBSCURATION, draw_pixelised,
                                          draw_psf_array, flux_radius_pixels, hst_psf)
-from galsim_hub.training.shards import (ShardWriter, check_positive_float, check_positive_int,
-                                        progress_bar)
+from galsim_hub.training.shards import ShardWriter, check_layout, check_positive_int, progress_bar
 
 __all__ = ["sample_synthetic_parameters", "synthetic_components", "synthetic_galaxy_profiles",
            "build_synthetic_dataset", "NoiseModel"]
@@ -275,10 +274,7 @@ def build_synthetic_dataset(out_dir: str | os.PathLike, n_examples: int, *, stam
         ``out_dir``.
     """
     n_examples = check_positive_int("n_examples", n_examples)
-    stamp_size = check_positive_int("stamp_size", stamp_size, minimum=16)
-    pixel_scale = check_positive_float("pixel_scale", pixel_scale)
-    shard_size = check_positive_int("shard_size", shard_size)
-    seed = check_positive_int("seed", seed, minimum=0)
+    stamp_size, pixel_scale, shard_size, seed = check_layout(stamp_size, pixel_scale, shard_size, seed)
     if noise_sigma is None:
         noise_sigma = COSMOS_NOISE_SIGMA
     if not (isinstance(noise_sigma, (int, float)) and math.isfinite(noise_sigma)
