@@ -1,0 +1,79 @@
+"""No postage-stamp edge survives in a real COSMOS training example (tests/data's real galaxies).
+
+COSMOS stamps carry a background offset; padded with zero-mean noise, the original stamp shows as
+a faint square that a model then learns (the pedestals of hub:cosmos_real 1.0). The data-set
+builder subtracts each stamp's border level before padding.
+"""
+from pathlib import Path
+
+import galsim
+import numpy as np
+import pytest
+
+from galsim_hub.training import cosmos
+
+DATA = Path(__file__).parent / "data"
+CATALOG = {"dir": str(DATA / "cosmos_23.5_example"), "file": "real_galaxy_catalog_23.5_example.fits"}
+STAMP = 160  # 0.03" pixels: larger than every stamp of the subset, so padding surrounds each one
+
+
+def _galaxies():
+    return cosmos._select_galaxies([cosmos.CatalogSpec.from_any(CATALOG)],
+                                   ("mag_auto", "flux_radius", "zphot"), None, None)
+
+
+def _rings(image, shape, depths):
+    """Mean of each one-pixel ring of ``image`` at ``depths`` pixels inside the original stamp's
+    edge (negative: outside it), and the number of pixels in each."""
+    ny, nx = shape
+    size = image.shape[0]
+    oy, ox = (size - ny) // 2, (size - nx) // 2   # GalSim centres the stamp on the drawn one
+    means, counts = [], []
+    for d in depths:
+        y0, y1, x0, x1 = oy + d, oy + ny - 1 - d, ox + d, ox + nx - 1 - d
+        ring = np.concatenate([image[y0, x0:x1 + 1], image[y1, x0:x1 + 1],
+                               image[y0 + 1:y1, x0], image[y0 + 1:y1, x1]])
+        means.append(ring.mean())
+        counts.append(ring.size)
+    return np.array(means), np.array(counts)
+
+
+def test_stamp_background_is_the_clipped_border_level():
+    rng = np.random.default_rng(0)
+    stamp = rng.normal(0.5, 0.1, (40, 50))
+    stamp[15:25, 15:35] += 50.0          # a galaxy far from the border does not count
+    stamp[0, :10] += 30.0                # nor does a neighbour crossing the border
+    assert cosmos.stamp_background(stamp) == pytest.approx(0.5, abs=0.02)
+    with pytest.raises(ValueError, match="border"):
+        cosmos.stamp_background(np.zeros((3, 3)))
+
+
+def test_padding_matches_the_original_stamps_border_on_real_galaxies():
+    """Mean of the padding = mean of the original stamp's border, within the noise."""
+    galaxies = _galaxies()
+    checked = 0
+    for galaxy in galaxies:
+        shape = galaxy.cosmos.getRealParams(galaxy.index)[0].array.shape
+        if max(shape) > STAMP - 24:
+            continue
+        example = cosmos._draw_example(galaxy, 0, False, (0.0, 0.0), STAMP, 0.03, 1234, False)
+        image = example["image"]
+        border, n_border = _rings(image, shape, [0, 1])
+        padding, n_padding = _rings(image, shape, [-8, -7, -6, -5, -4, -3])
+        # Standard error of a mean over correlated noise: the scatter of the padding's 8x8
+        # block means (corner blocks, far from every stamp) scaled to each region's size.
+        corner = image[:40, :40]
+        block_means = corner.reshape(5, 8, 5, 8).mean(axis=(1, 3)).ravel()
+        per_pixel = block_means.std() * 8.0
+        error = np.hypot(per_pixel / np.sqrt(n_border.sum()), per_pixel / np.sqrt(n_padding.sum()))
+        difference = np.average(border, weights=n_border) - np.average(padding, weights=n_padding)
+        assert abs(difference) < 3 * error, (galaxy.ident, difference, error)
+        checked += 1
+    assert checked >= 8
+
+
+def test_background_is_removed_before_padding():
+    galaxy = _galaxies()[0]
+    raw = galaxy.cosmos.getRealParams(galaxy.index)[0].array
+    example = cosmos._draw_example(galaxy, 0, False, (0.0, 0.0), STAMP, 0.03, 7, False)
+    assert example["background"] == pytest.approx(cosmos.stamp_background(raw))
