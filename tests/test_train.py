@@ -196,3 +196,27 @@ def test_cli_reports_config_errors(tmp_path, capsys):
     bad.write_text("vae:\n  latent: 3\n")
     assert main(["vae", "--config", str(bad), "--work-dir", str(tmp_path / "w")]) == 1
     assert "unknown key 'latent' in config section 'vae'" in capsys.readouterr().err
+
+
+def test_heldout_loss_is_recorded_at_every_checkpoint_and_resumes(tiny_dataset, tmp_path):
+    work = tmp_path / "heldout"
+    train.train_vae(_config(vae={"steps": 4, "checkpoint_every": 2}), tiny_dataset, work,
+                    progress=False, heldout_dir=tiny_dataset)
+    curve = json.loads((work / "vae_heldout.json").read_text())
+    assert [h["step"] for h in curve] == [0, 2, 4]
+    assert all(np.isfinite(h[k]) for h in curve for k in ("loss", "nll", "kl", "tv"))
+    assert curve[-1]["loss"] < curve[0]["loss"]       # training helps the held-out loss
+    train.train_vae(_config(vae={"steps": 6, "checkpoint_every": 2}), tiny_dataset, work,
+                    progress=False, heldout_dir=tiny_dataset)
+    resumed = json.loads((work / "vae_heldout.json").read_text())
+    assert [h["step"] for h in resumed] == [0, 2, 4, 6]
+    assert resumed[:3] == curve
+
+
+def test_heldout_data_of_another_stamp_size_is_refused(tiny_dataset, tmp_path):
+    from galsim_hub.errors import GalSimHubError
+
+    other = build_synthetic_dataset(tmp_path / "small", 8, stamp_size=16, noise_sigma=0.01, seed=1)
+    with pytest.raises(GalSimHubError, match="held-out data set .* 16"):
+        train.train_vae(_config(vae={"steps": 2}), tiny_dataset, tmp_path / "w", progress=False,
+                        heldout_dir=other)

@@ -3,7 +3,7 @@
 Usage::
 
     python -m galsim_hub.training dataset  --config CFG.yaml --work-dir DIR
-    python -m galsim_hub.training vae      --config CFG.yaml --work-dir DIR [--no-resume]
+    python -m galsim_hub.training vae      --config CFG.yaml --work-dir DIR [--no-resume] [--heldout-data DIR]
     python -m galsim_hub.training flow     --config CFG.yaml --work-dir DIR [--no-resume]
     python -m galsim_hub.training export   --config CFG.yaml --work-dir DIR [--out MODEL_DIR]
     python -m galsim_hub.training all      --config CFG.yaml --work-dir DIR [--out MODEL_DIR]
@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="start training from scratch, deleting the stage's checkpoints")
     parser.add_argument("--overwrite", action="store_true",
                         help="rebuild an existing data set / replace an existing export")
+    parser.add_argument("--heldout-data", metavar="DIR",
+                        help="vae/all: a held-out data set whose loss is recorded at every "
+                             "checkpoint (WORK_DIR/vae_heldout.json)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -69,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(train.build_dataset(config, work_dir, overwrite=args.overwrite, progress=progress))
         elif args.stage == "vae":
             history = train.train_vae(config, dataset_dir, work_dir, resume=not args.no_resume,
-                                      progress=progress)
+                                      progress=progress, heldout_dir=args.heldout_data)
             print(f"VAE trained: final loss {history[-1]['loss']:.6g}" if history else "VAE already trained")
         elif args.stage == "flow":
             train.encode_latents(config, dataset_dir, work_dir)
@@ -78,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.stage == "export":
             print(train.export(config, work_dir, out_dir, dataset_dir=dataset_dir, overwrite=args.overwrite))
         else:
-            print(train.run_all(config, work_dir, out_dir, resume=not args.no_resume, progress=progress))
+            print(train.run_all(config, work_dir, out_dir, resume=not args.no_resume, progress=progress,
+                                heldout_dir=args.heldout_data))
     except GalSimHubError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -271,8 +271,12 @@ class _TrainingState:
         return int(self.step.numpy())
 
     def run(self, run_step: Callable[[int], dict], steps: int, label: str, progress: bool | None,
-            log_every: int, checkpoint_every: int, shown: tuple[str, ...]) -> list[dict]:
-        """Call ``run_step(s)`` up to ``steps``, logging, checkpointing and showing progress."""
+            log_every: int, checkpoint_every: int, shown: tuple[str, ...],
+            on_checkpoint: Callable[[int], None] | None = None) -> list[dict]:
+        """Call ``run_step(s)`` up to ``steps``, logging, checkpointing and showing progress.
+
+        ``on_checkpoint(step)`` runs after each checkpoint (``step`` steps done).
+        """
         bar = _progress_bar(steps, self.start, label, progress)
         try:
             for s in range(self.start, steps):
@@ -285,6 +289,8 @@ class _TrainingState:
                 if (s + 1) % checkpoint_every == 0 or s == steps - 1:
                     self.manager.save(checkpoint_number=s + 1)
                     _write_json(self.history_file, self.history)
+                    if on_checkpoint is not None:
+                        on_checkpoint(s + 1)
         finally:
             bar.close()
         _write_json(self.history_file, self.history)
@@ -303,9 +309,41 @@ def load_vae(work_dir: str | Path) -> VAE:
     return vae
 
 
+def _heldout_evaluator(vae: VAE, config: TrainingConfig, heldout_dir: Path, keys: tuple[str, ...],
+                       latent_dim: int, seed: int) -> Callable[[], dict]:
+    """A function returning the mean loss terms over every example of a held-out data set.
+
+    The latent noise is fixed (drawn once from ``seed``) so that successive evaluations differ
+    only by the weights: the held-out curve is smooth enough to tell when training stops helping.
+    """
+    from galsim_hub.training import data
+
+    metadata = data.read_dataset_metadata(heldout_dir)
+    arrays = data.load_arrays(heldout_dir, keys)
+    if arrays["image"].shape[1:3] != (config.dataset.stamp_size, config.dataset.stamp_size):
+        raise GalSimHubError(f"the held-out data set {heldout_dir} has stamps of "
+                             f"{arrays['image'].shape[1:3]} pixels, the training set "
+                             f"{config.dataset.stamp_size}")
+    n = int(metadata["n_examples"])
+    noise = np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
+    loss_terms = tf.function(_vae_loss_fn(vae, config))
+
+    def evaluate() -> dict:
+        totals: dict[str, float] = {}
+        for start in range(0, n, 64):
+            batch = {k: tf.constant(arrays[k][start:start + 64]) for k in keys}
+            terms = loss_terms(batch, tf.constant(noise[start:start + 64]), tf.constant(1.0))
+            size = len(batch["image"])
+            for key, value in terms.items():
+                totals[key] = totals.get(key, 0.0) + float(value) * size
+        return {key: value / n for key, value in totals.items()}
+
+    return evaluate
+
+
 def train_vae(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | Path,
               resume: bool = True, progress: bool | None = None,
-              log_every: int = 1) -> list[dict]:
+              log_every: int = 1, heldout_dir: str | Path | None = None) -> list[dict]:
     """Train (or resume training) the VAE.
 
     Parameters
@@ -322,6 +360,10 @@ def train_vae(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | P
         Show a tqdm bar (default: when stderr is a terminal).
     log_every : int
         Record the losses every this many steps.
+    heldout_dir : str or Path, optional
+        A held-out data set of the same layout: at every checkpoint, its mean loss terms
+        (fixed latent noise) are appended to ``work_dir/vae_heldout.json``, the held-out curve
+        that tells when more steps stop helping.
 
     Returns
     -------
@@ -385,7 +427,20 @@ def train_vae(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | P
         return values
 
     start = state.start
-    return state.run(run_step, v.steps, "VAE", progress, log_every, v.checkpoint_every, ("loss", "kl"))
+    on_checkpoint = None
+    if heldout_dir is not None:
+        evaluate = _heldout_evaluator(vae, config, Path(heldout_dir), keys, vae.latent_dim, v.seed + 1)
+        heldout_file = work_dir / "vae_heldout.json"
+        heldout = [h for h in (_read_json(heldout_file) or []) if h["step"] <= start] if restore else []
+
+        def on_checkpoint(step: int) -> None:
+            heldout.append({"step": step, **evaluate()})
+            _write_json(heldout_file, heldout)
+
+        if not heldout:
+            on_checkpoint(start)
+    return state.run(run_step, v.steps, "VAE", progress, log_every, v.checkpoint_every, ("loss", "kl"),
+                     on_checkpoint=on_checkpoint)
 
 
 def encode_latents(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | Path,
@@ -559,8 +614,11 @@ def export(config: TrainingConfig, work_dir: str | Path, out_dir: str | Path,
 
 def run_all(config: TrainingConfig, work_dir: str | Path, out_dir: str | Path | None = None,
             resume: bool = True, progress: bool | None = None,
-            log: Callable[[str], None] = print) -> Path:
-    """Build the data set (if absent), train the VAE, encode, train the flow and export."""
+            log: Callable[[str], None] = print, heldout_dir: str | Path | None = None) -> Path:
+    """Build the data set (if absent), train the VAE, encode, train the flow and export.
+
+    ``heldout_dir`` is passed to :func:`train_vae` (the held-out loss curve).
+    """
     from galsim_hub.training import data
 
     work_dir = Path(work_dir)
@@ -571,7 +629,7 @@ def run_all(config: TrainingConfig, work_dir: str | Path, out_dir: str | Path | 
     except (OSError, GalSimHubError, ValueError):
         log(f"building the {config.dataset.source} data set in {dataset_dir}")
         build_dataset(config, work_dir, progress=progress)
-    train_vae(config, dataset_dir, work_dir, resume=resume, progress=progress)
+    train_vae(config, dataset_dir, work_dir, resume=resume, progress=progress, heldout_dir=heldout_dir)
     encode_latents(config, dataset_dir, work_dir)
     train_flow(config, work_dir, resume=resume, progress=progress)
     out_dir = Path(out_dir) if out_dir is not None else work_dir / "export" / config.export.name
