@@ -64,6 +64,22 @@ def magnitude_to_flux(mag: Any, zero_point: float) -> np.ndarray:
     return 10.0 ** (-0.4 * (np.asarray(mag, dtype=np.float64) - float(zero_point)))
 
 
+def calibrated_fluxes(conditions: np.ndarray, metadata: dict) -> np.ndarray | None:
+    """The catalog fluxes a flux-calibrated model gives its stamps, or None.
+
+    A model whose metadata has ``flux_calibration: {"condition": NAME}`` (see
+    :func:`galsim_hub.metadata.validate_flux_calibration`) gives every galaxy the flux of its
+    catalog magnitude ``NAME`` when the caller passes no ``flux=``/``mag=``.
+    """
+    calibration = metadata.get("flux_calibration")
+    if not calibration:
+        return None
+    names = [c["name"] for c in metadata["conditions"]]
+    index = names.index(calibration["condition"])
+    return check_fluxes(magnitude_to_flux(np.asarray(conditions)[:, index], float(metadata["zero_point"])),
+                        len(conditions), f"the catalog's '{calibration['condition']}' (the model's flux calibration)")
+
+
 def magnitude_condition(metadata: dict) -> tuple[int, float] | None:
     """Index of the model's first condition in ``"mag"`` and its zero point, or ``None``."""
     zero_point = metadata.get("zero_point")
@@ -245,7 +261,8 @@ class SamplingPlan:
     out_of_range : {"clip", "error", "extrapolate"}
         The policy (see the module docstring).
     fluxes : numpy.ndarray, optional
-        ``[N]`` catalog fluxes (:func:`catalog_fluxes`); every stamp is rescaled to them.
+        ``[N]`` catalog fluxes (:func:`catalog_fluxes`); every stamp is rescaled to them. When
+        None, a flux-calibrated model (:func:`calibrated_fluxes`) gives its catalog magnitudes' fluxes.
     labels : sequence, optional
         Names of the rows in messages (default: their indices).
     what : str
@@ -284,6 +301,9 @@ class SamplingPlan:
         policy = check_policy(out_of_range)
         specs = metadata["conditions"]
         n_rows = len(conditions)
+        calibrated = fluxes is None and metadata.get("flux_calibration")
+        if calibrated:
+            fluxes = calibrated_fluxes(conditions, metadata)
         outside = outside_range(conditions, specs)
         self.inputs = np.asarray(conditions, dtype=np.float64)
         self.clipped = np.zeros(n_rows, dtype=bool)
@@ -311,6 +331,9 @@ class SamplingPlan:
         self.clipped = outside.any(axis=1)
         if flux_note is not None:
             pass
+        elif calibrated:
+            flux_note = (f"their flux is set from the catalog's '{metadata['flux_calibration']['condition']}' "
+                         "(the model's flux calibration)")
         elif fluxes is not None:
             flux_note = "their flux is the catalog flux given"
         elif self._magnitude is not None:

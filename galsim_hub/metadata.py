@@ -107,6 +107,8 @@ def validate_metadata(metadata: dict, source: str = "model") -> dict:
             raise MetadataError(f"{source}: '{key}' has {len(values)} values for {len(names)} conditions")
         if key == "condition_std" and not all(value > 0 for value in values):
             raise MetadataError(f"{source}: 'condition_std' must be positive, got {values!r}")
+    if "flux_calibration" in metadata:
+        validate_flux_calibration(metadata, source)
     if "bands" in metadata:
         if metadata["format"] < MULTIBAND_FORMAT_VERSION:
             raise MetadataError(
@@ -114,6 +116,38 @@ def validate_metadata(metadata: dict, source: str = "model") -> dict:
             )
         validate_bands(metadata["bands"], source)
     return metadata
+
+
+def validate_flux_calibration(metadata: dict, source: str = "model") -> dict:
+    """Check a model's ``flux_calibration`` entry and return it.
+
+    ``{"condition": NAME}`` says that the model's stamps are rescaled to the flux of the
+    catalog magnitude ``NAME`` (``10**(-0.4 (mag - zero_point))``) whenever the caller gives no
+    ``flux=``/``mag=``: the flux is then the catalog's, not what the decoder happens to put in
+    the stamp. ``NAME`` must be a condition with unit ``"mag"``, the model needs a finite
+    ``zero_point``, and the model must be single-band (multi-band models carry per-band
+    magnitudes and colours instead).
+
+    Raises
+    ------
+    MetadataError
+        When any of this does not hold.
+    """
+    calibration = metadata["flux_calibration"]
+    if not isinstance(calibration, dict) or not isinstance(calibration.get("condition"), str):
+        raise MetadataError(f"{source}: 'flux_calibration' must be an object with a string 'condition', "
+                            f"got {calibration!r}")
+    name = calibration["condition"]
+    units = {c.get("name"): c.get("unit") for c in metadata["conditions"] if isinstance(c, dict)}
+    if units.get(name) != "mag":
+        raise MetadataError(f"{source}: 'flux_calibration' names condition {name!r}, which is not a "
+                            f"condition of unit 'mag' (conditions: {', '.join(map(str, units))})")
+    if not _finite_number(metadata.get("zero_point")):
+        raise MetadataError(f"{source}: 'flux_calibration' needs a finite 'zero_point', got "
+                            f"{metadata.get('zero_point')!r}")
+    if "bands" in metadata:
+        raise MetadataError(f"{source}: 'flux_calibration' is for single-band models; this one has bands")
+    return calibration
 
 
 def validate_bands(bands: object, source: str = "model") -> list[dict]:

@@ -125,7 +125,10 @@ class FlowConfig:
 class ExportConfig:
     """Name, version and card text of the exported model.
 
-    ``flux_units`` and ``zero_point`` default to those of the data set.
+    ``flux_units`` and ``zero_point`` default to those of the data set. ``flux_calibration``
+    names a magnitude condition (e.g. ``mag_auto``): the exported model then gives every
+    galaxy the flux of that catalog magnitude unless the caller passes ``flux=``/``mag=``
+    (:func:`galsim_hub.metadata.validate_flux_calibration`).
     """
 
     name: str = "my-model"
@@ -135,6 +138,7 @@ class ExportConfig:
     citation: str = "Lanusse et al. 2021, MNRAS 504, 5543"
     flux_units: str | None = None
     zero_point: float | None = None
+    flux_calibration: str | None = None
 
 
 @dataclass

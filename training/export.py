@@ -115,6 +115,7 @@ def export_model(
     citation: str = DEFAULT_CITATION,
     card: str | None = None,
     bands: Sequence[dict] | None = None,
+    flux_calibration: str | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a galsim-hub model directory: format 1, or format 2 with ``bands``.
@@ -158,6 +159,9 @@ def export_model(
         The bands of a multi-band model, in output order (``name``, ``effective_wavelength``,
         ``zero_point``, ``bandpass``: see :func:`galsim_hub.metadata.validate_bands`); the
         model is then written as format 2.
+    flux_calibration : str, optional
+        A magnitude condition: the model then gives every galaxy that catalog magnitude's flux
+        unless the caller passes ``flux=``/``mag=`` (metadata ``flux_calibration``).
     overwrite : bool
         Replace an existing ``output_dir``; otherwise an existing directory is an error.
 
@@ -210,6 +214,12 @@ def export_model(
     if bands is not None:
         metadata["bands"] = [{key: band[key] for key in ("name", "effective_wavelength", "zero_point", "bandpass")}
                              for band in bands]
+    if flux_calibration is not None:
+        metadata["flux_calibration"] = {
+            "condition": flux_calibration,
+            "description": f"stamps are rescaled to the flux of the catalog's {flux_calibration} "
+                           "(with zero_point) unless flux= or mag= is given",
+        }
     validate_metadata(metadata, source=str(output_dir))
 
     module = _ExportModule(flow, decoder, encoder, condition_mean, condition_std, stamp_size,

@@ -59,7 +59,7 @@ DATASET_FILE = "dataset.json"
 _ARRAY_DTYPES = {"image": np.float32, "psf": np.float32, "noise_var": np.float32,
                  "noise_ps": np.float32, "conditions": np.float32, "ident": np.int64,
                  "truth": np.float32, "truth_smooth": np.float32, "parametric": np.float32,
-                 "has_parametric": bool}
+                 "has_parametric": bool, "background": np.float32}
 
 
 def _atomic_write(path: pathlib.Path, write: Callable[[Any], None], mode: str = "wb") -> None:

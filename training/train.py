@@ -608,7 +608,8 @@ def export(config: TrainingConfig, work_dir: str | Path, out_dir: str | Path,
         pixel_scale=float(metadata["pixel_scale"]), name=e.name, version=e.version,
         condition_mean=normalisation["condition_mean"], condition_std=normalisation["condition_std"],
         zero_point=zero_point, training=training, description=e.description, license=e.license,
-        citation=e.citation, bands=metadata.get("bands"), overwrite=overwrite, **optional,
+        citation=e.citation, bands=metadata.get("bands"), flux_calibration=e.flux_calibration,
+        overwrite=overwrite, **optional,
     )
 
 
