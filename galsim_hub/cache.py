@@ -36,6 +36,7 @@ from . import http, settings
 from .errors import DownloadError, HandleError, MetadataError, UnsafeArchiveError
 from .extract import safe_extract
 from .locks import OWNER_FILE, EntryLock, new_work_folder, sweep_stale_work
+from .metadata import read_metadata
 from .settings import cache_root, is_offline
 from .verify import check_archive, check_blob
 
@@ -164,6 +165,29 @@ def _find_model_dir(extracted: Path, label: str) -> Path:
     )
 
 
+def _check_model_files(model_dir: Path, label: str) -> None:
+    """Refuse an incomplete model before its cache entry becomes visible.
+
+    The metadata are read and validated; a SavedModel (galsim-hub formats, TF1 Hub modules)
+    needs ``saved_model.pb`` and, where it has variables, their index and data shards.
+    """
+    missing = []
+    if (model_dir / "galsim_hub.json").is_file():
+        read_metadata(model_dir)
+        missing += [name for name in ("saved_model.pb", "variables/variables.index")
+                    if not (model_dir / name).is_file()]
+    elif (model_dir / "tfhub_module.pb").is_file():
+        missing += [] if (model_dir / "saved_model.pb").is_file() else ["saved_model.pb"]
+        if (model_dir / "variables").is_dir() and not (model_dir / "variables/variables.index").is_file():
+            missing.append("variables/variables.index")
+    if (model_dir / "variables/variables.index").is_file() and not any(
+            (model_dir / "variables").glob("variables.data-*")):
+        missing.append("variables/variables.data-*")
+    if missing:
+        raise MetadataError(f"{label} holds an incomplete model: {', '.join(missing)} missing in "
+                            f"{model_dir.name or 'its top level'}")
+
+
 def _download_files(source: ModelSource, destination: Path, progress: bool) -> int:
     """Download each file of a multi-file source and check its git blob id; return the total size."""
     total = 0
@@ -183,7 +207,9 @@ def _fill_work_folder(source: ModelSource, work: Path, record: dict, progress: b
     if source.kind == "files":
         record.update(base_url=source.location, files=len(source.files), sha256=None,
                       size_bytes=_download_files(source, extracted, progress))
-        return _find_model_dir(extracted, source.location)
+        model_dir = _find_model_dir(extracted, source.location)
+        _check_model_files(model_dir, source.location)
+        return model_dir
     if source.kind == "url":
         archive = work / "download.tar.gz"
         http.download(source.location, archive, progress=progress, size=source.size, advice=_advice(source))
@@ -199,7 +225,9 @@ def _fill_work_folder(source: ModelSource, work: Path, record: dict, progress: b
         "sha256": sha256,
         "size_bytes": size,
     })
-    return _find_model_dir(extracted, source.location)
+    model_dir = _find_model_dir(extracted, source.location)
+    _check_model_files(model_dir, source.location)
+    return model_dir
 
 
 def _same_content(existing: dict, record: dict) -> bool:

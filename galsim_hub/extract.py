@@ -139,4 +139,26 @@ def safe_extract(tar: tarfile.TarFile, destination: Path, label: str) -> int:
         target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         _inside(target.parent, root, label, member.name)
         total += _write_file(tar, member, target, limit - total, label)
+    _check_read_to_end(tar, count, label)
     return total
+
+
+def _check_read_to_end(tar: tarfile.TarFile, members: int, label: str) -> None:
+    """Read what follows the last member to the end of the stream: only zero padding may.
+
+    ``tarfile`` ends its iteration silently at the first header it cannot parse, so a
+    corrupted byte in the middle of an archive would otherwise pass for its end, with the
+    members after it missing; reading the (decompressed) stream to its end also makes gzip
+    check its CRC and length.
+    """
+    stream = tar.fileobj
+    stream.seek(tar.offset)
+    while True:
+        chunk = stream.read(_CHUNK)
+        if not chunk:
+            return
+        if chunk.count(0) != len(chunk):
+            raise UnsafeArchiveError(
+                f"{label}: the archive is corrupt: an unreadable tar header follows its {members} "
+                "readable member(s) (a damaged or incomplete download?)"
+            )

@@ -106,6 +106,22 @@ class _Pace:
         self.window = settings.RATE_WINDOW
         self.samples: list[tuple[float, int]] = [(self.start, 0)]
 
+    def timeout(self):
+        """The request time-out: the policy's, with the read time-out cut to the time left
+        before the deadline (so a stalled read cannot outlast it)."""
+        timeout = settings.HTTP_TIMEOUT
+        if self.deadline is None:
+            return timeout
+        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        left = max(self.deadline - (time.monotonic() - self.start), 0.05)
+        return (min(connect, left), min(read, left))
+
+    def stalled(self, exc: BaseException) -> str:
+        """What to say of a time-out: the deadline when it was reached, else the error."""
+        if self.deadline is not None and time.monotonic() - self.start >= self.deadline - 0.05:
+            return f"not finished after {self.deadline:g} s, the limit of {settings.DEADLINE_ENV}"
+        return str(exc)
+
     def check(self, received: int) -> None:
         now = time.monotonic()
         if self.deadline is not None and now - self.start > self.deadline:
@@ -147,8 +163,44 @@ class _Broken(Exception):
         self.resumable = resumable
 
 
-def _receive(url: str, out, received: int, bar, pace: _Pace, advice: str) -> int:
-    """One GET (a Range GET from ``received`` when > 0); append to ``out``; return the new count."""
+class _Transfer:
+    """What one download knows across its requests: the limit, the first answer's validators."""
+
+    def __init__(self, url: str, limit: int, limit_source: str):
+        self.url = url
+        self.limit = limit
+        self.limit_source = limit_source
+        self.validator: str | None = None   # ETag (strong) or Last-Modified of the first answer
+        self.total: int | None = None       # the full length, as first announced
+
+    def check_size(self, size: int, what: str) -> None:
+        if size > self.limit:
+            raise DownloadError(f"could not download {self.url}: {what} {size} bytes, more than "
+                                f"{self.limit_source} ({self.limit} bytes)")
+
+
+def _range_start(response, received: int, transfer: _Transfer) -> bool:
+    """Whether a 206 answer continues the file at ``received`` (Content-Range, same total)."""
+    header = response.headers.get("Content-Range", "")
+    try:
+        unit, _, spec = header.partition(" ")
+        span, _, total = spec.partition("/")
+        start = int(span.split("-")[0])
+        total_size = None if total.strip() == "*" else int(total)
+    except ValueError:
+        return False
+    if unit.lower() != "bytes" or start != received:
+        return False
+    return transfer.total is None or total_size is None or total_size == transfer.total
+
+
+def _receive(url: str, out, received: int, bar, pace: _Pace, advice: str, transfer: _Transfer) -> int:
+    """One GET (a Range GET from ``received`` when > 0); append to ``out``; return the new count.
+
+    A resumed request carries ``If-Range`` with the first answer's ETag or Last-Modified, so a
+    file changed meanwhile is sent whole (200) and the download starts again; a 206 answer is
+    used only when its ``Content-Range`` starts at the bytes already received.
+    """
     import requests
     import urllib3.exceptions
 
@@ -157,37 +209,65 @@ def _receive(url: str, out, received: int, bar, pace: _Pace, advice: str) -> int
     headers = {"Accept-Encoding": "identity"}
     if received:
         headers["Range"] = f"bytes={received}-"
+        if transfer.validator:
+            headers["If-Range"] = transfer.validator
     what = f"could not download {url}"
     try:
-        response = request("GET", url, what, stream=True, headers=headers)
+        response = request("GET", url, what, stream=True, headers=headers,
+                           timeout=pace.timeout())
     except DownloadError as exc:
         raise DownloadError(f"{exc}.{advice}") from exc
     with response:
         if response.status_code >= 400:
             raise DownloadError(f"{what}: HTTP {response.status_code} {response.reason}.{advice}")
-        if received and response.status_code != 206:  # the server ignored the range: start again
+        if received and (response.status_code != 206 or not _range_start(response, received, transfer)):
+            # The server ignored the range, the file changed, or the range is not the one asked
+            # for: start again from the first byte.
             out.seek(0)
             out.truncate()
             bar.reset()
             received = 0
+            if response.status_code == 206:
+                response.close()
+                transfer.validator = None
+                return _receive(url, out, 0, bar, pace, advice, transfer)
+        if not received:
+            etag = response.headers.get("ETag", "")
+            transfer.validator = (etag if etag and not etag.startswith("W/")
+                                  else response.headers.get("Last-Modified"))
         resumable = response.headers.get("Accept-Ranges", "").lower() == "bytes" or response.status_code == 206
         header = response.headers.get("Content-Length")
         announced = received + int(header) if header and header.isdigit() else None
         if announced is not None:
+            transfer.check_size(announced, "the server announces")
+            if not received:
+                transfer.total = announced
             bar.total = announced
         try:
             for chunk in _chunks(response):
                 out.write(chunk)
                 received += len(chunk)
+                transfer.check_size(received, "it sent")
                 bar.update(len(chunk))
                 pace.check(received)
-        except (requests.Timeout, urllib3.exceptions.TimeoutError) as exc:
-            raise DownloadError(f"{what}: timed out after {received} bytes ({exc}).{advice}") from exc
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError) as exc:
+            raise DownloadError(f"{what}: timed out after {received} bytes ({pace.stalled(exc)}).{advice}") from exc
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            raise _Broken(f"the transfer broke off after {received} bytes ({exc})", resumable) from exc
+        except OSError as exc:
+            if _is_local_write_error(exc):
+                raise DownloadError(f"could not write the download of {url} to {out.name}: {exc.strerror}") from exc
             raise _Broken(f"the transfer broke off after {received} bytes ({exc})", resumable) from exc
         if announced is not None and received != announced:
             raise _Broken(f"got {received} bytes, the server announced {announced}", resumable)
     return received
+
+
+def _is_local_write_error(exc: OSError) -> bool:
+    """An error of the local disk (full, quota, read-only), not of the network."""
+    import errno
+
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG)
 
 
 def download(url: str, target: Path, *, progress: bool = False, size: int | None = None, advice: str = "") -> int:
@@ -223,12 +303,21 @@ def download(url: str, target: Path, *, progress: bool = False, size: int | None
     received = 0
     resumes = 0
     name = PurePosixPath(url.split("?")[0]).name
-    with open(target, "wb") as out, tqdm(
+    if size is not None:
+        transfer = _Transfer(url, int(size), "the size the index gives")
+    else:
+        transfer = _Transfer(url, settings.max_extract_bytes(),
+                             f"the largest download allowed ({settings.MAX_EXTRACT_ENV})")
+    try:
+        out = open(target, "wb")
+    except OSError as exc:
+        raise DownloadError(f"could not write the download of {url} to {target}: {exc.strerror}") from exc
+    with out, tqdm(
         total=size, unit="B", unit_scale=True, desc=name, disable=not progress
     ) as bar:
         while True:
             try:
-                return _receive(url, out, received, bar, pace, advice)
+                return _receive(url, out, received, bar, pace, advice, transfer)
             except _Broken as broken:
                 out.flush()
                 received = out.tell()

@@ -48,6 +48,24 @@ def default_device() -> str:
     return "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
 
 
+def _load_or_explain(load, directory: Path):
+    """Run ``load()``; a failure becomes a `MetadataError` naming the model folder (and the
+    cache entry to clear when the folder is one)."""
+    try:
+        return load()
+    except Exception as exc:  # TensorFlow raises many types for unreadable SavedModels
+        from .settings import cache_root
+
+        hint = ""
+        try:
+            entry = directory.resolve().relative_to(cache_root().resolve()).parts[0]
+            hint = f"; it is the cache entry {entry}: remove it with `galsim-hub cache clear {entry}` and fetch again"
+        except (ValueError, IndexError, OSError):
+            pass
+        raise MetadataError(f"the model in {directory} cannot be loaded ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else exc!r}){hint}") from exc
+
+
 def _input_specs(signature) -> dict:
     return dict(signature.structured_input_signature[1])
 
@@ -83,7 +101,8 @@ class LoadedModel:
             self.metadata = read_metadata(self.directory)
             self.format = f"galsim-hub-{self.metadata['format']}"
             with tf.device(self.device):
-                self._saved_model = tf.saved_model.load(str(self.directory))
+                self._saved_model = _load_or_explain(lambda: tf.saved_model.load(str(self.directory)),
+                                                     self.directory)
             self._signature = self._require_signature("sample")
             self._noise_input = NOISE_INPUT
             self._output = "image"
@@ -92,7 +111,7 @@ class LoadedModel:
 
             self.format = "tf1-hub"
             with tf.device(self.device):
-                self._saved_model = hub.load(str(self.directory))
+                self._saved_model = _load_or_explain(lambda: hub.load(str(self.directory)), self.directory)
             self._signature = self._require_signature(TF1_SIGNATURE)
             self._noise_input = TF1_NOISE_INPUT
             self._output = TF1_SIGNATURE

@@ -142,11 +142,29 @@ def hub_cache(tmp_path, monkeypatch):
     return cache
 
 
+def minimal_metadata(name: str = "toy", version: str = "1.0") -> dict:
+    """Valid single-band metadata of a model that handle and cache tests never load."""
+    return {"format": 1, "name": name, "version": version, "stamp_size": 32, "pixel_scale": 0.1,
+            "latent_dim": 4, "conditions": [{"name": "mag_auto", "unit": "mag", "min": 20.0, "max": 25.0}]}
+
+
+def _model_files(name: str, version: str) -> dict:
+    """The files of a complete-looking model (a SavedModel's files as placeholders)."""
+    return {
+        "galsim_hub.json": json.dumps(minimal_metadata(name, version)).encode(),
+        "README.md": f"# {name} {version}\n".encode(),
+        "saved_model.pb": b"placeholder saved model",
+        "variables/variables.index": b"placeholder index",
+        "variables/variables.data-00000-of-00001": b"placeholder data",
+    }
+
+
 def write_model_dir(path: Path, name: str = "toy", version: str = "1.0") -> Path:
-    """A minimal model directory for handle and cache tests: a folder with ``galsim_hub.json``."""
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "galsim_hub.json").write_text(json.dumps({"format": 1, "name": name, "version": version}))
-    (path / "README.md").write_text(f"# {name} {version}\n")
+    """A minimal model directory for handle and cache tests: ``galsim_hub.json`` and placeholder
+    SavedModel files (complete enough for the cache, never loaded)."""
+    for file_name, data in _model_files(name, version).items():
+        (path / file_name).parent.mkdir(parents=True, exist_ok=True)
+        (path / file_name).write_bytes(data)
     return path
 
 
@@ -154,11 +172,7 @@ def write_model_archive(archive: Path, name: str = "toy", version: str = "1.0", 
     """A ``.tar.gz`` of a minimal model, in one top-level folder or (``top_folder=False``) at the top level."""
     archive.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive, "w:gz") as tar:
-        for file_name, text in (
-            ("galsim_hub.json", json.dumps({"format": 1, "name": name, "version": version})),
-            ("README.md", f"# {name} {version}\n"),
-        ):
-            data = text.encode()
+        for file_name, data in _model_files(name, version).items():
             info = tarfile.TarInfo(f"{name}/{file_name}" if top_folder else file_name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))

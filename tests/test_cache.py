@@ -95,8 +95,8 @@ def test_archive_with_model_at_top_level(http_server, hub_cache, make_model_arch
 def test_tf1_hub_marker_is_recognised(http_server, hub_cache):
     archive = http_server.root / "tf1.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
-        info = tarfile.TarInfo("tfhub_module.pb")
-        tar.addfile(info, io.BytesIO(b""))
+        for name in ("tfhub_module.pb", "saved_model.pb"):
+            tar.addfile(tarfile.TarInfo(name), io.BytesIO(b""))
     assert (fetch(resolve(http_server.url("tf1.tar.gz"))) / "tfhub_module.pb").is_file()
 
 
@@ -175,7 +175,7 @@ def test_size_differing_from_index_is_detected(http_server, hub_cache, make_mode
     size = archive.stat().st_size
     with pytest.raises(DownloadError, match=rf"truncated archive .*{size} bytes, the index says {size + 10}"):
         fetch(hub_source(url, sha256=None, size=size + 10))
-    with pytest.raises(DownloadError, match="wrong size"):
+    with pytest.raises(DownloadError, match=rf"announces {size} bytes, more than the size the index gives \({size - 10} bytes\)"):
         fetch(hub_source(url, sha256=None, size=size - 10))
     assert_no_leftovers(hub_cache)
 
@@ -225,7 +225,10 @@ def test_locally_fetched_archive_serves_hub_entry_offline(known, http_server, hu
 def test_size_alone_does_not_identify_a_model(http_server, hub_cache, make_model_archive, monkeypatch, tmp_path):
     """Defect 4: a cached archive of the right size but other content must not serve a hub entry."""
     url, archive = served_archive(http_server, make_model_archive)
-    impostor = make_model_archive(tmp_path / "elsewhere" / "toy.tar.gz", name="tox")  # same length, other bytes
+    for name in ("joy", "txo", "aoy", "tox", "toz", "boy", "yot", "tax"):  # same length, other bytes
+        impostor = make_model_archive(tmp_path / "elsewhere" / "toy.tar.gz", name=name)
+        if impostor.stat().st_size == archive.stat().st_size:
+            break
     assert impostor.stat().st_size == archive.stat().st_size and impostor.read_bytes() != archive.read_bytes()
     fetch(resolve(impostor))
     source = hub_source(url, archive)

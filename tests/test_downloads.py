@@ -44,6 +44,9 @@ class RealWorldServer:
         self.trickle: dict[str, tuple[int, float]] = {}
         self.unavailable: dict[str, int] = {}
         self.ranges = True
+        self.etags = False                       # send an ETag (the content's sha1) and honour If-Range
+        self.range_offset: dict[str, int] = {}   # answer a Range request from this many bytes later
+        self.stall: dict[str, tuple[int, float]] = {}  # send this many bytes, then go silent
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -68,21 +71,37 @@ class RealWorldServer:
                     self.end_headers()
                     return
                 body, start = file.read_bytes(), 0
+                etag = f'"{hashlib.sha1(body).hexdigest()}"'
                 wanted = self.headers.get("Range")
+                if_range = self.headers.get("If-Range")
+                if server.etags and if_range is not None and if_range != etag:
+                    wanted = None  # the file changed since: send it whole
                 if wanted and server.ranges:
-                    start = int(wanted.split("=")[1].split("-")[0])
+                    start = int(wanted.split("=")[1].split("-")[0]) + server.range_offset.pop(path, 0)
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 else:
                     self.send_response(200)
                 if server.ranges:
                     self.send_header("Accept-Ranges", "bytes")
+                if server.etags:
+                    self.send_header("ETag", etag)
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
                 body = body[start:]
                 if path in server.truncate_once:
                     self.wfile.write(body[: server.truncate_once.pop(path)])
                     self.wfile.flush()
+                    self.close_connection = True
+                    return
+                if path in server.stall:
+                    size, pause = server.stall[path]
+                    try:
+                        self.wfile.write(body[:size])
+                        self.wfile.flush()
+                        time.sleep(pause)
+                    except OSError:
+                        pass
                     self.close_connection = True
                     return
                 if path in server.trickle:
@@ -314,3 +333,89 @@ def test_waiting_for_a_lock_says_who_holds_it(world, tmp_path, monkeypatch, capl
         fetch(source)
     thread.join()
     assert "waiting" in caplog.text and "slow-download" in caplog.text and "process " in caplog.text
+
+
+# ------------------------------------------------------------- hardening, round 3 (issue 17)
+
+def test_resumed_answer_from_the_wrong_offset_restarts_the_download(world):
+    """A 206 whose Content-Range does not start where the download stopped is not appended."""
+    data = bytes(range(256)) * 400
+    (world.root / "big.bin").write_bytes(data)
+    world.truncate_once["big.bin"] = 30000
+    world.range_offset["big.bin"] = 1000
+    target = world.root.parent / "big.out"
+    assert hub_http.download(world.base_url + "big.bin", target) == len(data)
+    assert target.read_bytes() == data
+    assert [("Range" in h) for h in world.gets("big.bin")] == [False, True, False]
+
+
+def test_resume_sends_if_range_and_a_changed_file_starts_again(world):
+    world.etags = True
+    old, new = bytes(range(256)) * 400, bytes(reversed(range(256))) * 400
+    (world.root / "big.bin").write_bytes(old)
+    world.truncate_once["big.bin"] = 30000
+    target = world.root.parent / "big.out"
+
+    class Changing:
+        """Replace the file between the broken transfer and the resumed request."""
+        def __init__(self):
+            self.calls = 0
+
+        def __call__(self, *args, **kwargs):
+            self.calls += 1
+            if self.calls == 2:
+                (world.root / "big.bin").write_bytes(new)
+            return original(*args, **kwargs)
+
+    original = hub_http.request
+    try:
+        hub_http.request = Changing()
+        assert hub_http.download(world.base_url + "big.bin", target) == len(new)
+    finally:
+        hub_http.request = original
+    assert target.read_bytes() == new          # never the first 30000 bytes of the old file + the rest
+    first, second = world.gets("big.bin")
+    assert second["Range"] == "bytes=30000-"
+    assert second["If-Range"] == f'"{hashlib.sha1(old).hexdigest()}"'   # the first answer's ETag
+
+
+def test_download_is_capped_at_the_index_size(world):
+    (world.root / "big.bin").write_bytes(bytes(100_000))
+    with pytest.raises(DownloadError, match="announces 100000 bytes, more than the size the index gives"):
+        hub_http.download(world.base_url + "big.bin", world.root.parent / "out", size=2000)
+
+
+def test_download_without_announced_length_is_capped_while_streaming(world, tmp_path, monkeypatch):
+    monkeypatch.setenv(settings.MAX_EXTRACT_ENV, "5000")
+
+    class Chunked(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()     # no Content-Length: the body ends when the connection closes
+            for _ in range(100):
+                self.wfile.write(bytes(1000))
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Chunked)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        with pytest.raises(DownloadError, match=r"it sent \d+ bytes, more than the largest download allowed"):
+            hub_http.download(f"http://127.0.0.1:{httpd.server_address[1]}/x", tmp_path / "out")
+        assert (tmp_path / "out").stat().st_size <= 5000 + 65536
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_deadline_is_enforced_during_a_stalled_read(world, monkeypatch):
+    (world.root / "big.bin").write_bytes(bytes(100_000))
+    world.stall["big.bin"] = (1000, 8.0)
+    monkeypatch.setenv(settings.DEADLINE_ENV, "1.5")
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match="not finished after 1.5 s"):
+        hub_http.download(world.base_url + "big.bin", world.root.parent / "out")
+    assert time.monotonic() - started < 5.0

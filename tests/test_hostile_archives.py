@@ -6,7 +6,9 @@ Python 3.10.0-3.10.11.
 """
 from __future__ import annotations
 
+import gzip
 import io
+import json
 import os
 import tarfile
 from pathlib import Path
@@ -16,10 +18,12 @@ import pytest
 from galsim_hub import settings
 from galsim_hub.cache import fetch, list_entries
 from galsim_hub.cli import main
-from galsim_hub.errors import UnsafeArchiveError
+from galsim_hub.errors import MetadataError, UnsafeArchiveError
 from galsim_hub.handle import resolve
 
-MARKER = b'{"format": 1}'
+from conftest import minimal_metadata
+
+MARKER = json.dumps(minimal_metadata()).encode()
 
 
 def add_file(tar: tarfile.TarFile, name: str, data: bytes = b"x") -> None:
@@ -84,10 +88,18 @@ HOSTILE = {
 }
 
 
+def _add_saved_model(tar) -> None:
+    """Placeholder SavedModel files: the cache refuses a model without them."""
+    add_file(tar, "model/saved_model.pb", b"pb")
+    add_file(tar, "model/variables/variables.index", b"index")
+    add_file(tar, "model/variables/variables.data-00000-of-00001", b"data")
+
+
 def hostile_archive(path: Path, build) -> Path:
     with tarfile.open(path, "w:gz", format=tarfile.GNU_FORMAT) as tar:
         add_file(tar, "model/galsim_hub.json", MARKER)
         build(tar)
+        _add_saved_model(tar)
     return path
 
 
@@ -191,6 +203,64 @@ def test_regular_archive_still_extracts_with_modes(tmp_path, deep_cache, tarfile
         add_file(tar, "model/galsim_hub.json", MARKER)
         add_dir(tar, "model/variables")
         add_file(tar, "model/variables/variables.index", b"index")
+        add_file(tar, "model/variables/variables.data-00000-of-00001", b"data")
+        add_file(tar, "model/saved_model.pb", b"pb")
     model = fetch(resolve(archive))
     assert (model / "galsim_hub.json").read_bytes() == MARKER
     assert (model / "variables" / "variables.index").stat().st_mode & 0o777 == 0o644
+
+
+# ------------------------------------------------------------- corrupt archives (issue 17, 1)
+
+BUNDLED = Path(__file__).resolve().parents[1] / "hub_models" / "synthetic_bdk" / "1.0" / "model.tar.gz"
+
+
+def _entries(cache: Path) -> list[str]:
+    return sorted(p.name for p in cache.iterdir() if not p.name.startswith("."))
+
+
+@pytest.mark.parametrize("where", [0.5, 0.3, 0.95])
+def test_flipped_byte_in_a_model_archive_is_refused_and_not_cached(tmp_path, deep_cache, capsys, where):
+    data = bytearray(BUNDLED.read_bytes())
+    data[int(len(data) * where)] ^= 0xFF
+    flipped = tmp_path / "flip.tar.gz"
+    flipped.write_bytes(bytes(data))
+    assert main(["fetch", str(flipped)]) != 0
+    assert "flip.tar.gz" in capsys.readouterr().err
+    assert _entries(deep_cache) == []
+
+
+def test_bad_tar_header_in_the_middle_is_not_taken_for_the_end(tmp_path, deep_cache):
+    """tarfile stops silently at a header it cannot parse: the members after it would be lost."""
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        add_file(tar, "model/galsim_hub.json", MARKER)
+        add_file(tar, "model/README.md", b"card")
+        _add_saved_model(tar)
+    raw = bytearray(plain.getvalue())
+    raw[1024 + 148:1024 + 156] = b"garbage!"   # the checksum field of the second member's header
+    archive = tmp_path / "bad-header.tar.gz"
+    archive.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(UnsafeArchiveError, match="corrupt: an unreadable tar header follows its 1 readable member"):
+        fetch(resolve(archive))
+    assert _entries(deep_cache) == []
+
+
+def test_incomplete_model_is_refused_before_the_entry_appears(tmp_path, deep_cache):
+    archive = tmp_path / "incomplete.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        add_file(tar, "model/galsim_hub.json", MARKER)
+        add_file(tar, "model/saved_model.pb", b"pb")
+    with pytest.raises(MetadataError, match=r"incomplete model: variables/variables.index missing"):
+        fetch(resolve(archive))
+    assert _entries(deep_cache) == []
+
+
+def test_unloadable_cached_model_names_its_cache_entry(tmp_path, deep_cache):
+    from galsim_hub.model import GenerativeGalaxyModel
+
+    model_dir = fetch(resolve(hostile_archive(tmp_path / "garbage.tar.gz", lambda tar: None)))
+    entry = model_dir.relative_to(deep_cache).parts[0]
+    with pytest.raises(MetadataError, match=rf"cannot be loaded .*cache entry {entry}: remove it with "
+                                            rf"`galsim-hub cache clear {entry}`"):
+        GenerativeGalaxyModel(model_dir).sample({"mag_auto": [22.0]}, seed=1)
