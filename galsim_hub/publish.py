@@ -39,21 +39,22 @@ from .metadata import MODEL_METADATA_FILE, read_metadata, validate_metadata
 __all__ = ["check_model_for_publish", "write_archive", "publish", "TOKEN_ENV", "ConcurrentPublishError"]
 
 TOKEN_ENV = settings.TOKEN_ENV
-ENTRY_FORMAT = "galsim-hub-1"
+#: Index entries say which model format their archive holds: ``galsim-hub-1`` or ``galsim-hub-2``.
+ENTRY_FORMAT = "galsim-hub-{format}"
 CARD_FILE = "README.md"
 ARCHIVE_FILE = "model.tar.gz"
 INDEX_FILE = "index.json"
 INDEX_LOCK_FILE = ".index.json.lock"
 UPLOAD_TIMEOUT = (settings.HTTP_TIMEOUT[0], 300.0)
-_VALIDATION_GALAXIES = 4
 
 
 def check_model_for_publish(model_dir: str | os.PathLike) -> dict:
     """Load a galsim-hub (format 1 or 2) model and check that it samples sensible images.
 
-    The model is loaded and sampled at the centre of its training range (zero base noise)
-    and at a few random base-noise draws; the images must have the shape of the metadata,
-    be finite, non-negative and carry positive flux.
+    The model is loaded and sampled at the centre of its training range (zero base noise),
+    at its corners and at points spread inside it (:func:`validation_points`), each with its
+    own base noise; the images must have the shape of the metadata, be finite, non-negative
+    and carry positive flux.
 
     Parameters
     ----------
@@ -86,25 +87,69 @@ def check_model_for_publish(model_dir: str | os.PathLike) -> dict:
     if any(c.get("min") is None or c.get("max") is None for c in conditions):
         raise MetadataError(f"{directory}: every condition needs its training range (min, max) to be published")
     model = LoadedModel(directory, device="/CPU:0")
-    centre = np.array([[(c["min"] + c["max"]) / 2.0 for c in conditions]] * _VALIDATION_GALAXIES)
-    noise = np.random.default_rng(0).standard_normal((_VALIDATION_GALAXIES, model.latent_dim)).astype(np.float32)
+    points = validation_points(conditions)
+    noise = np.random.default_rng(0).standard_normal((len(points), model.latent_dim)).astype(np.float32)
     noise[0] = 0.0
+    names = [c["name"] for c in conditions]
+
+    def describe(rows) -> str:
+        return "; ".join(", ".join(f"{n}={v:.4g}" for n, v in zip(names, points[i])) for i in rows[:3])
+
     try:
-        images = np.asarray(model.sample_images(centre, noise))
-    except Exception as exc:  # any failure of the model's own code
-        raise MetadataError(f"{directory}: sampling at the centre of the training range failed: {exc}") from exc
+        images = np.asarray(model.sample_images(points, noise))
+    except Exception as exc:  # any failure of the model's own code: find the points that fail
+        failing = []
+        for i in range(len(points)):
+            try:
+                model.sample_images(points[i:i + 1], noise[i:i + 1])
+            except Exception:
+                failing.append(i)
+        where = f" at {len(failing)} of {len(points)} points of its training range (e.g. {describe(failing)})" \
+            if failing else ""
+        raise MetadataError(f"{directory}: sampling over the training range failed{where}: {exc}") from exc
     size = model.stamp_size
-    expected = (_VALIDATION_GALAXIES, size, size) + (() if model.bands is None else (len(model.bands),))
+    expected = (len(points), size, size) + (() if model.bands is None else (len(model.bands),))
     if images.shape != expected:
         raise MetadataError(f"{directory}: the model returned images of shape {images.shape}, expected {expected}")
-    if not np.isfinite(images).all():
-        raise MetadataError(f"{directory}: the model returned NaN or infinite pixels at the centre of its training range")
-    if (images < 0).any():
-        raise MetadataError(f"{directory}: the model returned negative pixels (min {images.min():g})")
     flux = images.sum(axis=(1, 2))  # [N] or, with bands, [N, B]: every band needs flux
-    if not (flux > 0).all():
-        raise MetadataError(f"{directory}: the model returned empty images (total flux {flux.min():g})")
+    checks = (("NaN or infinite pixels", ~np.isfinite(images).reshape(len(points), -1).all(axis=1)),
+              ("negative pixels", (images < 0).reshape(len(points), -1).any(axis=1)),
+              ("empty images (no flux)", ~(flux > 0).reshape(len(points), -1).all(axis=1)))
+    for problem, bad in checks:
+        if bad.any():
+            raise MetadataError(f"{directory}: the model returned {problem} at {int(bad.sum())} of "
+                                f"{len(points)} points of its training range (e.g. {describe(np.flatnonzero(bad))})")
     return metadata
+
+
+def validation_points(conditions: list[dict], n_random: int = 16, max_corners: int = 64) -> np.ndarray:
+    """Conditions at which a model is sampled before it is published.
+
+    The centre of the training range, its corners (all of them up to ``max_corners``, else a
+    fixed random subset) and ``n_random`` points drawn uniformly inside it (fixed seed): a
+    model that fails only at one edge of its range (e.g. NaN for faint magnitudes) is caught.
+
+    Parameters
+    ----------
+    conditions : list of dict
+        The metadata conditions, each with ``min`` and ``max``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[P, C]`` condition values, the centre first.
+    """
+    low = np.array([c["min"] for c in conditions], dtype=np.float64)
+    high = np.array([c["max"] for c in conditions], dtype=np.float64)
+    rng = np.random.default_rng(0)
+    n = len(conditions)
+    if 2**n <= max_corners:
+        bits = np.array([[(k >> i) & 1 for i in range(n)] for k in range(2**n)], dtype=bool)
+    else:
+        bits = rng.integers(0, 2, size=(max_corners, n)).astype(bool)
+    corners = np.where(bits, high, low)
+    inside = low + rng.uniform(size=(n_random, n)) * (high - low)
+    return np.vstack([(low + high) / 2.0, corners, inside])
 
 
 def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -173,7 +218,7 @@ def _entry(name: str, version: str, sha256: str, size: int, metadata: dict) -> d
     return {
         "name": name,
         "version": version,
-        "format": ENTRY_FORMAT,
+        "format": ENTRY_FORMAT.format(format=metadata["format"]),
         "path": f"{name}/{version}/{ARCHIVE_FILE}",
         "sha256": sha256,
         "size": size,
@@ -240,6 +285,7 @@ def _publish_to_directory(hub: Path, entry: dict, archive: Path, card: Path) -> 
 
 
 def _http(method: str, url: str, what: str, **kwargs):
+    kwargs.setdefault("allow_redirects", method in ("GET", "HEAD"))
     headers = dict(kwargs.pop("headers", {}))
     token = os.environ.get(TOKEN_ENV)
     if token:
@@ -248,10 +294,31 @@ def _http(method: str, url: str, what: str, **kwargs):
 
 
 def _require_ok(response, what: str) -> None:
-    if response.status_code >= 400:
+    """Only a 2xx answer is success; a redirect on a write is refused, never followed (a 302
+    turns a PUT into a GET, a 301 may re-send it without its body)."""
+    if 300 <= response.status_code < 400:
+        target = response.headers.get("Location", "?")
+        raise DownloadError(
+            f"{what}: HTTP {response.status_code} redirect to {target}; galsim-hub never follows a "
+            "redirect on an upload: publish to the final URL. The hub index was not changed"
+        )
+    if not 200 <= response.status_code < 300:
         hint = f" (is {TOKEN_ENV} set to a valid token?)" if response.status_code in (401, 403) else ""
         raise DownloadError(
             f"{what}: HTTP {response.status_code} {response.reason}{hint}; the hub index was not changed"
+        )
+
+
+def _verify_upload(url: str, local: Path) -> None:
+    """Read an uploaded file back and compare its size and sha256 with the local file."""
+    response = _http("GET", url, "reading back the upload")
+    _require_ok(response, f"reading back {url}")
+    expected = local.read_bytes()
+    if response.content != expected:
+        raise DownloadError(
+            f"uploading {url}: the hub accepted the upload but serves {len(response.content)} bytes "
+            f"(sha256 {hashlib.sha256(response.content).hexdigest()[:12]}) instead of {len(expected)} "
+            f"(sha256 {hashlib.sha256(expected).hexdigest()[:12]}); the hub index was not changed"
         )
 
 
@@ -279,6 +346,7 @@ def _publish_to_url(hub: str, entry: dict, archive: Path, card: Path) -> None:
         url = urljoin(base, relative)
         with open(local, "rb") as stream:
             _require_ok(_http("PUT", url, "uploading", data=stream), f"uploading {url}")
+        _verify_upload(url, local)
     index["models"].append(entry)
     body = (json.dumps(index, indent=1) + "\n").encode()
     response = _http("PUT", index_url, "uploading the index", data=body,
@@ -332,10 +400,13 @@ def publish(
     for label, value in (("name", name), ("version", version)):
         if value is not None and not isinstance(value, str):
             raise HandleError(f"the published {label} must be a string, got {value!r} ({type(value).__name__})")
+        if value is not None and not value.strip():
+            raise HandleError(f"the published {label} is empty: give a {label} or leave the option out "
+                              f"to use the metadata's")
     model_dir = Path(model_dir)
     metadata = check_model_for_publish(model_dir)
-    name = name or metadata["name"]
-    version = version or metadata["version"]
+    name = metadata["name"] if name is None else name
+    version = metadata["version"] if version is None else version
     for label, value in (("name", name), ("version", version)):
         if not isinstance(value, str):
             raise MetadataError(f"{model_dir}: the metadata {label} must be a string, got {value!r}")

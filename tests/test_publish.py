@@ -32,6 +32,8 @@ class PutServer:
 
     def __init__(self, root: Path):
         self.root, self.puts, self.fail_put = root, [], None
+        self.redirect_put: int | None = None   # answer PUTs with this redirect status
+        self.drop_body = False                 # accept PUTs but store nothing (a lying hub)
         server = self
 
         class Handler(http.server.SimpleHTTPRequestHandler):
@@ -47,6 +49,14 @@ class PutServer:
                     self.send_error(401)
                     return
                 server.puts.append(self.path)
+                if server.redirect_put is not None:
+                    self.send_response(server.redirect_put)
+                    self.send_header("Location", "/elsewhere" + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if server.drop_body:
+                    body = b""
                 if server.fail_put == len(server.puts):
                     self.send_error(500)
                     return
@@ -176,3 +186,64 @@ def test_non_string_name_or_version_is_named(field, value, toy, tmp_path):
     with pytest.raises(HandleError, match=f"the published {field} must be a string, got"):
         publish(toy, hub, **{field: value})
     assert list(hub.iterdir()) == []
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_redirect_on_upload_is_refused_and_the_index_untouched(status, toy, put_server):
+    put_server.redirect_put = status
+    with pytest.raises(DownloadError, match=rf"HTTP {status} redirect to /elsewhere/hub/toy/1.0/model.tar.gz.*"
+                                            "never follows a redirect on an upload"):
+        publish(toy, put_server.url)
+    assert put_server.puts == ["/hub/toy/1.0/model.tar.gz"]   # one PUT, not followed, nothing else
+    assert not (put_server.root / "hub" / "index.json").exists()
+
+
+def test_upload_that_stores_nothing_is_detected_before_the_index(toy, put_server):
+    put_server.drop_body = True
+    with pytest.raises(DownloadError, match="accepted the upload but serves 0 bytes"):
+        publish(toy, put_server.url)
+    assert "/hub/index.json" not in put_server.puts
+
+
+def test_entry_format_follows_the_model_format(tmp_path):
+    from toy_models import build_multiband_toy_model
+
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    entry = publish(build_multiband_toy_model(tmp_path / "mb"), hub)
+    assert entry["format"] == "galsim-hub-2"
+    index = json.loads((hub / "index.json").read_text())
+    assert index["models"][0]["format"] == "galsim-hub-2"
+
+
+@pytest.mark.parametrize("field", ["name", "version"])
+def test_empty_name_or_version_is_refused(field, toy, tmp_path):
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    with pytest.raises(HandleError, match=f"the published {field} is empty"):
+        publish(toy, hub, **{field: "  " if field == "version" else ""})
+    assert list(hub.iterdir()) == []
+
+
+def test_model_failing_at_one_edge_of_its_range_is_refused(tmp_path):
+    """NaN only for faint magnitudes (mag > 24): the centre alone would pass."""
+    import tensorflow as tf
+
+    from galsim_hub.publish import check_model_for_publish
+    from galsim_hub.training.export import export_model
+
+    class Flow(tf.Module):
+        def sample(self, noise, conditions):
+            return tf.concat([conditions, noise[:, 1:]], axis=1)
+
+    class Decoder(tf.Module):
+        def __call__(self, z):
+            faint = z[:, 0] > 0.6   # standardised mag > 24 for the range 20 - 25
+            value = tf.where(faint, tf.constant(np.nan, tf.float32), tf.ones_like(z[:, 0]))
+            return tf.ones([tf.shape(z)[0], 8, 8]) * value[:, None, None]
+
+    conditions = [{"name": "mag_auto", "unit": "mag", "description": "", "min": 20.0, "max": 25.0}]
+    path = export_model(tmp_path / "edge", flow=Flow(), decoder=Decoder(), conditions=conditions, latent_dim=2,
+                        stamp_size=8, pixel_scale=0.03, name="edge", version="1.0")
+    with pytest.raises(MetadataError, match=r"failed at \d+ of \d+ points of its training range \(e.g. mag_auto=25.*NaN or infinite"):
+        check_model_for_publish(path)
