@@ -76,8 +76,11 @@ def calibrated_fluxes(conditions: np.ndarray, metadata: dict) -> np.ndarray | No
         return None
     names = [c["name"] for c in metadata["conditions"]]
     index = names.index(calibration["condition"])
-    return check_fluxes(magnitude_to_flux(np.asarray(conditions)[:, index], float(metadata["zero_point"])),
-                        len(conditions), f"the catalog's '{calibration['condition']}' (the model's flux calibration)")
+    magnitudes = np.asarray(conditions)[:, index]
+    with np.errstate(over="ignore"):
+        fluxes = magnitude_to_flux(magnitudes, float(metadata["zero_point"]))
+    return check_fluxes(fluxes, len(conditions), f"the catalog's '{calibration['condition']}' "
+                        "(the model's flux calibration)", source_values=magnitudes)
 
 
 def magnitude_condition(metadata: dict) -> tuple[int, float] | None:
@@ -133,8 +136,26 @@ def plausible(images: np.ndarray, expected_flux: np.ndarray | None = None) -> np
     return ok
 
 
-def check_fluxes(fluxes: Any, n_rows: int, what: str) -> np.ndarray:
-    """Check one flux per row: finite and positive; ``what`` names them in errors.
+#: The fluxes a float32 stamp can carry: beyond them its pixels overflow to infinity or
+#: vanish below float32's smallest normal numbers (no real galaxy comes near either).
+FLUX_LIMITS = (1e-30, 1e30)
+#: Catalog values that mean "no data" in common catalogs, named in error messages.
+SENTINELS = (-99.0, 99.0, -999.0, 999.0, -9999.0, 9999.0)
+
+
+def _sentinel_hint(values: np.ndarray | None, rows: np.ndarray) -> str:
+    if values is None:
+        return ""
+    found = sorted({float(v) for v in np.asarray(values)[rows] if float(v) in SENTINELS})
+    return (f" ({', '.join(f'{v:g}' for v in found)} is a common no-data value: drop or fill these rows)"
+            if found else "")
+
+
+def check_fluxes(fluxes: Any, n_rows: int, what: str, source_values: Any = None,
+                 labels: Sequence | None = None) -> np.ndarray:
+    """Check one flux per row: finite, positive and within :data:`FLUX_LIMITS`; ``what`` names
+    them in errors, ``source_values`` (the magnitudes they came from) give the hint of a
+    no-data sentinel such as -99; ``labels`` name the rows (default: their indices).
 
     A zero flux is refused too: a GalSim profile cannot be built from a stamp without flux.
     """
@@ -143,11 +164,20 @@ def check_fluxes(fluxes: Any, n_rows: int, what: str) -> np.ndarray:
         raise CatalogError(f"{what} has shape {fluxes.shape}; expected one value per row ({n_rows})")
     bad = ~np.isfinite(fluxes)
     if bad.any():
-        raise CatalogError(f"{what} is NaN or infinite in rows {row_list(bad)}")
+        raise CatalogError(f"{what} is NaN or infinite in rows {row_list(bad, labels)}{_sentinel_hint(source_values, bad)}")
     not_positive = fluxes <= 0
     if not_positive.any():
         raise CatalogError(
-            f"{what} is zero or negative in rows {row_list(not_positive)}; every galaxy needs a positive flux"
+            f"{what} is zero or negative in rows {row_list(not_positive, labels)}; every galaxy needs a positive flux"
+            f"{_sentinel_hint(source_values, not_positive)}"
+        )
+    low, high = FLUX_LIMITS
+    extreme = (fluxes < low) | (fluxes > high)
+    if extreme.any():
+        values = ", ".join(f"{f:.3g}" for f in fluxes[extreme][:5])
+        raise CatalogError(
+            f"{what}: fluxes outside {low:g} - {high:g} (model flux units) in rows {row_list(extreme, labels)} "
+            f"({values}): a float32 stamp cannot hold them{_sentinel_hint(source_values, extreme)}"
         )
     return fluxes
 
@@ -220,7 +250,8 @@ def catalog_fluxes(
         bad = ~np.isfinite(values)
         if bad.any():
             raise CatalogError(f"{what} is NaN or infinite in rows {row_list(bad)}")
-    return check_fluxes(magnitude_to_flux(values, zero_point), n_rows, what)
+    with np.errstate(over="ignore"):
+        return check_fluxes(magnitude_to_flux(values, zero_point), n_rows, what, source_values=values)
 
 
 def set_fluxes(images: np.ndarray, fluxes: np.ndarray | None) -> np.ndarray:
@@ -245,6 +276,13 @@ def set_fluxes(images: np.ndarray, fluxes: np.ndarray | None) -> np.ndarray:
         mask[np.flatnonzero(rows)[empty]] = True
         raise CatalogError(f"the model's stamps of rows {row_list(mask)} have no flux to rescale")
     images[rows] *= (fluxes[rows] / totals)[:, None, None].astype(np.float32)
+    sums = images[rows].sum(axis=(1, 2), dtype=np.float64)
+    broken = ~(np.isfinite(images[rows]).all(axis=(1, 2)) & (sums > 0))
+    if broken.any():
+        mask = np.zeros(len(fluxes), dtype=bool)
+        mask[np.flatnonzero(rows)[broken]] = True
+        raise CatalogError(f"rescaled to their catalog flux, the stamps of rows {row_list(mask)} are not finite "
+                           "or hold no flux in float32")
     return images
 
 
@@ -339,7 +377,12 @@ class SamplingPlan:
         elif self._magnitude is not None:
             index, zero_point = self._magnitude
             rows = self.clipped
-            self.targets[rows] = magnitude_to_flux(conditions[rows, index], zero_point)
+            with np.errstate(over="ignore"):
+                clipped_fluxes = magnitude_to_flux(conditions[rows, index], zero_point)
+            names = np.flatnonzero(rows) if labels is None else [labels[i] for i in np.flatnonzero(rows)]
+            check_fluxes(clipped_fluxes, len(clipped_fluxes), f"{prefix}the catalog's '{specs[index]['name']}'",
+                         source_values=conditions[rows, index], labels=names)
+            self.targets[rows] = clipped_fluxes
             flux_note = f"their flux is set from the catalog's '{specs[index]['name']}' with zero point {zero_point:g}"
         else:
             flux_note = (
