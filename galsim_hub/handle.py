@@ -182,7 +182,7 @@ def _remote_index_copy(url: str) -> Path:
 
 
 def _read_remote_index(url: str) -> str:
-    """Text of a remote index; a copy is kept so that offline mode can reuse it."""
+    """Text of a remote index as the server sends it now (the cached copy in offline mode)."""
     from . import http
 
     copy = _remote_index_copy(url)
@@ -193,23 +193,58 @@ def _read_remote_index(url: str) -> str:
             f"offline mode is on ({settings.OFFLINE_ENV}) and the index {url} was never fetched; "
             f"unset {settings.OFFLINE_ENV} once, or name a local copy of the index in {INDEX_ENV}"
         )
-    try:
-        response = http.request("GET", url, f"could not download the index {url}")
-    except DownloadError as exc:
-        if copy.is_file():
-            warnings.warn(f"{exc}; using the copy from {copy}")
-            return copy.read_text(encoding="utf-8")
-        raise
+    response = http.request("GET", url, f"could not download the index {url}")
     if response.status_code >= 400:
         raise DownloadError(
             f"could not download the index {url}: HTTP {response.status_code} {response.reason}"
         )
-    text = response.text
-    copy.parent.mkdir(parents=True, exist_ok=True)
-    tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, copy)
-    return text
+    return response.text
+
+
+def _save_remote_copy(url: str, text: str) -> None:
+    """Keep a valid remote index for offline mode and for when its server is down."""
+    copy = _remote_index_copy(url)
+    try:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, copy)
+    except OSError as exc:  # a read-only cache still reads the index
+        warnings.warn(f"could not keep a copy of the index {url} in {copy.parent}: {exc.strerror}")
+
+
+def _extra_index_entries(location: str) -> tuple[list[dict], str]:
+    """The entries of an extra index and its resolved location.
+
+    A remote index that cannot be read now (down, HTTP error, malformed answer) falls back to
+    its last good copy, with a warning. Raises what the reading raised when there is none.
+    """
+    if not _is_url(location):
+        path = Path(location).expanduser()
+        if not path.is_file():
+            raise HandleError(f"the index {location} named in {INDEX_ENV} does not exist")
+        resolved = str(path.resolve())
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MetadataError(f"the index {location} cannot be read ({exc})") from exc
+        return _parse_index(text, resolved), resolved
+    try:
+        text = _read_remote_index(location)
+        entries = _parse_index(text, location)
+    except (DownloadError, MetadataError) as exc:
+        copy = _remote_index_copy(location)
+        if settings.is_offline() or not copy.is_file():
+            raise
+        warnings.warn(f"{exc}; using its last good copy from {copy}")
+        return _parse_index(copy.read_text(encoding="utf-8"), location), location
+    if not settings.is_offline():
+        _save_remote_copy(location, text)
+    return entries, location
+
+
+#: Extra indexes skipped by the last :func:`load_index`, with the reason (named when a model is not found).
+_skipped_indexes: dict[str, str] = {}
 
 
 def _resolve_reference(reference: str, index_location: str) -> tuple[str, str]:
@@ -366,7 +401,10 @@ def load_index() -> list[dict]:
     last copy is kept in the cache and used in offline mode or when the server is down.
 
     An extra index cannot add versions to a model of the bundled index: such entries are
-    dropped with a warning.
+    dropped with a warning. An extra index that cannot be read (missing, down, HTTP error,
+    malformed) is skipped with a warning (a remote one falls back to its last good copy),
+    so bundled and cached models keep resolving; a name it might have served is then reported
+    as not found with the reason.
 
     Returns
     -------
@@ -376,25 +414,23 @@ def load_index() -> list[dict]:
     Raises
     ------
     MetadataError
-        If an index is malformed.
-    DownloadError
-        If a remote index cannot be read and no copy of it is cached.
-    HandleError
-        If a local index named in ``GALSIM_HUB_INDEX`` does not exist.
+        If the bundled index is malformed.
     """
     entries: list[dict] = []
     seen: set[tuple[str, tuple]] = set()
     bundled: set[str] = set()
+    _skipped_indexes.clear()
     for position, location in enumerate(_index_locations()):
-        if _is_url(location):
-            text = _read_remote_index(location)
+        if position == 0:
+            index_entries = _parse_index(Path(location).read_text(encoding="utf-8"), location)
         else:
-            path = Path(location).expanduser()
-            if not path.is_file():
-                raise HandleError(f"the index {location} named in {INDEX_ENV} does not exist")
-            location = str(path.resolve())
-            text = path.read_text(encoding="utf-8")
-        for entry in _parse_index(text, location):
+            try:
+                index_entries, location = _extra_index_entries(location)
+            except (DownloadError, MetadataError, HandleError) as exc:
+                _skipped_indexes[location] = str(exc)
+                warnings.warn(f"{exc}; this index is skipped (models of the other indexes still resolve)")
+                continue
+        for entry in index_entries:
             if position == 0:
                 bundled.add(entry["name"])
             elif entry["name"] in bundled:
@@ -438,10 +474,11 @@ def find_entry(name: str, version: str | None = None) -> dict:
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
         close += [n for n in names if n.lower() == name.lower() and n not in close]
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        searched = ", ".join(_index_locations())
+        searched = ", ".join(loc for loc in _index_locations() if loc not in _skipped_indexes)
+        skipped = "".join(f" Skipped index {loc}: {why}." for loc, why in _skipped_indexes.items())
         raise HandleError(
             f"no model named {name!r} in the hub.{hint} Known models: {', '.join(names) or 'none'}. "
-            f"Indexes searched: {searched} (add more with {INDEX_ENV}=url-or-path[,...])."
+            f"Indexes searched: {searched} (add more with {INDEX_ENV}=url-or-path[,...]).{skipped}"
         )
     if version is None:
         return max(candidates, key=lambda entry: version_key(entry["version"]))

@@ -129,15 +129,17 @@ def test_remote_index_copy_serves_offline_mode(http_server, hub_cache, monkeypat
 def test_remote_index_never_fetched_offline_is_an_error(http_server, hub_cache, monkeypatch):
     monkeypatch.setenv("GALSIM_HUB_INDEX", http_server.url("index.json"))
     monkeypatch.setenv("GALSIM_HUB_OFFLINE", "yes")
-    with pytest.raises(DownloadError, match="offline mode is on.*index.json"):
+    with pytest.warns(UserWarning, match="offline mode is on.*index.json.*skipped"):
         load_index()
+    with pytest.warns(UserWarning), pytest.raises(HandleError, match="Skipped index .*index.json: offline mode is on"):
+        find_entry("toy")
     assert http_server.count("index.json") == 0
 
 
 def test_remote_index_http_error(http_server, hub_cache, monkeypatch):
     monkeypatch.setenv("GALSIM_HUB_INDEX", http_server.url("missing/index.json"))
-    with pytest.raises(DownloadError, match=r"missing/index.json.*HTTP 404"):
-        load_index()
+    with pytest.warns(UserWarning, match=r"missing/index.json.*HTTP 404.*skipped"):
+        assert {e["name"] for e in load_index()} >= {"cosmos_real", "synthetic_bdk"}
 
 
 def test_extra_index_cannot_shadow_bundled_model(tmp_path, hub_cache, monkeypatch):
@@ -216,17 +218,53 @@ def test_malformed_index_is_rejected(document, problem, tmp_path, hub_cache, mon
     index = tmp_path / "bad_index.json"
     index.write_text(document)
     monkeypatch.setenv("GALSIM_HUB_INDEX", str(index))
-    with pytest.raises(MetadataError, match=problem) as info:
-        load_index()
-    assert "bad_index.json" in str(info.value)
+    with pytest.warns(UserWarning, match=problem) as info:
+        entries = load_index()
+    assert "bad_index.json" in str(info[0].message)
+    assert "cosmos_real" in {e["name"] for e in entries}   # the bundled models still resolve
 
 
 def test_missing_extra_index(tmp_path, hub_cache, monkeypatch):
     monkeypatch.setenv("GALSIM_HUB_INDEX", str(tmp_path / "absent.json"))
-    with pytest.raises(HandleError, match="absent.json.*does not exist"):
+    with pytest.warns(UserWarning, match="absent.json.*does not exist.*skipped"):
         load_index()
+    with pytest.warns(UserWarning), pytest.raises(HandleError, match="Skipped index .*absent.json"):
+        find_entry("toy")
 
 
 def test_model_source_is_hashable(hub_cache):
     source = resolve("hub:Lanusse2020")
     assert {source: 1}[resolve("hub:Lanusse2020")] == 1
+
+
+
+@pytest.mark.parametrize("failure", ["down", 404, 503, "malformed"])
+def test_bad_remote_index_uses_its_last_good_copy_or_is_skipped(failure, http_server, hub_cache, monkeypatch):
+    """Issue 17 (5): one unreadable extra index must not break bundled or cached handles."""
+    write_index(http_server.root / "index.json", [toy_entry("1.0", url="toy.tar.gz")])
+    monkeypatch.setenv("GALSIM_HUB_INDEX", http_server.url("index.json"))
+    good = find_entry("toy")
+    if failure == "down":
+        http_server.stop()
+    elif failure == "malformed":
+        (http_server.root / "index.json").write_text("<html>proxy error</html>")
+    else:
+        http_server.fail("index.json", failure)
+    with pytest.warns(UserWarning, match="using its last good copy"):
+        assert find_entry("toy") == good
+    # Without a copy: skipped, and the bundled models still resolve.
+    _remote_copy = __import__("galsim_hub.handle", fromlist=["_remote_index_copy"])._remote_index_copy
+    _remote_copy(http_server.url("index.json")).unlink()
+    with pytest.warns(UserWarning, match="skipped"):
+        assert resolve("hub:synthetic_bdk").entry["name"] == "synthetic_bdk"
+
+
+def test_malformed_answer_does_not_replace_the_good_copy(http_server, hub_cache, monkeypatch):
+    write_index(http_server.root / "index.json", [toy_entry("1.0", url="toy.tar.gz")])
+    monkeypatch.setenv("GALSIM_HUB_INDEX", http_server.url("index.json"))
+    find_entry("toy")
+    (http_server.root / "index.json").write_text("{broken")
+    with pytest.warns(UserWarning, match="not valid JSON.*last good copy"):
+        find_entry("toy")
+    monkeypatch.setenv("GALSIM_HUB_OFFLINE", "1")
+    assert find_entry("toy")["version"] == "1.0"
