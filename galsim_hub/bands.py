@@ -167,6 +167,10 @@ class BandSet:
             unknown = sorted(set(values) - set(self.names))
             if unknown:
                 raise ValueError(f"{role}= names unknown band(s) {unknown}; the model's bands are {list(self.names)}")
+            empty = sorted(band for band, value in values.items() if value is None)
+            if empty:
+                raise ValueError(f"{role}= gives None for band(s) {empty}: give a column name or values "
+                                 "for each band named, or leave the band out")
             given[role] = dict(values)
         both = sorted(set(given["flux"]) & set(given["mag"]))
         if both:

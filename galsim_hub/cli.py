@@ -150,6 +150,8 @@ def _read_catalog(path: str, n: int | None):
     from astropy.io.registry import IORegistryError
     from astropy.table import Table
 
+    if Path(path).is_dir():
+        raise GalSimHubError(f"--catalog {path} is a folder; give a catalog file (e.g. a FITS table)")
     if not Path(path).is_file():
         raise FileNotFoundError(f"the catalog {path} does not exist")
     try:
@@ -175,6 +177,8 @@ def _sampling_options(args: argparse.Namespace) -> dict:
         raise GalSimHubError(f"{' and '.join(columns)} need(s) --catalog")
     if args.zero_point is not None and args.mag_column is None:
         raise GalSimHubError("--zero-point goes with --mag-column")
+    if args.zero_point is not None and not math.isfinite(args.zero_point):
+        raise GalSimHubError(f"--zero-point must be a finite number, got {args.zero_point}")
     return {"out_of_range": args.out_of_range, "flux": args.flux_column, "mag": args.mag_column,
             "zero_point": args.zero_point}
 
@@ -220,6 +224,10 @@ def _selected_bands(model, args) -> list[str] | None:
     if args.bands is None:
         return model.bands
     names = [name.strip() for name in args.bands.split(",") if name.strip()]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise GalSimHubError(f"--bands {args.bands!r} names {','.join(repeated)} twice: each band is one "
+                             "extension of the output file")
     unknown = [name for name in names if name not in model.bands]
     if unknown or not names:
         raise GalSimHubError(f"--bands {args.bands!r}: the model's bands are {','.join(model.bands)}")
@@ -274,6 +282,58 @@ def _stamps(model, catalog, args):
     return np.stack(stamps).astype(np.float32), scale
 
 
+def _ascii(text: str) -> str:
+    """``text`` as FITS header cards hold it (ASCII; other characters as escapes)."""
+    return text.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def _output_header(model, args: argparse.Namespace, scale: float, bands: list[str] | None):
+    """The primary header of ``sample``'s output file."""
+    from astropy.io import fits
+
+    header = fits.Header()
+    header["MODEL"] = (_ascii(args.handle), "galsim-hub model handle")
+    header["MODNAME"] = (_ascii(str(model.metadata.get("name", "")))[:68], "model name")
+    header["MODVERS"] = (_ascii(str(model.metadata.get("version", "")))[:68], "model version")
+    header["PIXSCALE"] = (scale, "arcsec per pixel")
+    header["SEED"] = (-1 if args.seed is None else args.seed, "seed of the base noise (-1: random)")
+    header["PSFFWHM"] = (0.0 if args.psf is None else args.psf, "Kolmogorov PSF FWHM in arcsec (0: none)")
+    header["BUNIT"] = _ascii(str(model.metadata.get("flux_units", "")))[:68]
+    header["OUTRANGE"] = (args.out_of_range, "out_of_range policy (clip, error, extrapolate)")
+    if bands is not None and (args.flux_column or args.mag_column):
+        header["BUNIT"] = _ascii(f"{'flux' if args.flux_column else 'mag'} columns "
+                                 f"{args.flux_column or args.mag_column}")[:68]
+    elif args.flux_column or args.mag_column:
+        zero_point = args.zero_point if args.zero_point is not None else model.metadata.get("zero_point")
+        unit = f"flux of column {args.flux_column}" if args.flux_column else f"10**(-0.4({args.mag_column}-{zero_point:g}))"
+        header["BUNIT"] = _ascii(unit)[:68]
+    if bands is not None:
+        header["BANDS"] = (",".join(bands), "one image extension per band")
+    return header
+
+
+#: The most columns a FITS binary table holds (TFIELDS).
+MAX_FITS_COLUMNS = 999
+
+
+def _catalog_hdu(catalog):
+    """The conditions table of ``sample``'s output, checked for FITS before any sampling."""
+    from astropy.io import fits
+
+    if len(catalog.colnames) > MAX_FITS_COLUMNS:
+        raise GalSimHubError(
+            f"the catalog has {len(catalog.colnames)} columns but a FITS table holds at most "
+            f"{MAX_FITS_COLUMNS}; write a catalog with the columns you need"
+        )
+    try:
+        table = fits.table_to_hdu(catalog)
+        table.verify("exception")
+    except (ValueError, TypeError, fits.VerifyError) as error:
+        raise GalSimHubError(f"the catalog cannot be written to FITS: {error}") from error
+    table.name = "CATALOG"
+    return table
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     """Sample galaxies and write a FITS cube of stamps plus the conditions table."""
     from astropy.io import fits
@@ -301,36 +361,21 @@ def cmd_sample(args: argparse.Namespace) -> None:
     if catalog is None:
         catalog = _uniform_catalog(model, args.n, args.seed)
     bands = _selected_bands(model, args)
+    # Everything the FITS file needs is checked before the work: a bad handle or catalog for
+    # FITS fails now, not after sampling.
+    scale = model.pixel_scale if args.psf is None else _psf_geometry(model, args)[0]
+    header = _output_header(model, args, scale, bands)
+    table = _catalog_hdu(catalog)
     if bands is None:
         stamps, scale = _stamps(model, catalog, args)
-    else:
-        cubes, scale = _band_stamps(model, catalog, args, bands)
-        stamps = cubes[bands[0]]
-    header = fits.Header()
-    header["MODEL"] = (args.handle, "galsim-hub model handle")
-    header["MODNAME"] = (str(model.metadata.get("name", "")), "model name")
-    header["MODVERS"] = (str(model.metadata.get("version", "")), "model version")
-    header["PIXSCALE"] = (scale, "arcsec per pixel")
-    header["SEED"] = (-1 if args.seed is None else args.seed, "seed of the base noise (-1: random)")
-    header["PSFFWHM"] = (0.0 if args.psf is None else args.psf, "Kolmogorov PSF FWHM in arcsec (0: none)")
-    header["BUNIT"] = str(model.metadata.get("flux_units", ""))[:68]
-    header["OUTRANGE"] = (args.out_of_range, "out_of_range policy (clip, error, extrapolate)")
-    if bands is not None and (args.flux_column or args.mag_column):
-        header["BUNIT"] = f"{'flux' if args.flux_column else 'mag'} columns {args.flux_column or args.mag_column}"[:68]
-    elif args.flux_column or args.mag_column:
-        zero_point = args.zero_point if args.zero_point is not None else model.metadata.get("zero_point")
-        unit = f"flux of column {args.flux_column}" if args.flux_column else f"10**(-0.4({args.mag_column}-{zero_point:g}))"
-        header["BUNIT"] = unit[:68]
-    if bands is None:
         hdus = [fits.PrimaryHDU(stamps, header=header)]
     else:  # an empty primary with the run's header, then one cube per band, named after it
-        header["BANDS"] = (",".join(bands), "one image extension per band")
+        cubes, scale = _band_stamps(model, catalog, args, bands)
+        stamps = cubes[bands[0]]
         hdus = [fits.PrimaryHDU(header=header)]
         for band in bands:
             hdus.append(fits.ImageHDU(cubes[band], name=band))
             hdus[-1].header["ZEROPT"] = (model.band_set.zero_points[band], "AB zero point")
-    table = fits.table_to_hdu(catalog)
-    table.name = "CATALOG"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:

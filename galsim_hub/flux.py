@@ -188,7 +188,24 @@ def _values(catalog: Any, source: Any, role: str) -> tuple[np.ndarray, str]:
         if catalog is None:
             raise CatalogError(f"{role} column '{source}' needs a catalog")
         return read_column(catalog, source, role=role), f"{role} column '{source}'"
-    return np.atleast_1d(np.asarray(source, dtype=np.float64)), f"{role} values"
+    if source is None:
+        raise CatalogError(f"{role} is None: give a column name or one value per row")
+    try:
+        return np.atleast_1d(np.asarray(source, dtype=np.float64)), f"{role} values"
+    except (TypeError, ValueError) as error:
+        raise CatalogError(f"{role} must be a column name or numbers, got {source!r}") from error
+
+
+def check_zero_point(zero_point: Any, name: str = "zero_point") -> float | None:
+    """``zero_point`` as a float (None stays None); a non-number is a `ValueError` naming it."""
+    if zero_point is None:
+        return None
+    if isinstance(zero_point, (bool, str, bytes)) or not np.isscalar(zero_point):
+        raise ValueError(f"{name}= must be a number, got {zero_point!r} ({type(zero_point).__name__})")
+    try:
+        return float(zero_point)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}= must be a number, got {zero_point!r}") from None
 
 
 def catalog_fluxes(
@@ -239,6 +256,7 @@ def catalog_fluxes(
             return None
         values, what = _values(catalog, flux, "flux")
         return check_fluxes(values, n_rows, what)
+    zero_point = check_zero_point(zero_point)
     if zero_point is None:
         zero_point = default_zero_point
     if zero_point is None or not np.isfinite(zero_point):

@@ -20,6 +20,7 @@ from pathlib import Path
 import filelock
 
 from . import settings
+from .permissions import follow_umask
 
 __all__ = ["EntryLock", "new_work_folder", "sweep_stale_work"]
 
@@ -62,7 +63,10 @@ class EntryLock:
 
     def __init__(self, root: Path, key: str, what: str = ""):
         folder = root / ".locks"
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _unwritable(root, exc) from exc
         self.path = folder / f"{key}.lock"
         self.owner_file = folder / f"{key}.owner.json"
         self.key = key
@@ -75,6 +79,8 @@ class EntryLock:
             try:
                 self._lock.acquire(timeout=interval)
                 break
+            except PermissionError as exc:
+                raise _unwritable(self.path.parent.parent, exc) from exc
             except filelock.Timeout:
                 waited += interval
                 interval *= 2  # report after 10 s, 30 s, 70 s...: not a line every few seconds
@@ -92,9 +98,19 @@ class EntryLock:
         self._lock.release()
 
 
+def _unwritable(root: Path, exc: OSError):
+    """The error of a cache folder that cannot be written (read-only, not ours, disk full)."""
+    from .errors import HandleError
+
+    return HandleError(f"the galsim-hub cache {root} cannot be written ({exc.strerror}); point "
+                       f"{settings.CACHE_ENV} to a folder you can write, or fetch into one and "
+                       "copy the entry")
+
+
 def new_work_folder(root: Path, key: str) -> Path:
     """A fresh ``.tmp-KEY-XXXX`` folder in ``root`` that records its owner."""
     folder = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=root))
+    follow_umask(folder)  # the entry it becomes is shared like the cache folder itself
     (folder / OWNER_FILE).write_text(json.dumps(_owner_record()), encoding="utf-8")
     return folder
 

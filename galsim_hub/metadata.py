@@ -70,6 +70,9 @@ def validate_metadata(metadata: dict, source: str = "model") -> dict:
             f"{source}: metadata format {metadata['format']!r} is not supported "
             f"(this galsim-hub reads formats {', '.join(map(str, SUPPORTED_FORMATS))})"
         )
+    for key in ("name", "version"):
+        if not isinstance(metadata[key], str) or not metadata[key].strip():
+            raise MetadataError(f"{source}: metadata {key!r} must be a non-empty string, got {metadata[key]!r}")
     _positive_number(metadata, "stamp_size", source, integer=True)
     _positive_number(metadata, "latent_dim", source, integer=True)
     _positive_number(metadata, "pixel_scale", source)

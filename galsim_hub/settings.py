@@ -65,9 +65,14 @@ def cache_root() -> Path:
         Absolute path; it is created on first use by `galsim_hub.cache.fetch`.
     """
     configured = os.environ.get(CACHE_ENV)
-    if configured:
-        return Path(configured).expanduser().resolve()
-    return Path(platformdirs.user_cache_dir("galsim_hub"))
+    root = Path(configured).expanduser().resolve() if configured else Path(platformdirs.user_cache_dir("galsim_hub"))
+    if root.exists() and not root.is_dir():
+        from .errors import HandleError
+
+        where = f"{CACHE_ENV}={configured}" if configured else "the platform cache folder"
+        raise HandleError(f"the galsim-hub cache {root} ({where}) is a file, not a folder: point "
+                          f"{CACHE_ENV} to a folder")
+    return root
 
 
 def is_offline() -> bool:

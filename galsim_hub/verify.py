@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import ChecksumError, DownloadError
 
-__all__ = ["file_sha256", "git_blob_sha1", "check_not_lfs_pointer", "check_archive", "check_blob"]
+__all__ = ["file_sha256", "git_blob_sha1", "check_not_lfs_pointer", "check_not_html", "check_archive", "check_blob"]
 
 _CHUNK = 1 << 20
 _LFS_POINTER = b"version https://git-lfs.github.com/spec/"
@@ -47,6 +47,15 @@ def check_not_lfs_pointer(path: Path, origin: str) -> None:
                 )
 
 
+def check_not_html(path: Path, origin: str) -> None:
+    """Raise `DownloadError` when ``path`` holds a web page (an error or login page), not a file."""
+    with open(path, "rb") as stream:
+        start = stream.read(512).lstrip().lower()
+    if start.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
+        raise DownloadError(f"{origin} sent a web page, not a model archive (an error, login or redirect "
+                            "page of the server?)")
+
+
 def check_archive(path: Path, origin: str, sha256: str | None, prefix: str | None, size: int | None) -> tuple[str, int]:
     """Check an archive's size, sha256 (or its known prefix); return ``(sha256, size)``.
 
@@ -58,6 +67,7 @@ def check_archive(path: Path, origin: str, sha256: str | None, prefix: str | Non
         If the sha256 differs from ``sha256`` or does not start with ``prefix``.
     """
     actual_size = path.stat().st_size
+    check_not_html(path, origin)
     if size is not None and actual_size != size:
         check_not_lfs_pointer(path, origin)
         problem = "truncated" if actual_size < size else "wrong size of"

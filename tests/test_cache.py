@@ -460,3 +460,24 @@ def test_concurrent_processes_download_once(http_server, hub_cache, make_model_a
     assert http_server.count("toy.tar.gz") == 1
     assert len(list_entries()) == 1
     assert not list(hub_cache.glob(".tmp-*"))
+
+
+def test_cache_entries_and_data_sets_follow_the_umask(model_archive, hub_cache, tmp_path):
+    """Issue 17 (12): a group-shared cache (umask 002) gets group-writable entries, not 0700."""
+    import os
+
+    from galsim_hub import permissions
+    from galsim_hub.training.data import build_synthetic_dataset
+
+    old = os.umask(0o002)
+    permissions._umask = None
+    try:
+        model = fetch(resolve(model_archive))
+        entry = model.relative_to(hub_cache).parts[0]
+        assert (hub_cache / entry).stat().st_mode & 0o777 == 0o775
+        data = build_synthetic_dataset(tmp_path / "data", 4, stamp_size=16, noise_sigma=0.01, seed=0,
+                                       shard_size=4)
+        assert all(p.stat().st_mode & 0o777 == 0o664 for p in data.iterdir() if p.is_file())
+    finally:
+        os.umask(old)
+        permissions._umask = None

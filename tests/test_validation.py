@@ -389,3 +389,16 @@ def test_cli_main_writes_the_report(dataset, tmp_path, monkeypatch, capsys):
 def test_cli_reports_an_unusable_data_set(tmp_path, capsys):
     status = validation.main(["hub:fake", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")])
     assert status == 2 and "dataset.json" in capsys.readouterr().err
+
+
+def test_training_set_of_another_geometry_is_refused_before_any_statistic(toy_dir, tmp_path, monkeypatch):
+    """Issue 17 (9): the memorisation check needs the data set's geometry; say so before the work."""
+    from galsim_hub.errors import MetadataError
+    from galsim_hub.training import statistics, validation
+    from galsim_hub.training.data import build_synthetic_dataset
+
+    data = build_synthetic_dataset(tmp_path / "data", 8, stamp_size=32, noise_sigma=0.01, seed=0)
+    train = build_synthetic_dataset(tmp_path / "train", 8, stamp_size=16, noise_sigma=0.01, seed=1)
+    monkeypatch.setattr(statistics, "measure_statistics", lambda *a, **k: pytest.fail("statistics computed"))
+    with pytest.raises(MetadataError, match=r"training data set .* 16-pixel stamps .* 32-pixel stamps"):
+        validation.run_validation(str(toy_dir), data, tmp_path / "out", train_data=train)

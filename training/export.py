@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from galsim_hub import __version__
+from galsim_hub.permissions import follow_umask
 from galsim_hub.metadata import (MODEL_FORMAT_VERSION, MODEL_METADATA_FILE, MULTIBAND_FORMAT_VERSION,
                                  validate_metadata)
 
@@ -228,6 +229,7 @@ def export_model(
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    follow_umask(staging)
     try:
         tf.saved_model.save(module, str(staging), signatures=signatures)
         (staging / MODEL_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")

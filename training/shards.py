@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from galsim_hub._version import __version__
 from galsim_hub.errors import MetadataError
 from galsim_hub.metadata import validate_bands
+from galsim_hub.permissions import follow_umask
 
 __all__ = ["DATASET_FORMAT", "DATASET_FILE", "read_dataset_metadata", "load_arrays", "make_tf_dataset"]
 
@@ -65,6 +66,7 @@ _ARRAY_DTYPES = {"image": np.float32, "psf": np.float32, "noise_var": np.float32
 def _atomic_write(path: pathlib.Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Write ``path`` through a temporary file in the same directory, then rename it."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    follow_umask(tmp)
     try:
         with os.fdopen(fd, mode) as handle:
             write(handle)

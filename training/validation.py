@@ -85,6 +85,22 @@ def _observed_psfs(arrays: Mapping[str, np.ndarray], indices: np.ndarray, pixel_
                                      use_true_center=False) for p in arrays["psf"][indices]]
 
 
+def check_same_geometry(stamp_size: int, pixel_scale: float, data_stamp_size: int, data_pixel_scale: float,
+                        what: str, data_dir: Path) -> None:
+    """Refuse stamps of another geometry than the data set's before any statistic is computed.
+
+    Raises
+    ------
+    MetadataError
+        When the stamp size or the pixel scale differ.
+    """
+    if stamp_size != data_stamp_size or not np.isclose(pixel_scale, data_pixel_scale, rtol=1e-6):
+        raise MetadataError(
+            f"{what} has {stamp_size}-pixel stamps at {pixel_scale:g}\"/px but the data set {data_dir} "
+            f"{data_stamp_size}-pixel stamps at {data_pixel_scale:g}\"/px: the comparison needs the same geometry"
+        )
+
+
 def _load_validation_arrays(data_dir: Path, real_galaxies: bool, noise_sigma: float | None) -> dict:
     from galsim_hub.training.data import load_arrays
 
@@ -210,6 +226,12 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
     missing = [q for q in model.quantities if q not in names]
     if missing:
         raise CatalogError(f"the model needs conditions {missing} that data set {data_dir} does not have ({names})")
+    if train_data is not None:  # the memorisation check compares stamps pixel by pixel
+        train_metadata = read_dataset_metadata(train_data)
+        check_same_geometry(int(train_metadata["stamp_size"]), float(train_metadata["pixel_scale"]),
+                            stamp_size, pixel_scale, f"the training data set {train_data}", data_dir)
+    same_geometry = (int(model.stamp_size) == stamp_size
+                     and np.isclose(float(model.pixel_scale), pixel_scale, rtol=1e-6))
     # GalSim takes seed 0 to mean "random": derive a non-zero model seed from ``seed``.
     model_seed = int(rng.integers(1, 2**31 - 1))
     mock_profiles = np.asarray(model.sample(conditions[list(model.quantities)], seed=model_seed, return_arrays=True,
@@ -275,7 +297,8 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
     # The deconvolution claim, in the unconvolved frame: the VAE's reconstruction of a noisy,
     # PSF-convolved stamp is closer to the noiseless unconvolved truth than the stamp is.
     reconstruction = None
-    if not real_galaxies:
+    if not real_galaxies and (same_geometry or reconstructions is not None):
+        # (the model's encoder reads stamps of its own geometry only)
         reconstruction = _reconstruction(model, arrays, indices, total, reconstructions)
 
     results = {
