@@ -218,7 +218,8 @@ class GenerativeModelInput(GenerativeGalaxyModel):
 
         TensorFlow releases the GIL, so this decoding overlaps the drawing of the current
         block (in this process at ``nproc: 1``, in the workers otherwise). A failure is left
-        to the call that needs the block: it finds no block, decodes it again and raises.
+        to the call that needs the block: it finds no block, decodes it again and raises. The
+        process waits for a decoding in flight before it exits.
         """
 
         def decode() -> None:
@@ -227,7 +228,10 @@ class GenerativeModelInput(GenerativeGalaxyModel):
             except Exception:  # noqa: BLE001  (see the docstring)
                 self.dropClaim(key)
 
-        threading.Thread(target=decode, name="galsim_hub-prefetch", daemon=True).start()
+        # Not a daemon: the interpreter waits for it at exit. A daemon thread inside a TensorFlow
+        # op when the main thread ends (a config error raised meanwhile) aborts the whole process
+        # ("terminate called without an active exception", exit 134) instead of reporting the error.
+        threading.Thread(target=decode, name="galsim_hub-prefetch", daemon=False).start()
 
 
 class GenerativeModelLoader(galsim.config.InputLoader):

@@ -324,3 +324,38 @@ def test_values_outside_the_training_range_warn_naming_the_objects(field_model, 
     assert len(messages) == 2  # one per block
     assert re.match(r"GenerativeGalaxy: .* 'mag_auto' .*\[20, 25\] \(objects 0, 1, 2, 3\)", messages[0])
     assert re.match(r"GenerativeGalaxy: .* 'mag_auto' .*\(objects 4, 5\)", messages[1])
+
+
+def test_exit_waits_for_a_prefetch_in_flight(field_model, tmp_path):
+    """Issue 17 (7): an error in the main thread while a block decodes in the background must end
+    the process with that error, not abort it inside TensorFlow (exit 134)."""
+    marker = tmp_path / "decoded"
+    script = tmp_path / "exit_during_prefetch.py"
+    script.write_text(f"""
+import time
+import numpy as np
+from galsim_hub.config import GenerativeModelInput
+
+model = GenerativeModelInput({str(field_model)!r})
+slow = model.decodeBlock
+
+def decode(*args, **kwargs):
+    time.sleep(1.0)
+    block = slow(*args, **kwargs)
+    open({str(marker)!r}, "w").write("done")
+    return block
+
+model.decodeBlock = decode
+conditions = np.tile([[22.0, 3.0, 0.5]], (64, 1))
+noise = np.zeros((64, 4), np.float32)
+key = ("k", 0, 0, 0, 64, "clip", None)
+assert model.claimBlock(key)
+model.prefetchBlock(key, conditions, noise, ("lanczos15", 4, ()), "clip")
+raise SystemExit("a config error raised while the block decodes")
+""")
+    env = dict(os.environ, GALSIM_HUB_CACHE=str(tmp_path / "cache"))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                            timeout=RUN_TIMEOUT)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "a config error raised while the block decodes" in result.stderr
+    assert marker.read_text() == "done"
