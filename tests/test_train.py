@@ -1,5 +1,6 @@
 """Training pipeline: config parsing, end-to-end tiny training and export, resume, errors."""
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,19 @@ def test_yaml_and_json_files(tmp_path):
     ({"vae": {"clip_norm": 0}}, "vae.clip_norm must be > 0"),
     ({"flow": {"hidden_units": [0]}}, "flow.hidden_units must be a list of positive integers"),
     ({"vae": [1, 2]}, "config section 'vae' must be a mapping"),
+    # Issue 17 (6): values of the wrong type or range are named before any work starts.
+    ({"dataset": {"seed": "x"}}, "dataset.seed must be an integer, got 'x'"),
+    ({"dataset": {"psf": "jwst"}}, "dataset.psf must be 'hst'"),
+    ({"dataset": {"pixel_scale": float("inf")}}, "dataset.pixel_scale must be a positive finite number"),
+    ({"dataset": {"noise_sigma": -1.0}}, "dataset.noise_sigma must be a positive finite number"),
+    ({"dataset": {"options": {"colour": 1}}}, r"dataset.options has unknown key\(s\) \['colour'\]"),
+    ({"dataset": {"options": [1]}}, "dataset.options must be a mapping"),
+    ({"export": {"name": 5}}, "export.name must be a string, got 5"),
+    ({"export": {"name": "../../evil"}}, "export.name and export.version must be a hub name"),
+    ({"export": {"zero_point": float("nan")}}, "export.zero_point must be a finite number"),
+    ({"flow": {"hidden_units": "big"}}, "flow.hidden_units must be a list of positive integers"),
+    ({"vae": {"activation": "sigmoidish"}}, "vae.activation must be one of"),
+    ({"flow": {"seed": -1}}, "flow.seed must be >= 0"),
 ])
 def test_bad_configs_name_the_problem(values, message):
     with pytest.raises(ConfigError, match=message):
@@ -220,3 +234,105 @@ def test_heldout_data_of_another_stamp_size_is_refused(tiny_dataset, tmp_path):
     with pytest.raises(GalSimHubError, match="held-out data set .* 16"):
         train.train_vae(_config(vae={"steps": 2}), tiny_dataset, tmp_path / "w", progress=False,
                         heldout_dir=other)
+
+
+def test_resume_with_changed_hyperparameters_is_refused(tiny_dataset, tmp_path):
+    """Issue 17 (8): a resumed run with another learning rate, likelihood or batch size would mix
+    two optimisations (the loss jumped from -3384 to 3.2e9 without a word)."""
+    work = tmp_path / "work"
+    train.train_vae(_config(vae={"steps": 2, "checkpoint_every": 2}), tiny_dataset, work, progress=False)
+    before = {p.name: p.read_bytes() for p in (work / "vae").iterdir()}
+    for change, named in (({"learning_rate": 1e-2}, "learning_rate: checkpoint 0.001 vs config 0.01"),
+                          ({"likelihood": "fourier"}, "likelihood: checkpoint 'pixel' vs config 'fourier'"),
+                          ({"batch_size": 16}, "batch_size: checkpoint 32 vs config 16")):
+        with pytest.raises(train.CheckpointMismatchError, match=rf"other settings \(.*{re.escape(named)}"):
+            train.train_vae(_config(vae={"steps": 4, "checkpoint_every": 2, **change}), tiny_dataset, work,
+                            progress=False)
+    assert {p.name: p.read_bytes() for p in (work / "vae").iterdir()} == before
+    # More steps is how a run is extended: allowed.
+    history = train.train_vae(_config(vae={"steps": 4, "checkpoint_every": 2}), tiny_dataset, work, progress=False)
+    assert [h["step"] for h in history] == [0, 1, 2, 3]
+
+
+
+def test_cli_names_bad_files_and_folders(tmp_path, capsys):
+    """Issue 17 (6): invalid JSON/YAML, a --work-dir that is a file: one-line errors, exit 1."""
+    from galsim_hub.training.__main__ import main
+
+    for name, text, message in (("bad.json", "{not json", "cannot parse training config"),
+                                ("bad.yaml", "vae: [unclosed", "cannot parse training config")):
+        (tmp_path / name).write_text(text)
+        assert main(["vae", "--config", str(tmp_path / name), "--work-dir", str(tmp_path / "w")]) == 1
+        assert message in capsys.readouterr().err
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(TINY))
+    (tmp_path / "file").write_text("x")
+    assert main(["dataset", "--config", str(good), "--work-dir", str(tmp_path / "file")]) == 1
+    assert "--work-dir" in capsys.readouterr().err and "is a file" in capsys.readouterr().err + "is a file"
+
+
+def test_rerun_after_a_killed_data_set_build_starts_again(tmp_path, capsys):
+    from galsim_hub.training.__main__ import main
+
+    config = json.loads(json.dumps(TINY))
+    config["dataset"].update(n_examples=8, shard_size=4, stamp_size=16)
+    config["vae"].update(num_stages=2)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(config))
+    dataset = tmp_path / "w" / "dataset"
+    dataset.mkdir(parents=True)
+    (dataset / "shard-00000.npz").write_bytes(b"half a shard")   # what a killed build leaves
+    assert main(["dataset", "--config", str(path), "--work-dir", str(tmp_path / "w"), "--quiet"]) == 0
+    assert json.loads((dataset / "dataset.json").read_text())["n_examples"] == 8
+    # A finished data set is not replaced without --overwrite, and the flag is named.
+    assert main(["dataset", "--config", str(path), "--work-dir", str(tmp_path / "w"), "--quiet"]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b[: len(b) // 2], "cannot be read"),
+    (lambda b: b"", "cannot be read"),
+])
+def test_damaged_shard_is_named(damage, message, tmp_path):
+    from galsim_hub.errors import MetadataError
+
+    data = build_synthetic_dataset(tmp_path / "d", 8, stamp_size=32, noise_sigma=0.01, seed=0, shard_size=4)
+    shard = data / "shard-00001.npz"
+    shard.write_bytes(damage(shard.read_bytes()))
+    with pytest.raises(MetadataError, match=rf"shard .*shard-00001.npz.* {message}"):
+        train.train_vae(_config(dataset={"n_examples": 8}, vae={"steps": 1, "batch_size": 4}), data,
+                        tmp_path / "w", progress=False)
+
+
+def test_reshaped_shard_is_named(tmp_path):
+    from galsim_hub.errors import MetadataError
+
+    data = build_synthetic_dataset(tmp_path / "d", 8, stamp_size=32, noise_sigma=0.01, seed=0, shard_size=4)
+    shard = data / "shard-00000.npz"
+    with np.load(shard) as arrays:
+        content = {k: arrays[k] for k in arrays.files}
+    content["image"] = content["image"][:, :16, :16]
+    np.savez(shard, **content)
+    with pytest.raises(MetadataError, match=r"shard .*shard-00000.npz.* image stamps of shape \(16, 16\)"):
+        train.train_vae(_config(vae={"steps": 1, "batch_size": 4}), data, tmp_path / "w", progress=False)
+
+
+def test_full_disk_at_checkpoint_time_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from galsim_hub.training.__main__ import main
+
+    config = json.loads(json.dumps(TINY))
+    config["dataset"].update(n_examples=32, stamp_size=16)
+    config["vae"].update(num_stages=2, steps=2, checkpoint_every=1)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(config))
+    assert main(["dataset", "--config", str(path), "--work-dir", str(tmp_path / "w"), "--quiet"]) == 0
+
+    def full(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "tmp/ckpt-1.data: No space left on device")
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", full)
+    assert main(["vae", "--config", str(path), "--work-dir", str(tmp_path / "w"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err

@@ -71,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = False if args.quiet else None
     work_dir = Path(args.work_dir)
     try:
+        if work_dir.exists() and not work_dir.is_dir():
+            raise GalSimHubError(f"--work-dir {work_dir} is a file; give a folder (it is created if missing)")
         config = load_config(args.config)
         dataset_dir = train.dataset_path(config, work_dir)
         out_dir = Path(args.out) if args.out else work_dir / "export" / config.export.name
@@ -89,10 +91,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(train.run_all(config, work_dir, out_dir, resume=not args.no_resume, progress=progress,
                                 heldout_dir=args.heldout_data))
-    except GalSimHubError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except FileExistsError as exc:
+        print(f"error: {exc}; rerun with --overwrite to replace it", file=sys.stderr)
         return 1
+    except (GalSimHubError, OSError, ValueError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # TensorFlow's errors (e.g. a full disk while checkpointing)
+        if type(exc).__module__.startswith("tensorflow"):
+            print(f"error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+            return 1
+        raise
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -199,7 +200,11 @@ def _build_section(name: str, cls: type, values: Any):
         hidden = kwargs["hidden_units"]
         if isinstance(hidden, int):
             hidden = [hidden]
+        if not isinstance(hidden, (list, tuple)):
+            raise ConfigError(f"{name}.hidden_units must be a list of positive integers, got {hidden!r}")
         kwargs["hidden_units"] = tuple(hidden)
+    if "options" in kwargs and not isinstance(kwargs["options"], Mapping):
+        raise ConfigError(f"{name}.options must be a mapping of builder arguments, got {kwargs['options']!r}")
     return cls(**kwargs)
 
 
@@ -228,8 +233,66 @@ def _check_positive_number(section: str, name: str, value: Any, allow_zero: bool
              f"{section}.{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
+#: Builder arguments a config may set in ``dataset.options`` (the others come from the
+#: section's own keys or from the run).
+_BUILDER_OPTIONS = {
+    "synthetic": ("correlated_noise",),
+    "chromatic": ("bands", "jobs"),
+    "cosmos": ("catalog_file", "catalogs", "conditions", "exclusion_level", "min_flux_radius", "max_mag",
+               "holdout", "split", "orientations", "shifts", "max_shift", "parametric"),
+}
+
+
+def _check_finite(section: str, name: str, value: Any, positive: bool = False) -> None:
+    _require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+             and (value > 0 or not positive),
+             f"{section}.{name} must be a {'positive ' if positive else ''}finite number, got {value!r}")
+
+
+def _check_optional_string(section: str, name: str, value: Any) -> None:
+    _require(value is None or isinstance(value, str), f"{section}.{name} must be a string, got {value!r}")
+
+
+def _validate_strings_and_seeds(config: TrainingConfig) -> None:
+    """Types of the keys the numeric checks do not cover: seeds, names, texts, choices."""
+    from galsim_hub.errors import HandleError
+    from galsim_hub.handle import parse_hub_handle
+
+    d, v, f, e = config.dataset, config.vae, config.flow, config.export
+    for section, obj, names in (("dataset", d, ("seed",)), ("vae", v, ("seed",)),
+                                ("flow", f, ("seed", "permutation_seed"))):
+        _check_positive_ints(section, obj, names, allow_zero=names)
+    _check_finite("dataset", "pixel_scale", d.pixel_scale, positive=True)
+    _require(d.psf == "hst", f"dataset.psf must be 'hst' (the HST-like PSF of the synthetic data sets), "
+                             f"got {d.psf!r}")
+    if d.noise_sigma is not None:
+        _check_finite("dataset", "noise_sigma", d.noise_sigma, positive=True)
+    for name in ("path", "catalog_dir"):
+        _check_optional_string("dataset", name, getattr(d, name))
+    unknown = sorted(set(d.options) - set(_BUILDER_OPTIONS[d.source]))
+    _require(not unknown, f"dataset.options has unknown key(s) {unknown} for source {d.source!r}; valid: "
+                          f"{', '.join(_BUILDER_OPTIONS[d.source])}")
+    for section, obj in (("vae", v), ("flow", f)):
+        _require(obj.activation in ("elu", "relu", "gelu", "swish", "tanh", "leaky_relu"),
+                 f"{section}.activation must be one of elu, relu, gelu, swish, tanh, leaky_relu, "
+                 f"got {obj.activation!r}")
+        _check_finite(section, "learning_rate", obj.learning_rate, positive=True)
+    for name in ("name", "version", "description", "license", "citation"):
+        _require(isinstance(getattr(e, name), str), f"export.{name} must be a string, got {getattr(e, name)!r}")
+    try:
+        parse_hub_handle(f"hub:{e.name}@{e.version}")
+    except HandleError as error:
+        raise ConfigError(f"export.name and export.version must be a hub name and version "
+                          f"(letters, digits, '_', '.', '+', '-'): {error}") from None
+    _check_optional_string("export", "flux_units", e.flux_units)
+    _check_optional_string("export", "flux_calibration", e.flux_calibration)
+    if e.zero_point is not None:
+        _check_finite("export", "zero_point", e.zero_point)
+
+
 def _validate(config: TrainingConfig) -> None:
     d, v, f = config.dataset, config.vae, config.flow
+    _require(isinstance(d.source, str), f"dataset.source must be a string, got {d.source!r}")
     _require(d.source in ("synthetic", "chromatic", "cosmos"),
              f"dataset.source must be 'synthetic', 'chromatic' or 'cosmos', got {d.source!r}")
     _require(d.source != "cosmos" or bool(d.catalog_dir) or bool(dict(d.options).get("catalogs")),
@@ -268,6 +331,7 @@ def _validate(config: TrainingConfig) -> None:
                                      "warmup_steps"), allow_zero=("warmup_steps",))
     _require(len(f.hidden_units) > 0 and all(isinstance(h, int) and h > 0 for h in f.hidden_units),
              f"flow.hidden_units must be a list of positive integers, got {list(f.hidden_units)}")
+    _validate_strings_and_seeds(config)
 
 
 def config_from_dict(values: Mapping) -> TrainingConfig:
@@ -306,9 +370,15 @@ def load_config(path: str | Path | Mapping) -> TrainingConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"training config file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read training config {path}: {exc}") from exc
     if path.suffix.lower() == ".json":
-        values = json.loads(text)
+        try:
+            values = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"cannot parse training config {path}: {exc}") from exc
     else:
         import yaml
 

@@ -85,10 +85,15 @@ class ShardWriter:
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise NotADirectoryError(f"out_dir {str(self.out_dir)!r} exists and is not a directory")
         if self.out_dir.is_dir() and any(self.out_dir.iterdir()):
-            if not overwrite:
+            leftover = not (self.out_dir / DATASET_FILE).exists() and all(
+                p.name.startswith(("shard-", ".shard-")) for p in self.out_dir.iterdir())
+            if not (overwrite or leftover):
                 raise FileExistsError(
-                    f"out_dir {str(self.out_dir)!r} is not empty; pass overwrite=True to replace "
-                    "the data set in it")
+                    f"out_dir {str(self.out_dir)!r} is not empty; pass overwrite=True (--overwrite) to "
+                    "replace the data set in it")
+            # A build killed before its dataset.json (written last) left only shards: start again.
+            for stale in self.out_dir.glob(".shard-*.tmp"):
+                stale.unlink()
             # The metadata goes first, so that the directory never looks complete meanwhile.
             (self.out_dir / DATASET_FILE).unlink(missing_ok=True)
             for old in self.out_dir.glob("shard-*.npz"):
@@ -240,6 +245,45 @@ def _check_keys(keys: Iterable[str], available: Iterable[str], path: pathlib.Pat
     return keys
 
 
+def check_shard(shard: pathlib.Path, keys: Sequence[str], stamp_size: int) -> dict[str, tuple]:
+    """Check a shard from its arrays' headers (nothing else is read); return ``{key: shape}``.
+
+    Raises
+    ------
+    MetadataError
+        Naming the shard: unreadable (truncated, not a ``.npz``), an array missing, empty, of
+        another stamp size, or arrays of different lengths.
+    """
+    import zipfile
+
+    shapes: dict[str, tuple] = {}
+    try:
+        with zipfile.ZipFile(shard) as archive:
+            members = {name[:-4]: name for name in archive.namelist() if name.endswith(".npy")}
+            for key in keys:
+                if key not in members:
+                    raise MetadataError(f"the shard {str(shard)!r} has no array {key!r} "
+                                        f"(it has {', '.join(sorted(members))})")
+                with archive.open(members[key]) as stream:
+                    version = np.lib.format.read_magic(stream)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, _ = read_header(stream)
+                shapes[key] = tuple(shape)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise MetadataError(f"the shard {str(shard)!r} cannot be read ({exc}): truncated or corrupt? "
+                            "Rebuild the data set") from exc
+    lengths = {shape[0] if shape else None for shape in shapes.values()}
+    if len(lengths) != 1 or not all(lengths):
+        raise MetadataError(f"the shard {str(shard)!r} holds arrays of lengths "
+                            f"{ {k: v[0] if v else None for k, v in shapes.items()} }: empty or inconsistent")
+    for key in ("image", "psf", "truth"):
+        if key in shapes and tuple(shapes[key][1:3]) != (stamp_size, stamp_size):
+            raise MetadataError(f"the shard {str(shard)!r} has {key} stamps of shape {shapes[key][1:]}, "
+                                f"but the data set says stamp_size {stamp_size}")
+    return shapes
+
+
 def load_arrays(path: str | os.PathLike, keys: Iterable[str] | None = None
                 ) -> dict[str, np.ndarray]:
     """Load arrays of all shards of a data set, concatenated (for small sets and validation).
@@ -258,6 +302,8 @@ def load_arrays(path: str | os.PathLike, keys: Iterable[str] | None = None
     metadata, shards = _shard_paths(path)
     parts: dict[str, list[np.ndarray]] = {}
     for shard in shards:
+        if keys is not None:
+            check_shard(shard, list(keys), int(metadata["stamp_size"]))
         with np.load(shard) as data:
             wanted = _check_keys(data.files if keys is None else keys, data.files, shard.parent)
             for key in wanted:
@@ -303,6 +349,8 @@ def make_tf_dataset(path: str | os.PathLike, batch_size: int, *,
         raise ValueError(f"batch_size {batch_size} exceeds the {metadata['n_examples']} "
                          f"examples of {str(path)!r}")
     keys = list(keys)
+    for shard in shards:
+        check_shard(shard, keys, int(metadata["stamp_size"]))
     with np.load(shards[0]) as first:
         keys = _check_keys(keys, first.files, shards[0].parent)
         signature = {k: tf.TensorSpec((None,) + first[k].shape[1:], tf.as_dtype(first[k].dtype))

@@ -105,15 +105,44 @@ def _write_json(path: Path, value) -> None:
     tmp.replace(path)
 
 
+#: The optimisation settings a resumed run must share with its checkpoints (``steps`` and
+#: ``checkpoint_every`` may change: a run is extended by raising ``steps``).
+RESUME_SETTINGS = {
+    "vae": ("optimizer", "learning_rate", "lr_schedule", "warmup_steps", "batch_size", "free_bits",
+            "tv_weight", "likelihood", "kl_warmup_steps", "clip_norm", "seed"),
+    "flow": ("learning_rate", "lr_schedule", "warmup_steps", "batch_size", "seed"),
+}
+SETTINGS_FILE = "training.json"
+
+
+def _check_resume_settings(directory: Path, settings: dict, what: str) -> None:
+    """Refuse to resume checkpoints trained with other optimisation settings (nothing is touched)."""
+    saved = _read_json(directory / SETTINGS_FILE)
+    if saved is None:  # checkpoints of an older galsim-hub: record the settings from now on
+        _write_json(directory / SETTINGS_FILE, settings)
+        return
+    diffs = [f"{key}: checkpoint {saved.get(key)!r} vs config {settings.get(key)!r}"
+             for key in sorted(set(saved) | set(settings)) if saved.get(key) != settings.get(key)]
+    if diffs:
+        raise CheckpointMismatchError(
+            f"the {what} checkpoints in {directory} were trained with other settings ({'; '.join(diffs)}); "
+            "resuming would mix two optimisations: restore these values, or start over with --no-resume "
+            "(resume=False), or use another work directory"
+        )
+
+
 def _prepare_checkpoint_dir(directory: Path, architecture: dict, resume: bool, what: str,
-                            history_file: Path) -> bool:
+                            history_file: Path, settings: dict | None = None) -> bool:
     """Check or reset ``directory`` for ``architecture``; return whether to restore from it.
 
-    With ``resume`` and checkpoints of another architecture, raise without touching anything.
-    Without ``resume``, existing checkpoints and history are removed.
+    With ``resume`` and checkpoints of another architecture or other optimisation ``settings``
+    (:data:`RESUME_SETTINGS`), raise without touching anything. Without ``resume``, existing
+    checkpoints and history are removed.
     """
     saved = _read_json(directory / ARCHITECTURE_FILE)
     if saved is not None and resume:
+        if settings is not None and tf.train.latest_checkpoint(str(directory)) is not None:
+            _check_resume_settings(directory, settings, what)
         if saved != architecture:
             diffs = [f"{key}: checkpoint {saved.get(key)!r} vs config {architecture.get(key)!r}"
                      for key in sorted(set(saved) | set(architecture))
@@ -129,6 +158,8 @@ def _prepare_checkpoint_dir(directory: Path, architecture: dict, resume: bool, w
     history_file.unlink(missing_ok=True)
     directory.mkdir(parents=True)
     _write_json(directory / ARCHITECTURE_FILE, architecture)
+    if settings is not None:
+        _write_json(directory / SETTINGS_FILE, settings)
     return False
 
 
@@ -397,7 +428,8 @@ def train_vae(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | P
     else:
         scale = _image_scale_from_data(first_batch) if v.image_scale is None else v.image_scale
     architecture = config.vae_architecture(image_scale=scale, n_bands=len(metadata.get("bands") or [None]))
-    restore = _prepare_checkpoint_dir(directory, architecture, resume, "VAE", history_file)
+    restore = _prepare_checkpoint_dir(directory, architecture, resume, "VAE", history_file,
+                                      {key: getattr(v, key) for key in RESUME_SETTINGS["vae"]})
 
     keras.utils.set_random_seed(v.seed)
     vae = VAE.from_architecture(architecture)
@@ -521,7 +553,8 @@ def train_flow(config: TrainingConfig, work_dir: str | Path, resume: bool = True
     architecture = config.flow_architecture(conditions.shape[1])
     directory = work_dir / "flow"
     history_file = work_dir / "flow_history.json"
-    restore = _prepare_checkpoint_dir(directory, architecture, resume, "flow", history_file)
+    restore = _prepare_checkpoint_dir(directory, architecture, resume, "flow", history_file,
+                                      {key: getattr(f, key) for key in RESUME_SETTINGS["flow"]})
     _write_json(directory / NORMALISATION_FILE, {
         "condition_mean": condition_mean.tolist(),
         "condition_std": condition_std.tolist(),
