@@ -41,7 +41,7 @@ from astropy.table import Table
 
 from galsim_hub.errors import GalSimHubError
 
-__all__ = ["DIAGNOSIS_SAMPLES", "diagnose", "flux_offsets_by_magnitude", "main"]
+__all__ = ["DIAGNOSIS_SAMPLES", "diagnose", "flux_offsets_by_magnitude", "pedestal_levels", "main"]
 
 DIAGNOSIS_SAMPLES = ("real", "reconstruction", "flow", "flow_mode")
 MAGNITUDE_EDGES = (16.0, 20.0, 22.0, 23.5, 24.5, 27.0)
@@ -80,6 +80,58 @@ def flux_offsets_by_magnitude(magnitudes: np.ndarray, offsets: np.ndarray,
             rows.append({"lo": float(lo), "hi": float(hi), "n": int(members.sum()),
                          "median": float(np.median(offsets[members]))})
     return rows
+
+
+def pedestal_levels(profiles: np.ndarray, pixel_scale: float, psf: galsim.GSObject, draw_scale: float,
+                    noise_sigma: float, radius_factor: float = 4.0) -> Table:
+    """The light a mock keeps far from its centre: a postage-stamp pedestal shows here.
+
+    Each profile is convolved with ``psf`` and drawn noise-free at ``draw_scale`` on the model's
+    field of view; its half-light radius ``r_half`` is measured from the drawn image (around
+    its centroid), and the mean pixel value in the annulus outside ``radius_factor * r_half``
+    (out to the stamp's edge) is compared with the noise: in units of the noise rms per pixel
+    and of the standard error of a mean over the annulus (``noise_sigma / sqrt(n_pixels)``).
+    A model without pedestals has both well below 1.
+
+    Parameters
+    ----------
+    profiles : numpy.ndarray
+        ``[N, S, S]`` noise-free profiles (what ``sample(..., return_arrays=True)`` returns).
+    pixel_scale : float
+        Their pixel scale (arcsec).
+    psf : galsim.GSObject
+        The PSF of the field.
+    draw_scale : float
+        Pixel scale of the field (arcsec).
+    noise_sigma : float
+        Noise rms per pixel of the field.
+    radius_factor : float, optional
+        The annulus starts at this many half-light radii.
+
+    Returns
+    -------
+    astropy.table.Table
+        ``r_half`` (arcsec), ``n_annulus``, ``level`` (mean annulus pixel value),
+        ``level_sigma`` (level / noise_sigma), ``level_error`` (level / (noise_sigma / sqrt(n))).
+    """
+    size = int(round(profiles.shape[1] * pixel_scale / draw_scale))
+    rows = []
+    for profile in profiles:
+        galaxy = galsim.InterpolatedImage(galsim.Image(np.asarray(profile, dtype=np.float64), scale=pixel_scale))
+        image = galsim.Convolve(galaxy, psf).drawImage(nx=size, ny=size, scale=draw_scale).array
+        y, x = np.mgrid[:size, :size]
+        total = image.sum()
+        cx, cy = (image * x).sum() / total, (image * y).sum() / total
+        r = np.hypot(x - cx, y - cy)
+        order = np.argsort(r.ravel())
+        cumulative = np.cumsum(image.ravel()[order])
+        r_half = float(r.ravel()[order][np.searchsorted(cumulative, 0.5 * total)])
+        annulus = r > radius_factor * max(r_half, 1.0)
+        n = int(annulus.sum())
+        level = float(image[annulus].mean()) if n else math.nan
+        rows.append((r_half * draw_scale, n, level, level / noise_sigma,
+                     level / (noise_sigma / math.sqrt(n)) if n else math.nan))
+    return Table(rows=rows, names=("r_half", "n_annulus", "level", "level_sigma", "level_error"))
 
 
 def diagnose(model: Any, data_dir: str | Path, *, seed: int = 0, n_bootstrap: int = 500) -> dict[str, Any]:
