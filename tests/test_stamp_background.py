@@ -1,8 +1,8 @@
 """No postage-stamp edge survives in a real COSMOS training example (tests/data's real galaxies).
 
-COSMOS stamps carry a background offset; padded with zero-mean noise, the original stamp shows as
-a faint square that a model then learns (the pedestals of hub:cosmos_real 1.0). The data-set
-builder subtracts each stamp's border level before padding.
+COSMOS stamps carry a sky offset and bright galaxies' stamps are cut on their wings; padded with
+zero-mean noise, the original stamp shows as a faint square that a model then learns (the
+pedestals of hub:cosmos_real 1.0). The data-set builder subtracts the sky and tapers the edge.
 """
 from pathlib import Path
 
@@ -39,6 +39,7 @@ def _rings(image, shape, depths):
 
 
 def test_stamp_background_is_the_clipped_border_level():
+    """The sky estimate of catalogs without NOISE_MEAN."""
     rng = np.random.default_rng(0)
     stamp = rng.normal(0.5, 0.1, (40, 50))
     stamp[15:25, 15:35] += 50.0          # a galaxy far from the border does not count
@@ -72,8 +73,21 @@ def test_padding_matches_the_original_stamps_border_on_real_galaxies():
     assert checked >= 8
 
 
-def test_background_is_removed_before_padding():
+def test_stamp_is_cleaned_before_padding():
+    """The sky (NOISE_MEAN) is subtracted and only the edge is tapered: the inner profile stays."""
     galaxy = _galaxies()[0]
     raw = galaxy.cosmos.getRealParams(galaxy.index)[0].array
+    assert galaxy.noise_mean is not None
     example = cosmos._draw_example(galaxy, 0, False, (0.0, 0.0), STAMP, 0.03, 7, False)
-    assert example["background"] == pytest.approx(cosmos.stamp_background(raw))
+    assert example["background"] == pytest.approx(galaxy.noise_mean)
+    clean = cosmos.clean_stamp(raw, galaxy.noise_mean)
+    inner = (slice(8, -8), slice(8, -8))
+    np.testing.assert_allclose(clean[inner], raw[inner] - galaxy.noise_mean)
+    assert np.all(clean[0] == 0) and np.all(clean[:, -1] == 0)
+
+
+def test_edge_taper_rises_from_zero_to_one():
+    window = cosmos.edge_taper((40, 60), 8)
+    assert window[0].max() == 0 and window[20, 30] == 1 and window[8, 30] == 1
+    assert 0 < window[4, 30] < 1 and np.all(np.diff(window[:9, 30]) > 0)
+    assert cosmos.edge_taper((12, 12), 8)[3, 6] == 1   # narrower on small stamps (a quarter of the side)

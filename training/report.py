@@ -21,6 +21,8 @@ TARGETS = {
     "mean_g_relative": 0.02,
     "size_scatter": 0.25,
     "mag_scatter": 0.3,
+    # The mocks' noise-free flux against the catalog's magnitude, median per magnitude bin (mag).
+    "catalog_flux": 0.1,
 }
 
 _LABELS = {
@@ -39,7 +41,8 @@ _COLOURS = {"real": "k", "parametric": "tab:orange", "mock": "tab:blue"}
 
 
 def evaluate_targets(comparisons: Mapping[str, Table], residuals: Table,
-                     memorisation: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+                     memorisation: Mapping[str, Any] | None = None,
+                     catalog_flux: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Check the validation targets of the paper (and the memorisation check when given).
 
     Parameters
@@ -52,6 +55,10 @@ def evaluate_targets(comparisons: Mapping[str, Table], residuals: Table,
         Output of :func:`conditional_residuals` (its ``'all'`` row is used).
     memorisation : mapping, optional
         Output of :func:`galsim_hub.training.memorisation.memorisation_check`.
+    catalog_flux : sequence of mapping, optional
+        Median magnitude offset of the mocks' flux from the catalog's per magnitude bin
+        (:func:`galsim_hub.training.diagnosis.flux_offsets_by_magnitude`); the target holds
+        the largest of them.
 
     Returns
     -------
@@ -84,6 +91,12 @@ def evaluate_targets(comparisons: Mapping[str, Table], residuals: Table,
         add(f"{column}_distance", f"Wasserstein distance of {column} to the real sample, mock vs parametric",
             value, f"< parametric ({reference:.4g} ± {parametric[column]['wasserstein_err']:.2g})",
             value < reference, fitted[column]["wasserstein_err"])
+    if catalog_flux:
+        worst = max(catalog_flux, key=lambda b: abs(b["median"]))
+        limit = TARGETS["catalog_flux"]
+        add("catalog_flux", "largest median offset of the mocks' magnitude from the catalog's, over "
+            f"magnitude bins (worst: {worst['lo']:g} - {worst['hi']:g}, n={worst['n']})", worst["median"],
+            f"abs(value) < {limit:g} mag in every bin", all(abs(b["median"]) < limit for b in catalog_flux))
     if memorisation is not None:
         add("memorisation", "fraction of mocks closer to a training stamp than the closest held-out real "
             f"galaxy (median distance mock/real {memorisation['ratio']:.3f})", memorisation["copy_fraction"],
@@ -361,6 +374,13 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
                               [(r["condition"], "all" if r["condition"] == "all" else
                                 f"{r['bin_lo']:.3g} - {r['bin_hi']:.3g}", r["n"], r["size_mean"],
                                 r["size_scatter"], r["mag_mean"], r["mag_scatter"]) for r in residuals]), ""]
+    catalog_flux = results.get("catalog_flux")
+    if catalog_flux:
+        lines += ["## Fluxes against the catalog", "",
+                  "Median of m_mock - m_catalog per bin of catalog magnitude (m_mock from the mock's "
+                  "noise-free flux, with the model's zero point; what `sample` returns by default).", "",
+                  _markdown_table(("magnitude bin", "n", "median offset (mag)"),
+                                  [(f"{b['lo']:g} - {b['hi']:g}", b["n"], b["median"]) for b in catalog_flux]), ""]
     reconstruction = results.get("reconstruction")
     if reconstruction:
         lines += ["## Autoencoder reconstructions", "",
@@ -387,7 +407,7 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
     path.write_text("\n".join(lines))
 
     numbers = {key: results[key] for key in ("metadata", "targets", "comparisons", "residuals", "reconstruction",
-                                             "memorisation", "figures")
+                                             "memorisation", "catalog_flux", "figures")
                if key in results and results[key] is not None}
     (out_dir / "validation.json").write_text(json.dumps(_jsonable(numbers), indent=2, allow_nan=False))
     return path

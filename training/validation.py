@@ -292,7 +292,8 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
             raise MetadataError(f"training stamps {training.shape[1:]} differ from the validation stamps "
                                 f"{observed['real'].shape[1:]}: the memorisation check needs the same geometry")
         memorisation = memorisation_check(observed["real"], observed["mock"], training)
-    targets = evaluate_targets(comparisons, residuals, memorisation)
+    catalog_flux = _catalog_flux(model, conditions, mock_profiles)
+    targets = evaluate_targets(comparisons, residuals, memorisation, catalog_flux)
 
     # The deconvolution claim, in the unconvolved frame: the VAE's reconstruction of a noisy,
     # PSF-convolved stamp is closer to the noiseless unconvolved truth than the stamp is.
@@ -316,11 +317,26 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
         "targets": targets,
         "reconstruction": reconstruction,
         "memorisation": memorisation,
+        "catalog_flux": catalog_flux,
         "gallery": _gallery(observed, fitted),
     }
     results["figures"] = make_figures(results, out_dir)
     results["report"] = write_report(results, out_dir)
     return results
+
+
+def _catalog_flux(model: Any, conditions: Table, profiles: np.ndarray) -> list[dict[str, Any]] | None:
+    """Median offset of the mocks' noise-free magnitude from the catalog's, per magnitude bin."""
+    from galsim_hub.training.diagnosis import flux_offsets_by_magnitude
+
+    zero_point = (getattr(model, "metadata", None) or {}).get("zero_point")
+    if "mag_auto" not in conditions.colnames or zero_point is None:
+        return None
+    flux = profiles.sum(axis=(1, 2), dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mock_mag = np.where(flux > 0, -2.5 * np.log10(flux) + float(zero_point), np.nan)
+    magnitudes = np.asarray(conditions["mag_auto"], dtype=np.float64)
+    return flux_offsets_by_magnitude(magnitudes, mock_mag - magnitudes)
 
 
 def _gallery(observed: Mapping[str, np.ndarray], fitted: np.ndarray) -> dict[str, np.ndarray]:
