@@ -266,7 +266,7 @@ def test_cosmos_dataset(cosmos_dir, tmp_path):
     assert meta["source"] == "cosmos" and meta["n_examples"] == 5 and len(meta["shards"]) == 3
     assert [c["name"] for c in meta["conditions"]] == ["mag_auto", "flux_radius", "zphot"]
     arrays = data.load_arrays(out)
-    assert set(arrays) == {"image", "psf", "noise_var", "noise_ps", "conditions", "ident"}
+    assert set(arrays) == {"image", "psf", "noise_var", "noise_ps", "conditions", "ident", "background"}
     assert arrays["image"].shape == (5, STAMP, STAMP) and arrays["image"].dtype == np.float32
     assert arrays["noise_ps"].shape == (5, STAMP, STAMP // 2 + 1)
     np.testing.assert_array_equal(arrays["ident"], 1000 + np.arange(5))

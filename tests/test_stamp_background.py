@@ -91,3 +91,29 @@ def test_edge_taper_rises_from_zero_to_one():
     assert window[0].max() == 0 and window[20, 30] == 1 and window[8, 30] == 1
     assert 0 < window[4, 30] < 1 and np.all(np.diff(window[:9, 30]) > 0)
     assert cosmos.edge_taper((12, 12), 8)[3, 6] == 1   # narrower on small stamps (a quarter of the side)
+
+
+def test_noise_keeps_its_level_under_the_taper():
+    """The noise taken away by the taper is given back: no ring of quieter pixels at the edge."""
+    spec = {"dir": str(DATA / "cosmos_btk100"), "file": "real_galaxy_catalog_26_extension_example.fits",
+            "exclusion_level": "none"}
+    galaxies = cosmos._select_galaxies([cosmos.CatalogSpec.from_any(spec)], ("mag_auto", "flux_radius", "zphot"),
+                                       None, None)
+    ratios = []
+    for galaxy in galaxies:
+        shape = galaxy.cosmos.getRealParams(galaxy.index)[0].array.shape
+        if max(shape) > STAMP - 24 or min(shape) < 22:
+            continue
+        image = cosmos._draw_example(galaxy, 0, False, (0.0, 0.0), STAMP, 0.03, 99, False)["image"]
+        under_taper = np.concatenate([_ring_pixels(image, shape, d) for d in (1, 2, 3, 4)])
+        padding = image[:30, :30].ravel()
+        ratios.append(under_taper.std() / padding.std())
+    assert len(ratios) >= 4
+    assert 0.85 < np.median(ratios) < 1.15
+
+
+def _ring_pixels(image, shape, d):
+    ny, nx = shape
+    oy, ox = (image.shape[0] - ny) // 2, (image.shape[1] - nx) // 2
+    y0, y1, x0, x1 = oy + d, oy + ny - 1 - d, ox + d, ox + nx - 1 - d
+    return np.concatenate([image[y0, x0:x1 + 1], image[y1, x0:x1 + 1], image[y0 + 1:y1, x0], image[y0 + 1:y1, x1]])
