@@ -27,6 +27,7 @@ from astropy.table import Table
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 N_SHOWN = 8
+BRIGHT_MAG = 21.0  # the field's "bright" mocks of the pedestal check
 
 
 def _stretch(stamp: np.ndarray, noise: float) -> np.ndarray:
@@ -98,6 +99,7 @@ def field(out: Path, handle: str, seed: int) -> Path:
     catalog = catalog[rng.choice(len(catalog), n, replace=False)]
     galaxies = model.sample(catalog, seed=seed)
     psf = galsim.Airy(lam=814.0, diam=2.4, obscuration=0.33, scale_unit=galsim.arcsec)
+    sigma = 0.0026 * scale / 0.03
     image = galsim.ImageF(size, size, scale=scale)
     for galaxy, x, y, angle in zip(galaxies, rng.uniform(20, size - 20, n), rng.uniform(20, size - 20, n),
                                    rng.uniform(0, 360, n)):
@@ -105,8 +107,8 @@ def field(out: Path, handle: str, seed: int) -> Path:
             nx=64, ny=64, scale=scale, center=galsim.PositionD(x, y))
         bounds = stamp.bounds & image.bounds
         image[bounds] += stamp[bounds]
-    sigma = 0.0026 * scale / 0.03
     image.addNoise(galsim.GaussianNoise(galsim.BaseDeviate(seed), sigma=sigma))
+    report_pedestals(model, catalog, seed, psf, scale, sigma)
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.imshow(_stretch(image.array, sigma), origin="lower", cmap="gray")
     ax.set_xticks([])
@@ -117,6 +119,29 @@ def field(out: Path, handle: str, seed: int) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def report_pedestals(model, catalog: Table, seed: int, psf: galsim.GSObject, scale: float, sigma: float) -> None:
+    """Print the light of the field's bright mocks outside 4 half-light radii against the noise.
+
+    The check of the README's picture: a postage-stamp pedestal shows as a mean level there
+    well above the noise's standard error (see `galsim_hub.training.diagnosis.pedestal_levels`).
+    """
+    from galsim_hub.training.diagnosis import pedestal_levels
+
+    bright = np.asarray(catalog["mag_auto"]) < BRIGHT_MAG
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        profiles = model.sample(catalog, seed=seed, return_arrays=True)[bright]
+    levels = pedestal_levels(profiles, model.pixel_scale, psf, scale, sigma)
+    print(f"pedestal check, {int(bright.sum())} mocks with mag_auto < {BRIGHT_MAG}: mean level outside "
+          "4 r_half in noise sigma per pixel / in standard errors of the annulus mean")
+    for mag, row in zip(np.asarray(catalog["mag_auto"])[bright], levels):
+        print(f"  mag_auto {mag:5.2f}  r_half {row['r_half']:.2f}\"  {row['region']:7s} n {row['n_annulus']:5d}  "
+              f"{row['level_sigma']:+.4f} sigma  {row['level_error']:+.2f} standard errors")
+    within = np.abs(levels["level_error"]) < 1
+    print(f"  within 1 standard error: {int(within.sum())} of {len(levels)}; largest |level| "
+          f"{np.abs(levels['level_sigma']).max():.4f} sigma per pixel")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,6 +45,7 @@ __all__ = ["DIAGNOSIS_SAMPLES", "diagnose", "flux_offsets_by_magnitude", "pedest
 
 DIAGNOSIS_SAMPLES = ("real", "reconstruction", "flow", "flow_mode")
 MAGNITUDE_EDGES = (16.0, 20.0, 22.0, 23.5, 24.5, 27.0)
+MIN_ANNULUS_PIXELS = 64
 
 
 def _bootstrap_mean(values: np.ndarray, rng: np.random.Generator, n_bootstrap: int) -> tuple[float, float]:
@@ -91,7 +92,9 @@ def pedestal_levels(profiles: np.ndarray, pixel_scale: float, psf: galsim.GSObje
     its centroid), and the mean pixel value in the annulus outside ``radius_factor * r_half``
     (out to the stamp's edge) is compared with the noise: in units of the noise rms per pixel
     and of the standard error of a mean over the annulus (``noise_sigma / sqrt(n_pixels)``).
-    A model without pedestals has both well below 1.
+    A model without pedestals has both well below 1. Where fewer than
+    :data:`MIN_ANNULUS_PIXELS` pixels lie outside ``radius_factor * r_half`` (a large galaxy), the
+    stamp's outer frame (its last ``size // 16`` pixels) is used instead (``region`` says which).
 
     Parameters
     ----------
@@ -111,7 +114,7 @@ def pedestal_levels(profiles: np.ndarray, pixel_scale: float, psf: galsim.GSObje
     Returns
     -------
     astropy.table.Table
-        ``r_half`` (arcsec), ``n_annulus``, ``level`` (mean annulus pixel value),
+        ``r_half`` (arcsec), ``region``, ``n_annulus``, ``level`` (mean annulus pixel value),
         ``level_sigma`` (level / noise_sigma), ``level_error`` (level / (noise_sigma / sqrt(n))).
     """
     size = int(round(profiles.shape[1] * pixel_scale / draw_scale))
@@ -127,11 +130,17 @@ def pedestal_levels(profiles: np.ndarray, pixel_scale: float, psf: galsim.GSObje
         cumulative = np.cumsum(image.ravel()[order])
         r_half = float(r.ravel()[order][np.searchsorted(cumulative, 0.5 * total)])
         annulus = r > radius_factor * max(r_half, 1.0)
+        region = "annulus"
+        if annulus.sum() < MIN_ANNULUS_PIXELS:  # a large galaxy: the stamp's outer frame instead
+            edge = max(2, size // 16)
+            annulus = np.zeros_like(annulus)
+            annulus[:edge], annulus[-edge:], annulus[:, :edge], annulus[:, -edge:] = True, True, True, True
+            region = "edge"
         n = int(annulus.sum())
-        level = float(image[annulus].mean()) if n else math.nan
-        rows.append((r_half * draw_scale, n, level, level / noise_sigma,
-                     level / (noise_sigma / math.sqrt(n)) if n else math.nan))
-    return Table(rows=rows, names=("r_half", "n_annulus", "level", "level_sigma", "level_error"))
+        level = float(image[annulus].mean())
+        rows.append((r_half * draw_scale, region, n, level, level / noise_sigma,
+                     level / (noise_sigma / math.sqrt(n))))
+    return Table(rows=rows, names=("r_half", "region", "n_annulus", "level", "level_sigma", "level_error"))
 
 
 def diagnose(model: Any, data_dir: str | Path, *, seed: int = 0, n_bootstrap: int = 500) -> dict[str, Any]:
