@@ -365,6 +365,7 @@ class SamplingPlan:
         self.clipped = np.zeros(n_rows, dtype=bool)
         self.targets = np.full(n_rows, np.nan) if fluxes is None else np.asarray(fluxes, dtype=np.float64)
         self._magnitude = magnitude_condition(metadata)
+        self._calibration = (metadata.get("flux_calibration") or {}).get("condition")
         self._centre = _range_centre(metadata)
         self._labels, self._what, self._prefix = labels, what, prefix
         if not outside.any():
@@ -385,28 +386,8 @@ class SamplingPlan:
         high = np.array([_bound(spec, "max", np.inf) for spec in specs])
         self.inputs = np.clip(self.inputs, low, high)
         self.clipped = outside.any(axis=1)
-        if flux_note is not None:
-            pass
-        elif calibrated:
-            flux_note = (f"their flux is set from the catalog's '{metadata['flux_calibration']['condition']}' "
-                         "(the model's flux calibration)")
-        elif fluxes is not None:
-            flux_note = "their flux is the catalog flux given"
-        elif self._magnitude is not None:
-            index, zero_point = self._magnitude
-            rows = self.clipped
-            with np.errstate(over="ignore"):
-                clipped_fluxes = magnitude_to_flux(conditions[rows, index], zero_point)
-            names = np.flatnonzero(rows) if labels is None else [labels[i] for i in np.flatnonzero(rows)]
-            check_fluxes(clipped_fluxes, len(clipped_fluxes), f"{prefix}the catalog's '{specs[index]['name']}'",
-                         source_values=conditions[rows, index], labels=names)
-            self.targets[rows] = clipped_fluxes
-            flux_note = f"their flux is set from the catalog's '{specs[index]['name']}' with zero point {zero_point:g}"
-        else:
-            flux_note = (
-                "their flux is the model's at the clipped conditions (the model has no magnitude "
-                "condition with a zero point to set it from)"
-            )
+        if flux_note is None:
+            flux_note = self._clipped_flux_note(conditions, specs, fluxes is not None, calibrated, labels, prefix)
         warnings.warn(
             f"{summary}. out_of_range='clip': their conditions are clipped to the range (and pulled further "
             f"in where the model's stamp at the edge is implausible) and {flux_note}; pass "
@@ -414,6 +395,26 @@ class SamplingPlan:
             OutOfRangeWarning,
             stacklevel=stacklevel + 1,
         )
+
+    def _clipped_flux_note(self, conditions: np.ndarray, specs: Sequence[dict], given: bool, calibrated: bool,
+                           labels: Sequence | None, prefix: str) -> str:
+        """Set the clipped rows' flux targets where the catalog gives them; say what their flux is."""
+        if calibrated:
+            return f"their flux is set from the catalog's '{self._calibration}' (the model's flux calibration)"
+        if given:
+            return "their flux is the catalog flux given"
+        if self._magnitude is None:
+            return ("their flux is the model's at the clipped conditions (the model has no magnitude "
+                    "condition with a zero point to set it from)")
+        index, zero_point = self._magnitude
+        rows = self.clipped
+        with np.errstate(over="ignore"):
+            clipped_fluxes = magnitude_to_flux(conditions[rows, index], zero_point)
+        names = np.flatnonzero(rows) if labels is None else [labels[i] for i in np.flatnonzero(rows)]
+        check_fluxes(clipped_fluxes, len(clipped_fluxes), f"{prefix}the catalog's '{specs[index]['name']}'",
+                     source_values=conditions[rows, index], labels=names)
+        self.targets[rows] = clipped_fluxes
+        return f"their flux is set from the catalog's '{specs[index]['name']}' with zero point {zero_point:g}"
 
     def images(self, decode: Decoder, noise: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
         """Decode the given rows under the policy and return their ``[B, S, S]`` stamps.
