@@ -336,3 +336,17 @@ def test_full_disk_at_checkpoint_time_is_a_one_line_error(tmp_path, capsys, monk
     assert main(["vae", "--config", str(path), "--work-dir", str(tmp_path / "w"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and "Traceback" not in err
+
+
+def test_loss_curve_is_drawn_from_a_work_directory(tiny_dataset, tmp_path):
+    from galsim_hub.training.__main__ import main
+    from galsim_hub.training.curves import read_curves
+
+    work = tmp_path / "w"
+    train.train_vae(_config(vae={"steps": 4, "checkpoint_every": 2}), tiny_dataset, work, progress=False,
+                    heldout_dir=tiny_dataset)
+    curves = read_curves(work, window=2)
+    assert list(curves["train_step"]) == [0, 1, 2, 3] and list(curves["heldout_step"]) == [0, 2, 4]
+    assert main(["curve", "--work-dir", str(work), "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    assert main(["curve", "--work-dir", str(tmp_path / "none"), "--out", str(tmp_path / "x.png")]) == 2

@@ -10,6 +10,7 @@ Usage::
     python -m galsim_hub.training validate ...   (see ``validate --help``)
     python -m galsim_hub.training aegis MODEL --aegis-dir DIR --out DIR   (see ``aegis --help``)
     python -m galsim_hub.training diagnose MODEL --data DIR --out DIR    (VAE or flow? see ``diagnose --help``)
+    python -m galsim_hub.training curve --work-dir DIR --out loss_curve.png   (training and held-out loss)
 
 ``flow`` encodes the training set with the trained VAE first (``DIR/latents.npz``).
 """
@@ -31,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
         usage="%(prog)s {dataset,vae,flow,export,all} --config CFG --work-dir DIR [options]\n"
               "       %(prog)s validate MODEL --data DIR --out DIR [options]  (see validate --help)\n"
               "       %(prog)s aegis MODEL --aegis-dir DIR --out DIR [options]  (see aegis --help)\n"
-              "       %(prog)s diagnose MODEL --data DIR --out DIR [options]  (see diagnose --help)",
+              "       %(prog)s diagnose MODEL --data DIR --out DIR [options]  (see diagnose --help)\n"
+              "       %(prog)s curve --work-dir DIR --out loss_curve.png  (see curve --help)",
         description="Train, export and validate galsim-hub generative galaxy models.",
     )
     parser.add_argument("stage", choices=STAGES, help="what to run")
@@ -56,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from galsim_hub.training.validation import main as validate_main
 
         return validate_main(argv[1:])
+    if argv and argv[0] == "curve":
+        from galsim_hub.training.curves import main as curve_main
+
+        return curve_main(argv[1:])
     if argv and argv[0] == "diagnose":
         from galsim_hub.training.diagnosis import main as diagnose_main
 
