@@ -180,7 +180,7 @@ class GenerativeGalaxyModel:
     Examples
     --------
     >>> from astropy.table import Table
-    >>> model = GenerativeGalaxyModel("hub:default")                           # doctest: +SKIP
+    >>> model = GenerativeGalaxyModel("hub:cosmos_real")                       # doctest: +SKIP
     >>> cat = Table({"mag_auto": [23.0], "flux_radius": [8.0], "zphot": [0.7]})  # doctest: +SKIP
     >>> galaxy = model.sample(cat, seed=1)[0].shear(g1=0.02, g2=0.0)            # doctest: +SKIP
     """

@@ -256,7 +256,7 @@ def run_aegis_check(model: Any, aegis_dir: str | Path, out_dir: str | Path | Non
         handle = str(model)
         model = galsim_hub.GenerativeGalaxyModel(handle)
     else:
-        handle = getattr(model, "handle", type(model).__name__)
+        handle = getattr(model, "file_name", type(model).__name__)
     bands = list(getattr(model, "bands", None) or [])
     if not set(AEGIS_BANDS) <= set(bands):
         raise MetadataError(f"{handle} has bands {bands or 'none (single-band)'}: the AEGIS check needs a "

@@ -300,7 +300,7 @@ def run_multiband_validation(model: Any, data_dir: str | Path, out_dir: str | Pa
         handle = str(model)
         model = galsim_hub.GenerativeGalaxyModel(handle)
     else:
-        handle = getattr(model, "handle", type(model).__name__)
+        handle = getattr(model, "file_name", type(model).__name__)
     order = model_band_order(model, names, handle)
     missing = [q for q in model.quantities if q not in condition_names]
     if missing:

@@ -219,7 +219,7 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
         handle = str(model)
         model = galsim_hub.GenerativeGalaxyModel(handle)
     else:
-        handle = getattr(model, "handle", type(model).__name__)
+        handle = getattr(model, "file_name", type(model).__name__)
     if getattr(model, "bands", None):
         raise MetadataError(f"{handle} is a multi-band model (bands {list(model.bands)}) but data set {data_dir} "
                             "has no 'bands': validate it against a multi-band data set (training.chromatic)")
