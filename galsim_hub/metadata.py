@@ -112,6 +112,12 @@ def validate_metadata(metadata: dict, source: str = "model") -> dict:
             raise MetadataError(f"{source}: 'condition_std' must be positive, got {values!r}")
     if "flux_calibration" in metadata:
         validate_flux_calibration(metadata, source)
+    if "stamp_window" in metadata:
+        window = metadata["stamp_window"]
+        inner = window.get("inner") if isinstance(window, dict) else None
+        if not (_finite_number(inner) and 0.0 < inner < 1.0):
+            raise MetadataError(f"{source}: 'stamp_window' must be {{\"inner\": f}} with 0 < f < 1 (the fraction "
+                                f"of the stamp's half-width where the circular taper starts), got {window!r}")
     if "bands" in metadata:
         if metadata["format"] < MULTIBAND_FORMAT_VERSION:
             raise MetadataError(

@@ -16,6 +16,7 @@ TF1 Hub format
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import warnings
 from pathlib import Path
@@ -46,6 +47,24 @@ def default_device() -> str:
     import tensorflow as tf
 
     return "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
+
+
+@functools.lru_cache(maxsize=8)
+def stamp_window(stamp_size: int, inner: float) -> np.ndarray:
+    """A circular window over a stamp: 1 out to ``inner`` times its half-width, then a cosine
+    fall to 0 at the half-width, 0 in the corners.
+
+    A model whose metadata has ``stamp_window: {"inner": f}`` multiplies its stamps by it:
+    a galaxy larger than the stamp's field of view then fades out instead of ending on the
+    stamp's square edge (which shows as a square, or an octagon once rotated, in a field).
+    """
+    centre = (stamp_size - 1) / 2.0
+    y, x = np.mgrid[:stamp_size, :stamp_size]
+    radius = np.hypot(x - centre, y - centre) / (stamp_size / 2.0)
+    ramp = np.clip((radius - inner) / (1.0 - inner), 0.0, 1.0)
+    window = 0.5 + 0.5 * np.cos(np.pi * ramp)
+    window.setflags(write=False)
+    return window
 
 
 def _load_or_explain(load, directory: Path):
@@ -270,7 +289,15 @@ class LoadedModel:
                 f"the model {self.directory.name} returned negative pixels; they are passed on unchanged",
                 ModelOutputWarning, stacklevel=3,
             )
-        return images
+        return self._windowed(images)
+
+    def _windowed(self, images: np.ndarray) -> np.ndarray:
+        """``images`` times the model's :func:`stamp_window`, when its metadata has one."""
+        window = self.metadata.get("stamp_window")
+        if not window:
+            return images
+        taper = stamp_window(self.stamp_size, float(window["inner"])).astype(np.float32)
+        return images * (taper if images.ndim == 3 else taper[:, :, None])
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Decode latent vectors ``z`` ``[N, L]`` into ``[N, S, S]`` (``[N, S, S, B]``) images.
@@ -281,7 +308,7 @@ class LoadedModel:
 
         with tf.device(self.device):
             images = self._format1_signature("decode")(z=tf.constant(np.asarray(z, np.float32)))["image"]
-        return images.numpy()
+        return self._windowed(images.numpy())
 
     def encode(self, image: np.ndarray, psf: np.ndarray) -> np.ndarray:
         """Encode observed stamps and their PSFs ``[N, S, S]`` into posterior-mean latents ``[N, L]``.

@@ -67,3 +67,23 @@ def test_bad_flux_calibration_metadata_is_refused(toy_dir, change, message):
     metadata.update(change)
     with pytest.raises(MetadataError, match=message):
         validate_metadata(metadata, "toy")
+
+
+def test_stamp_window_fades_the_stamp_edge(toy_dir, tmp_path):
+    """metadata stamp_window: the stamps are multiplied by a circular window (corners zero)."""
+    from galsim_hub.module import stamp_window
+
+    path = tmp_path / "windowed"
+    shutil.copytree(toy_dir, path)
+    metadata = json.loads((path / "galsim_hub.json").read_text())
+    metadata["stamp_window"] = {"inner": 0.5}
+    (path / "galsim_hub.json").write_text(json.dumps(metadata))
+    cat = Table({"mag_auto": [21.0], "flux_radius": [4.4]})
+    plain = GenerativeGalaxyModel(toy_dir).sample(cat, seed=1, return_arrays=True)[0]
+    windowed = GenerativeGalaxyModel(path).sample(cat, seed=1, return_arrays=True)[0]
+    window = stamp_window(plain.shape[0], 0.5)
+    assert window[0, 0] == 0 and window[16, 16] == 1 and 0 < window[16, 28] < 1
+    np.testing.assert_allclose(windowed, plain * window, rtol=1e-5, atol=1e-9)
+    metadata["stamp_window"] = {"inner": 1.5}
+    with pytest.raises(MetadataError, match="'stamp_window' must be"):
+        validate_metadata(metadata, "m")

@@ -129,7 +129,9 @@ class ExportConfig:
     ``flux_units`` and ``zero_point`` default to those of the data set. ``flux_calibration``
     names a magnitude condition (e.g. ``mag_auto``): the exported model then gives every
     galaxy the flux of that catalog magnitude unless the caller passes ``flux=``/``mag=``
-    (:func:`galsim_hub.metadata.validate_flux_calibration`).
+    (:func:`galsim_hub.metadata.validate_flux_calibration`). ``stamp_window`` (a fraction
+    ``0 < f < 1``) makes the model multiply its stamps by a circular window that falls from 1 at
+    ``f`` times the stamp's half-width to 0 at its edge (:func:`galsim_hub.module.stamp_window`).
     """
 
     name: str = "my-model"
@@ -140,6 +142,7 @@ class ExportConfig:
     flux_units: str | None = None
     zero_point: float | None = None
     flux_calibration: str | None = None
+    stamp_window: float | None = None
 
 
 @dataclass
@@ -288,6 +291,9 @@ def _validate_strings_and_seeds(config: TrainingConfig) -> None:
     _check_optional_string("export", "flux_calibration", e.flux_calibration)
     if e.zero_point is not None:
         _check_finite("export", "zero_point", e.zero_point)
+    if e.stamp_window is not None:
+        _check_finite("export", "stamp_window", e.stamp_window, positive=True)
+        _require(e.stamp_window < 1, f"export.stamp_window must be below 1, got {e.stamp_window}")
 
 
 def _validate(config: TrainingConfig) -> None:

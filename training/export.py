@@ -117,6 +117,7 @@ def export_model(
     card: str | None = None,
     bands: Sequence[dict] | None = None,
     flux_calibration: str | None = None,
+    stamp_window: float | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a galsim-hub model directory: format 1, or format 2 with ``bands``.
@@ -163,6 +164,9 @@ def export_model(
     flux_calibration : str, optional
         A magnitude condition: the model then gives every galaxy that catalog magnitude's flux
         unless the caller passes ``flux=``/``mag=`` (metadata ``flux_calibration``).
+    stamp_window : float, optional
+        The model's stamps are multiplied by a circular window starting at this fraction of
+        the half-width (metadata ``stamp_window``, :func:`galsim_hub.module.stamp_window`).
     overwrite : bool
         Replace an existing ``output_dir``; otherwise an existing directory is an error.
 
@@ -221,6 +225,8 @@ def export_model(
             "description": f"stamps are rescaled to the flux of the catalog's {flux_calibration} "
                            "(with zero_point) unless flux= or mag= is given",
         }
+    if stamp_window is not None:
+        metadata["stamp_window"] = {"inner": float(stamp_window)}
     validate_metadata(metadata, source=str(output_dir))
 
     module = _ExportModule(flow, decoder, encoder, condition_mean, condition_std, stamp_size,

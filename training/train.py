@@ -642,7 +642,7 @@ def export(config: TrainingConfig, work_dir: str | Path, out_dir: str | Path,
         condition_mean=normalisation["condition_mean"], condition_std=normalisation["condition_std"],
         zero_point=zero_point, training=training, description=e.description, license=e.license,
         citation=e.citation, bands=metadata.get("bands"), flux_calibration=e.flux_calibration,
-        overwrite=overwrite, **optional,
+        stamp_window=e.stamp_window, overwrite=overwrite, **optional,
     )
 
 
