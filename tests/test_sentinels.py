@@ -12,18 +12,13 @@ from astropy.table import Table
 from galsim_hub.cli import main
 from galsim_hub.errors import CatalogError
 
-from test_config import base_config, build_field_model
+from test_config import base_config, field_model  # noqa: F401  (the config tests' toy model fixture)
 
 ROWS = {"flux_radius": [2.0, 3.0, 3.5], "zphot": [0.5, 0.5, 0.5]}
 
 
 @pytest.fixture(scope="module")
-def field_model(tmp_path_factory):
-    return build_field_model(tmp_path_factory.mktemp("model") / "field_toy")
-
-
-@pytest.fixture(scope="module")
-def model(field_model):
+def model(field_model):  # noqa: F811
     from galsim_hub.model import GenerativeGalaxyModel
 
     return GenerativeGalaxyModel(field_model)
@@ -65,7 +60,7 @@ def test_magnitude_column_sentinel_is_named(model):
         model.sample(cat, seed=1, mag="mag_r")
 
 
-def test_config_with_a_sentinel_names_the_object(field_model, tmp_path):
+def test_config_with_a_sentinel_names_the_object(field_model, tmp_path):  # noqa: F811
     path = tmp_path / "cat.fits"
     Table({"mag_auto": [21.0, 22.0, -99.0, 23.0, 23.5, 24.0], "flux_radius": np.linspace(2, 4, 6),
            "zphot": np.full(6, 0.5)}).write(path)
@@ -76,7 +71,7 @@ def test_config_with_a_sentinel_names_the_object(field_model, tmp_path):
             galsim.config.BuildImage(copy.deepcopy(config))
 
 
-def test_cli_with_a_sentinel_is_a_one_line_error(field_model, tmp_path, capsys):
+def test_cli_with_a_sentinel_is_a_one_line_error(field_model, tmp_path, capsys):  # noqa: F811
     path = tmp_path / "cat.fits"
     Table({"mag_auto": [21.0, -99.0], "flux_radius": [2.0, 3.0], "zphot": [0.5, 0.5]}).write(path)
     out = tmp_path / "out.fits"
