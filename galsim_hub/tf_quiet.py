@@ -6,7 +6,8 @@ cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be 
 before ``TF_CPP_MIN_LOG_LEVEL`` (which `galsim_hub` sets to 2 unless the user set it) or
 absl's logging is in effect. `import_tensorflow` captures descriptor 2 while TensorFlow is
 imported and its GPUs listed, then writes back every line except these: the absl
-preamble, the "Could not find cuda drivers" notice, and the ``failed call to cuInit`` error
+preamble, the "Could not find cuda drivers" notice, the "oneDNN custom operations are on"
+notice (informational: it says results may differ by round-off), and the ``failed call to cuInit`` error
 *only when* TensorFlow said in the same start-up that no driver is installed (with a driver
 present, that error explains a missing GPU and is kept). Every other line passes through.
 """
@@ -22,6 +23,7 @@ __all__ = ["import_tensorflow", "filter_startup_lines"]
 _PREAMBLE = re.compile(rb"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR\s*$")
 _NO_DRIVER = re.compile(rb"^I\d{4} [^\]]*cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine")
 _CUINIT = re.compile(rb"^E\d{4} [^\]]*\] failed call to cuInit")
+_ONEDNN = re.compile(rb"^I\d{4} [^\]]*\] oneDNN custom operations are on")
 _module = None
 
 
@@ -31,7 +33,8 @@ def filter_startup_lines(text: bytes) -> bytes:
     no_driver = any(_NO_DRIVER.match(line) for line in lines)
     kept = [
         line for line in lines
-        if not (_PREAMBLE.match(line) or _NO_DRIVER.match(line) or (no_driver and _CUINIT.match(line)))
+        if not (_PREAMBLE.match(line) or _NO_DRIVER.match(line) or _ONEDNN.match(line)
+                or (no_driver and _CUINIT.match(line)))
     ]
     return b"".join(kept)
 

@@ -71,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return aegis_main(argv[1:])
     args = _parser().parse_args(argv)
+    from galsim_hub.tf_quiet import import_tensorflow
+
+    import_tensorflow()  # before the training modules import it: without the CPU-only start-up lines
     from galsim_hub.training import train
     from galsim_hub.training.config import load_config
 
