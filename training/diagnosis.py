@@ -243,7 +243,7 @@ def diagnosis_markdown(result: dict[str, Any]) -> str:
                      f"{row['median_dmag']:+.2f} ± {row['median_dmag_err']:.2f} |")
     bins = result["flux_bins"]["real"]
     header = " | ".join(f"{b['lo']:g}–{b['hi']:g}" for b in bins)
-    lines += ["", f"Median magnitude − catalog `mag_auto` per catalog-magnitude bin:", "",
+    lines += ["", "Median magnitude − catalog `mag_auto` per catalog-magnitude bin:", "",
               f"| sample | {header} |", "| --- |" + " --- |" * len(bins)]
     for name, sample_bins in result["flux_bins"].items():
         by_lo = {b["lo"]: b for b in sample_bins}

@@ -15,10 +15,7 @@ Work directory layout::
 """
 from __future__ import annotations
 
-import json
 import math
-import shutil
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +25,8 @@ import tensorflow as tf
 
 from galsim_hub.errors import GalSimHubError
 from galsim_hub.training import likelihood as lk
+from galsim_hub.training.checkpoints import (ARCHITECTURE_FILE, RESUME_SETTINGS, CheckpointMismatchError,
+                                             TrainingState, prepare_checkpoint_dir, read_json, write_json)
 from galsim_hub.training.config import TrainingConfig
 from galsim_hub.training.flow import ConditionalMAF
 from galsim_hub.training.vae import VAE
@@ -47,13 +46,8 @@ __all__ = [
     "run_all",
 ]
 
-ARCHITECTURE_FILE = "architecture.json"
 NORMALISATION_FILE = "normalisation.json"
 LATENTS_FILE = "latents.npz"
-
-
-class CheckpointMismatchError(GalSimHubError, ValueError):
-    """Checkpoints in the work directory belong to another architecture."""
 
 
 class TrainingDivergedError(GalSimHubError, FloatingPointError):
@@ -86,81 +80,6 @@ def _make_optimizer(name: str, learning_rate, clip_norm: float | None = None) ->
     if name == "adafactor":
         return keras.optimizers.Adafactor(learning_rate=learning_rate, global_clipnorm=clip_norm)
     return keras.optimizers.Adam(learning_rate=learning_rate, global_clipnorm=clip_norm)
-
-
-def _progress_bar(total: int, initial: int, description: str, progress: bool | None):
-    from tqdm.auto import tqdm
-
-    show = sys.stderr.isatty() if progress is None else bool(progress)
-    return tqdm(total=total, initial=initial, desc=description, disable=not show, dynamic_ncols=True)
-
-
-def _read_json(path: Path):
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _write_json(path: Path, value) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
-    tmp.replace(path)
-
-
-#: The optimisation settings a resumed run must share with its checkpoints (``steps`` and
-#: ``checkpoint_every`` may change: a run is extended by raising ``steps``).
-RESUME_SETTINGS = {
-    "vae": ("optimizer", "learning_rate", "lr_schedule", "warmup_steps", "batch_size", "free_bits",
-            "tv_weight", "likelihood", "kl_warmup_steps", "clip_norm", "seed"),
-    "flow": ("learning_rate", "lr_schedule", "warmup_steps", "batch_size", "seed"),
-}
-SETTINGS_FILE = "training.json"
-
-
-def _check_resume_settings(directory: Path, settings: dict, what: str) -> None:
-    """Refuse to resume checkpoints trained with other optimisation settings (nothing is touched)."""
-    saved = _read_json(directory / SETTINGS_FILE)
-    if saved is None:  # checkpoints of an older galsim-hub: record the settings from now on
-        _write_json(directory / SETTINGS_FILE, settings)
-        return
-    diffs = [f"{key}: checkpoint {saved.get(key)!r} vs config {settings.get(key)!r}"
-             for key in sorted(set(saved) | set(settings)) if saved.get(key) != settings.get(key)]
-    if diffs:
-        raise CheckpointMismatchError(
-            f"the {what} checkpoints in {directory} were trained with other settings ({'; '.join(diffs)}); "
-            "resuming would mix two optimisations: restore these values, or start over with --no-resume "
-            "(resume=False), or use another work directory"
-        )
-
-
-def _prepare_checkpoint_dir(directory: Path, architecture: dict, resume: bool, what: str,
-                            history_file: Path, settings: dict | None = None) -> bool:
-    """Check or reset ``directory`` for ``architecture``; return whether to restore from it.
-
-    With ``resume`` and checkpoints of another architecture or other optimisation ``settings``
-    (:data:`RESUME_SETTINGS`), raise without touching anything. Without ``resume``, existing
-    checkpoints and history are removed.
-    """
-    saved = _read_json(directory / ARCHITECTURE_FILE)
-    if saved is not None and resume:
-        if settings is not None and tf.train.latest_checkpoint(str(directory)) is not None:
-            _check_resume_settings(directory, settings, what)
-        if saved != architecture:
-            diffs = [f"{key}: checkpoint {saved.get(key)!r} vs config {architecture.get(key)!r}"
-                     for key in sorted(set(saved) | set(architecture))
-                     if saved.get(key) != architecture.get(key)]
-            raise CheckpointMismatchError(
-                f"the {what} checkpoints in {directory} have another architecture ("
-                + "; ".join(diffs)
-                + "); use another work directory, or resume=False (--no-resume) to start over"
-            )
-        return tf.train.latest_checkpoint(str(directory)) is not None
-    if directory.exists():
-        shutil.rmtree(directory)
-    history_file.unlink(missing_ok=True)
-    directory.mkdir(parents=True)
-    _write_json(directory / ARCHITECTURE_FILE, architecture)
-    if settings is not None:
-        _write_json(directory / SETTINGS_FILE, settings)
-    return False
 
 
 def dataset_path(config: TrainingConfig, work_dir: str | Path) -> Path:
@@ -264,74 +183,10 @@ def _raise_if_diverged(values: dict, step: int, what: str, dataset_dir=None) -> 
         )
 
 
-def _append_history(history: list, step: int, values: dict) -> None:
-    history.append({"step": int(step), **{k: float(x) for k, x in values.items()}})
-
-
-class _TrainingState:
-    """Step counter, random generator, checkpoints and loss history of one training stage.
-
-    Parameters
-    ----------
-    directory : pathlib.Path
-        The stage's checkpoint folder.
-    history_file : pathlib.Path
-        JSON file of the loss history.
-    seed : int
-        Seed of the stage's random generator (checkpointed, so a resumed run continues its stream).
-    restore : bool
-        Restore the latest checkpoint and the history before it.
-    **trackables
-        The objects to checkpoint (the model and its optimizer).
-    """
-
-    def __init__(self, directory: Path, history_file: Path, seed: int, restore: bool, **trackables):
-        self.step = tf.Variable(0, dtype=tf.int64, name="step")
-        self.generator = tf.random.Generator.from_seed(seed)
-        checkpoint = tf.train.Checkpoint(step=self.step, generator=self.generator, **trackables)
-        self.manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=3)
-        self.history_file = history_file
-        self.history: list[dict] = []
-        if restore:
-            checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-            self.history = [h for h in (_read_json(history_file) or []) if h["step"] < self.start]
-
-    @property
-    def start(self) -> int:
-        """The next step to run."""
-        return int(self.step.numpy())
-
-    def run(self, run_step: Callable[[int], dict], steps: int, label: str, progress: bool | None,
-            log_every: int, checkpoint_every: int, shown: tuple[str, ...],
-            on_checkpoint: Callable[[int], None] | None = None) -> list[dict]:
-        """Call ``run_step(s)`` up to ``steps``, logging, checkpointing and showing progress.
-
-        ``on_checkpoint(step)`` runs after each checkpoint (``step`` steps done).
-        """
-        bar = _progress_bar(steps, self.start, label, progress)
-        try:
-            for s in range(self.start, steps):
-                values = run_step(s)
-                self.step.assign(s + 1)
-                if s % log_every == 0 or s == steps - 1:
-                    _append_history(self.history, s, values)
-                bar.update(1)
-                bar.set_postfix({key: f"{values[key]:.4g}" for key in shown}, refresh=False)
-                if (s + 1) % checkpoint_every == 0 or s == steps - 1:
-                    self.manager.save(checkpoint_number=s + 1)
-                    _write_json(self.history_file, self.history)
-                    if on_checkpoint is not None:
-                        on_checkpoint(s + 1)
-        finally:
-            bar.close()
-        _write_json(self.history_file, self.history)
-        return self.history
-
-
 def load_vae(work_dir: str | Path) -> VAE:
     """Rebuild the VAE from ``<work_dir>/vae`` and restore its latest checkpoint."""
     directory = Path(work_dir) / "vae"
-    architecture = _read_json(directory / ARCHITECTURE_FILE)
+    architecture = read_json(directory / ARCHITECTURE_FILE)
     latest = tf.train.latest_checkpoint(str(directory))
     if architecture is None or latest is None:
         raise GalSimHubError(f"no trained VAE in {directory}; run the 'vae' stage first")
@@ -421,14 +276,14 @@ def train_vae(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | P
                                         repeat=True, seed=v.seed))
     directory = work_dir / "vae"
     history_file = work_dir / "vae_history.json"
-    saved = _read_json(directory / ARCHITECTURE_FILE) if resume else None
+    saved = read_json(directory / ARCHITECTURE_FILE) if resume else None
     first_batch = next(batches)
     if v.image_scale is None and saved is not None:
         scale = saved.get("image_scale")
     else:
         scale = _image_scale_from_data(first_batch) if v.image_scale is None else v.image_scale
     architecture = config.vae_architecture(image_scale=scale, n_bands=len(metadata.get("bands") or [None]))
-    restore = _prepare_checkpoint_dir(directory, architecture, resume, "VAE", history_file,
+    restore = prepare_checkpoint_dir(directory, architecture, resume, "VAE", history_file,
                                       {key: getattr(v, key) for key in RESUME_SETTINGS["vae"]})
 
     keras.utils.set_random_seed(v.seed)
@@ -436,7 +291,7 @@ def train_vae(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | P
     optimizer = _make_optimizer(v.optimizer, _learning_rate(v.learning_rate, v.lr_schedule, v.warmup_steps),
                                 v.clip_norm)
     optimizer.build(vae.trainable_variables)
-    state = _TrainingState(directory, history_file, v.seed, restore, vae=vae, optimizer=optimizer)
+    state = TrainingState(directory, history_file, v.seed, restore, vae=vae, optimizer=optimizer)
     generator = state.generator
 
     loss_terms = _vae_loss_fn(vae, config)
@@ -461,18 +316,26 @@ def train_vae(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | P
     start = state.start
     on_checkpoint = None
     if heldout_dir is not None:
-        evaluate = _heldout_evaluator(vae, config, Path(heldout_dir), keys, vae.latent_dim, v.seed + 1)
-        heldout_file = work_dir / "vae_heldout.json"
-        heldout = [h for h in (_read_json(heldout_file) or []) if h["step"] <= start] if restore else []
-
-        def on_checkpoint(step: int) -> None:
-            heldout.append({"step": step, **evaluate()})
-            _write_json(heldout_file, heldout)
-
-        if not heldout:
-            on_checkpoint(start)
+        on_checkpoint = _heldout_recorder(
+            _heldout_evaluator(vae, config, Path(heldout_dir), keys, vae.latent_dim, v.seed + 1),
+            work_dir / "vae_heldout.json", start, restore)
     return state.run(run_step, v.steps, "VAE", progress, log_every, v.checkpoint_every, ("loss", "kl"),
                      on_checkpoint=on_checkpoint)
+
+
+def _heldout_recorder(evaluate: Callable[[], dict], heldout_file: Path, start: int,
+                      restore: bool) -> Callable[[int], None]:
+    """The checkpoint hook that appends the held-out loss to ``heldout_file`` (resumed runs keep
+    the points before their start; a run without any is evaluated at its start first)."""
+    heldout = [h for h in (read_json(heldout_file) or []) if h["step"] <= start] if restore else []
+
+    def record(step: int) -> None:
+        heldout.append({"step": step, **evaluate()})
+        write_json(heldout_file, heldout)
+
+    if not heldout:
+        record(start)
+    return record
 
 
 def encode_latents(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | Path,
@@ -509,8 +372,8 @@ def encode_latents(config: TrainingConfig, dataset_dir: str | Path, work_dir: st
 def load_flow(work_dir: str | Path) -> tuple[ConditionalMAF, dict]:
     """Rebuild the flow from ``<work_dir>/flow``; return it and its condition normalisation."""
     directory = Path(work_dir) / "flow"
-    architecture = _read_json(directory / ARCHITECTURE_FILE)
-    normalisation = _read_json(directory / NORMALISATION_FILE)
+    architecture = read_json(directory / ARCHITECTURE_FILE)
+    normalisation = read_json(directory / NORMALISATION_FILE)
     latest = tf.train.latest_checkpoint(str(directory))
     if architecture is None or normalisation is None or latest is None:
         raise GalSimHubError(f"no trained flow in {directory}; run the 'flow' stage first")
@@ -553,9 +416,9 @@ def train_flow(config: TrainingConfig, work_dir: str | Path, resume: bool = True
     architecture = config.flow_architecture(conditions.shape[1])
     directory = work_dir / "flow"
     history_file = work_dir / "flow_history.json"
-    restore = _prepare_checkpoint_dir(directory, architecture, resume, "flow", history_file,
+    restore = prepare_checkpoint_dir(directory, architecture, resume, "flow", history_file,
                                       {key: getattr(f, key) for key in RESUME_SETTINGS["flow"]})
-    _write_json(directory / NORMALISATION_FILE, {
+    write_json(directory / NORMALISATION_FILE, {
         "condition_mean": condition_mean.tolist(),
         "condition_std": condition_std.tolist(),
     })
@@ -565,7 +428,7 @@ def train_flow(config: TrainingConfig, work_dir: str | Path, resume: bool = True
     flow.set_latent_normalisation(latent_mean, latent_std)
     optimizer = _make_optimizer("adam", _learning_rate(f.learning_rate, f.lr_schedule, f.warmup_steps))
     optimizer.build(flow.trainable_variables)
-    state = _TrainingState(directory, history_file, f.seed, restore, flow=flow, optimizer=optimizer)
+    state = TrainingState(directory, history_file, f.seed, restore, flow=flow, optimizer=optimizer)
     generator = state.generator
 
     mean_t = tf.constant(mean, tf.float32)
