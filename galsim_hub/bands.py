@@ -50,7 +50,7 @@ import galsim
 import numpy as np
 
 from .errors import MetadataError
-from .flux import DEFAULT_OUT_OF_RANGE, SamplingPlan, catalog_fluxes, check_fluxes, magnitude_to_flux, set_fluxes
+from .flux import DEFAULT_OUT_OF_RANGE, SamplingPlan, catalog_fluxes, fluxes_from_magnitudes, set_fluxes
 
 #: Wavelength range (nm) over which the chromatic object is defined (flat beyond the bands).
 WAVE_MIN, WAVE_MAX = 1.0, 100000.0
@@ -274,14 +274,12 @@ def multiband_plan(conditions: np.ndarray, metadata: Mapping, out_of_range: str 
         for band, coefficients in terms.items():
             mags = sum(coefficient * conditions[:, index] for index, coefficient in coefficients.items())
             fluxes = np.full(len(conditions), np.nan)
-            with np.errstate(over="ignore", invalid="ignore"):
-                clipped = magnitude_to_flux(mags[plan.clipped], metadata["bands"][band]["zero_point"])
             labels = options.get("labels")
             rows = np.flatnonzero(plan.clipped)
-            check_fluxes(clipped, len(clipped), f"{options.get('prefix', '')}the catalog's magnitude and colours "
-                         f"in band {metadata['bands'][band]['name']}", source_values=mags[plan.clipped],
-                         labels=rows if labels is None else [labels[i] for i in rows])
-            fluxes[plan.clipped] = clipped
+            fluxes[plan.clipped] = fluxes_from_magnitudes(
+                mags[plan.clipped], metadata["bands"][band]["zero_point"],
+                f"{options.get('prefix', '')}the catalog's magnitude and colours in band {metadata['bands'][band]['name']}",
+                labels=rows if labels is None else [labels[i] for i in rows])
             plan.band_fluxes[band] = fluxes
     return plan
 

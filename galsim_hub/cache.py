@@ -22,7 +22,6 @@ cached entry of any of them is used, otherwise they are tried in order, each ver
 from __future__ import annotations
 
 import datetime
-import errno
 import hashlib
 import json
 import os
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from . import http, settings
-from .errors import DownloadError, HandleError, MetadataError, UnsafeArchiveError
+from .errors import DownloadError, HandleError, MetadataError, UnsafeArchiveError, is_local_write_error
 from .extract import safe_extract
 from .locks import OWNER_FILE, EntryLock, new_work_folder, sweep_stale_work
 from .metadata import read_metadata
@@ -47,8 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["cache_root", "is_offline", "fetch", "list_entries", "clear"]
 
 MODEL_MARKERS = ("galsim_hub.json", "saved_model.pb", "tfhub_module.pb")
-#: errno values of a local disk that cannot take more (full, quota, read-only, too large).
-_LOCAL_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 ENTRY_FILE = "entry.json"
 MODEL_FOLDER = "model"
 
@@ -150,7 +147,7 @@ def _extract(archive: Path, destination: Path, label: str) -> None:
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         if isinstance(exc, UnsafeArchiveError):
             raise
-        if isinstance(exc, OSError) and exc.errno in _LOCAL_WRITE_ERRORS:
+        if is_local_write_error(exc):
             raise HandleError(f"could not extract {label} into the cache {destination.parent.parent}: "
                               f"{exc.strerror}") from exc
         error = DownloadError if label.startswith(("http://", "https://")) else HandleError

@@ -3,6 +3,16 @@
 Every error names the problem (the handle, the column, the file) so that a user can fix
 the input without reading the source.
 """
+import errno
+
+#: errno values of a local disk that cannot take a write (full, quota, read-only, too large, not
+#: ours): reported as such, never as a broken download or an unreadable archive.
+LOCAL_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES)
+
+
+def is_local_write_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is an OS error of the local disk (see :data:`LOCAL_WRITE_ERRNOS`)."""
+    return isinstance(exc, OSError) and exc.errno in LOCAL_WRITE_ERRNOS
 
 
 class GalSimHubError(Exception):

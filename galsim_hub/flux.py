@@ -76,11 +76,8 @@ def calibrated_fluxes(conditions: np.ndarray, metadata: dict) -> np.ndarray | No
         return None
     names = [c["name"] for c in metadata["conditions"]]
     index = names.index(calibration["condition"])
-    magnitudes = np.asarray(conditions)[:, index]
-    with np.errstate(over="ignore"):
-        fluxes = magnitude_to_flux(magnitudes, float(metadata["zero_point"]))
-    return check_fluxes(fluxes, len(conditions), f"the catalog's '{calibration['condition']}' "
-                        "(the model's flux calibration)", source_values=magnitudes)
+    return fluxes_from_magnitudes(np.asarray(conditions)[:, index], float(metadata["zero_point"]),
+                                  f"the catalog's '{calibration['condition']}' (the model's flux calibration)")
 
 
 def magnitude_condition(metadata: dict) -> tuple[int, float] | None:
@@ -182,6 +179,20 @@ def check_fluxes(fluxes: Any, n_rows: int, what: str, source_values: Any = None,
     return fluxes
 
 
+def fluxes_from_magnitudes(magnitudes: Any, zero_point: float, what: str, n_rows: int | None = None,
+                           labels: Sequence | None = None) -> np.ndarray:
+    """The fluxes of catalog magnitudes, checked by :func:`check_fluxes`.
+
+    A magnitude of -1e30 (flux overflowing to infinity) or of -99 (a "no data" value, flux 1e50)
+    is an error naming the rows (``labels``), not an infinite stamp.
+    """
+    magnitudes = np.asarray(magnitudes, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        fluxes = magnitude_to_flux(magnitudes, zero_point)
+    return check_fluxes(fluxes, len(fluxes) if n_rows is None else n_rows, what, source_values=magnitudes,
+                        labels=labels)
+
+
 def _values(catalog: Any, source: Any, role: str) -> tuple[np.ndarray, str]:
     """A column of ``catalog`` (when ``source`` is a name) or the values themselves."""
     if isinstance(source, str):
@@ -268,8 +279,7 @@ def catalog_fluxes(
         bad = ~np.isfinite(values)
         if bad.any():
             raise CatalogError(f"{what} is NaN or infinite in rows {row_list(bad)}")
-    with np.errstate(over="ignore"):
-        return check_fluxes(magnitude_to_flux(values, zero_point), n_rows, what, source_values=values)
+    return fluxes_from_magnitudes(values, zero_point, what, n_rows=n_rows)
 
 
 def set_fluxes(images: np.ndarray, fluxes: np.ndarray | None) -> np.ndarray:
@@ -357,7 +367,8 @@ class SamplingPlan:
         policy = check_policy(out_of_range)
         specs = metadata["conditions"]
         n_rows = len(conditions)
-        calibrated = fluxes is None and metadata.get("flux_calibration")
+        self._calibration = (metadata.get("flux_calibration") or {}).get("condition")
+        calibrated = fluxes is None and self._calibration is not None
         if calibrated:
             fluxes = calibrated_fluxes(conditions, metadata)
         outside = outside_range(conditions, specs)
@@ -365,7 +376,6 @@ class SamplingPlan:
         self.clipped = np.zeros(n_rows, dtype=bool)
         self.targets = np.full(n_rows, np.nan) if fluxes is None else np.asarray(fluxes, dtype=np.float64)
         self._magnitude = magnitude_condition(metadata)
-        self._calibration = (metadata.get("flux_calibration") or {}).get("condition")
         self._centre = _range_centre(metadata)
         self._labels, self._what, self._prefix = labels, what, prefix
         if not outside.any():
@@ -408,12 +418,9 @@ class SamplingPlan:
                     "condition with a zero point to set it from)")
         index, zero_point = self._magnitude
         rows = self.clipped
-        with np.errstate(over="ignore"):
-            clipped_fluxes = magnitude_to_flux(conditions[rows, index], zero_point)
         names = np.flatnonzero(rows) if labels is None else [labels[i] for i in np.flatnonzero(rows)]
-        check_fluxes(clipped_fluxes, len(clipped_fluxes), f"{prefix}the catalog's '{specs[index]['name']}'",
-                     source_values=conditions[rows, index], labels=names)
-        self.targets[rows] = clipped_fluxes
+        self.targets[rows] = fluxes_from_magnitudes(conditions[rows, index], zero_point,
+                                                    f"{prefix}the catalog's '{specs[index]['name']}'", labels=names)
         return f"their flux is set from the catalog's '{specs[index]['name']}' with zero point {zero_point:g}"
 
     def images(self, decode: Decoder, noise: np.ndarray, rows: slice = slice(None)) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from . import settings
 from ._version import __version__
-from .errors import DownloadError
+from .errors import DownloadError, is_local_write_error
 
 __all__ = ["USER_AGENT", "session", "request", "download"]
 
@@ -255,19 +255,12 @@ def _receive(url: str, out, received: int, bar, pace: _Pace, advice: str, transf
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise _Broken(f"the transfer broke off after {received} bytes ({exc})", resumable) from exc
         except OSError as exc:
-            if _is_local_write_error(exc):
+            if is_local_write_error(exc):
                 raise DownloadError(f"could not write the download of {url} to {out.name}: {exc.strerror}") from exc
             raise _Broken(f"the transfer broke off after {received} bytes ({exc})", resumable) from exc
         if announced is not None and received != announced:
             raise _Broken(f"got {received} bytes, the server announced {announced}", resumable)
     return received
-
-
-def _is_local_write_error(exc: OSError) -> bool:
-    """An error of the local disk (full, quota, read-only), not of the network."""
-    import errno
-
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG)
 
 
 def download(url: str, target: Path, *, progress: bool = False, size: int | None = None, advice: str = "") -> int:

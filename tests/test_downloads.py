@@ -94,28 +94,25 @@ class RealWorldServer:
                     self.wfile.flush()
                     self.close_connection = True
                     return
-                if path in server.stall:
+                if path in server.stall:      # one piece, then silence
                     size, pause = server.stall[path]
-                    try:
-                        self.wfile.write(body[:size])
-                        self.wfile.flush()
-                        time.sleep(pause)
-                    except OSError:
-                        pass
-                    self.close_connection = True
+                    self._paced([body[:size]], pause)
                     return
-                if path in server.trickle:
+                if path in server.trickle:    # piece after piece, a pause after each
                     size, pause = server.trickle[path]
-                    try:
-                        for offset in range(0, len(body), size):
-                            self.wfile.write(body[offset:offset + size])
-                            self.wfile.flush()
-                            time.sleep(pause)
-                    except OSError:
-                        pass
-                    self.close_connection = True
+                    self._paced([body[offset:offset + size] for offset in range(0, len(body), size)], pause)
                     return
                 self.wfile.write(body)
+
+            def _paced(self, pieces, pause):
+                try:
+                    for piece in pieces:
+                        self.wfile.write(piece)
+                        self.wfile.flush()
+                        time.sleep(pause)
+                except OSError:
+                    pass
+                self.close_connection = True
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

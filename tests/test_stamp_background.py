@@ -6,7 +6,6 @@ pedestals of hub:cosmos_real 1.0). The data-set builder subtracts the sky and ta
 """
 from pathlib import Path
 
-import galsim
 import numpy as np
 import pytest
 
@@ -22,20 +21,19 @@ def _galaxies():
                                    ("mag_auto", "flux_radius", "zphot"), None, None)
 
 
-def _rings(image, shape, depths):
-    """Mean of each one-pixel ring of ``image`` at ``depths`` pixels inside the original stamp's
-    edge (negative: outside it), and the number of pixels in each."""
+def _ring_pixels(image, shape, d):
+    """The one-pixel ring of ``image`` at ``d`` pixels inside the original stamp's edge (negative:
+    outside it); GalSim centres the stamp on the drawn one."""
     ny, nx = shape
-    size = image.shape[0]
-    oy, ox = (size - ny) // 2, (size - nx) // 2   # GalSim centres the stamp on the drawn one
-    means, counts = [], []
-    for d in depths:
-        y0, y1, x0, x1 = oy + d, oy + ny - 1 - d, ox + d, ox + nx - 1 - d
-        ring = np.concatenate([image[y0, x0:x1 + 1], image[y1, x0:x1 + 1],
-                               image[y0 + 1:y1, x0], image[y0 + 1:y1, x1]])
-        means.append(ring.mean())
-        counts.append(ring.size)
-    return np.array(means), np.array(counts)
+    oy, ox = (image.shape[0] - ny) // 2, (image.shape[1] - nx) // 2
+    y0, y1, x0, x1 = oy + d, oy + ny - 1 - d, ox + d, ox + nx - 1 - d
+    return np.concatenate([image[y0, x0:x1 + 1], image[y1, x0:x1 + 1], image[y0 + 1:y1, x0], image[y0 + 1:y1, x1]])
+
+
+def _rings(image, shape, depths):
+    """Mean of each ring at ``depths`` (see :func:`_ring_pixels`) and the number of pixels in each."""
+    rings = [_ring_pixels(image, shape, d) for d in depths]
+    return np.array([r.mean() for r in rings]), np.array([r.size for r in rings])
 
 
 def test_stamp_background_is_the_clipped_border_level():
@@ -111,9 +109,3 @@ def test_noise_keeps_its_level_under_the_taper():
     assert len(ratios) >= 4
     assert 0.85 < np.median(ratios) < 1.15
 
-
-def _ring_pixels(image, shape, d):
-    ny, nx = shape
-    oy, ox = (image.shape[0] - ny) // 2, (image.shape[1] - nx) // 2
-    y0, y1, x0, x1 = oy + d, oy + ny - 1 - d, ox + d, ox + nx - 1 - d
-    return np.concatenate([image[y0, x0:x1 + 1], image[y1, x0:x1 + 1], image[y0 + 1:y1, x0], image[y0 + 1:y1, x1]])
