@@ -12,7 +12,7 @@ stamps and draws it through every band (with the Moffat PSF of ``speed.py``, and
 ``per-band images``
     ``MultiBandGalaxy.images[band]``: one ``InterpolatedImage`` per band, each drawn once.
 ``chromatic``
-    ``MultiBandGalaxy.chromatic`` (``sum_b I_b * S_b``, :mod:`galsim_hub.bands`) drawn through
+    ``MultiBandGalaxy.chromatic`` (``sum_b I_b * S_b``, :mod:`galsim_hub.profiles.bands`) drawn through
     each band's ``galsim.Bandpass``.
 ``through(bandpass)``
     ``MultiBandGalaxy.through(bandpass)``: the chromatic object integrated over the bandpass
@@ -38,7 +38,7 @@ import time
 import galsim
 import numpy as np
 
-from galsim_hub.bands import BandSet, MultiBandGalaxy
+from galsim_hub.profiles.bands import BandSet, MultiBandGalaxy
 
 STAMP, SCALE = 64, 0.2
 PSF = galsim.Moffat(beta=3.0, fwhm=0.7)

@@ -3,7 +3,7 @@
 Samples the rows of a catalog that lie outside the model's training range with each policy
 (``extrapolate``, ``clip``) and prints, per policy, the stamp flux over the catalog flux
 (``10**(-0.4 (mag - zero_point))``, from the model's magnitude condition) and the fraction of
-the flux in the outer border of the stamp (``galsim_hub.flux.border_fractions``), plus the
+the flux in the outer border of the stamp (``galsim_hub.sampling.fluxes.border_fractions``), plus the
 same for the rows inside the range, and how many clipped rows were pulled further in.
 
 Usage::
@@ -23,8 +23,8 @@ import numpy as np
 from astropy.table import Table
 
 from galsim_hub import GenerativeGalaxyModel
-from galsim_hub.catalog import condition_matrix, outside_range
-from galsim_hub.flux import SamplingPlan, border_fractions, magnitude_condition, magnitude_to_flux, plausible
+from galsim_hub.sampling.catalog import condition_matrix, outside_range
+from galsim_hub.sampling.fluxes import SamplingPlan, border_fractions, magnitude_condition, magnitude_to_flux, plausible
 from galsim_hub.model import draw_base_noise
 
 

@@ -42,7 +42,7 @@ GEOMETRIES = {  # name: (stamp pixels, arcsec per pixel, PSF)
 
 def real_catalogs(data_dir: Path) -> list[tuple[galsim.COSMOSCatalog, Table]]:
     """The COSMOS catalogs and their (mag_auto, flux_radius, zphot) rows."""
-    from galsim_hub.training.cosmos import _lookup_column
+    from galsim_hub.training.datasets.cosmos import _lookup_column
 
     out = []
     for folder, (file_name, exclusion) in SAMPLES.items():

@@ -1,6 +1,6 @@
 """Write ``chromatic_catalog.fits``: a catalog for ``three_band_field.yaml`` (hub:synthetic_chromatic).
 
-The rows are galaxies of the model's own synthetic population (:mod:`galsim_hub.training.chromatic`),
+The rows are galaxies of the model's own synthetic population (:mod:`galsim_hub.training.datasets.chromatic`),
 so that their conditions are consistent with each other (colours, sizes and redshifts that go
 together): a small chromatic data set is drawn in a temporary directory and its conditions kept.
 Columns: ``x``, ``y`` (pixel position in the 400x400 field of 0.05" pixels), ``mag_f814w``,
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from galsim_hub.training.data import build_chromatic_dataset, load_arrays, read_dataset_metadata
+from galsim_hub.training.datasets.data import build_chromatic_dataset, load_arrays, read_dataset_metadata
 
 
 def make_chromatic_catalog(n_galaxies: int = 40, seed: int = 2027, field_size: int = 400) -> Table:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from galsim_hub.training.cosmos import CatalogSpec, _select_galaxies, read_holdout
+from galsim_hub.training.datasets.cosmos import CatalogSpec, _select_galaxies, read_holdout
 
 CATALOGS = [
     ("cosmos_23.5_example", "real_galaxy_catalog_23.5_example.fits", "marginal"),

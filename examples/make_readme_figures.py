@@ -41,8 +41,8 @@ def real_vs_mock(heldout: Path, out: Path, models: list[str], seed: int) -> Path
     import matplotlib.pyplot as plt
 
     import galsim_hub
-    from galsim_hub.training.data import load_arrays, read_dataset_metadata
-    from galsim_hub.training.statistics import draw_observed
+    from galsim_hub.training.datasets.data import load_arrays, read_dataset_metadata
+    from galsim_hub.training.validation.statistics import draw_observed
 
     meta = read_dataset_metadata(heldout)
     arrays = load_arrays(heldout, ["image", "psf", "noise_ps", "noise_var", "conditions", "ident"])
@@ -125,9 +125,9 @@ def report_pedestals(model, catalog: Table, seed: int, psf: galsim.GSObject, sca
     """Print the light of the field's bright mocks outside 4 half-light radii against the noise.
 
     The check of the README's picture: a postage-stamp pedestal shows as a mean level there
-    well above the noise's standard error (see `galsim_hub.training.diagnosis.pedestal_levels`).
+    well above the noise's standard error (see `galsim_hub.training.validation.diagnosis.pedestal_levels`).
     """
-    from galsim_hub.training.diagnosis import pedestal_levels
+    from galsim_hub.training.validation.diagnosis import pedestal_levels
 
     bright = np.asarray(catalog["mag_auto"]) < BRIGHT_MAG
     with warnings.catch_warnings():

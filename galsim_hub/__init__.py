@@ -10,8 +10,8 @@ Examples
 """
 import os as _os
 
-from ._version import __version__
-from .errors import (
+from galsim_hub._version import __version__
+from galsim_hub.errors import (
     GalSimHubError,
     HandleError,
     DownloadError,
@@ -22,14 +22,14 @@ from .errors import (
     CatalogError,
     ModelOutputWarning,
 )
-from .catalog import OutOfRangeWarning
+from galsim_hub.sampling.catalog import OutOfRangeWarning
 
 # Keep TensorFlow's C++ start-up chatter out of users' logs unless they ask for it.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # A GalSim YAML with ``modules: [galsim_hub]`` imports this package: register the config
 # types ``generative_model`` and ``GenerativeGalaxy`` (this imports GalSim, not TensorFlow).
-from . import config as _config  # noqa: E402,F401
+from galsim_hub import config as _config  # noqa: E402,F401
 
 __all__ = [
     "__version__",
@@ -52,11 +52,11 @@ def __getattr__(name):
     # Lazy attribute so that ``import galsim_hub`` stays free of TensorFlow and of the
     # model machinery until it is used.
     if name == "GenerativeGalaxyModel":
-        from .model import GenerativeGalaxyModel
+        from galsim_hub.model import GenerativeGalaxyModel
 
         return GenerativeGalaxyModel
     if name == "MultiBandGalaxy":
-        from .bands import MultiBandGalaxy
+        from galsim_hub.profiles.bands import MultiBandGalaxy
 
         return MultiBandGalaxy
     raise AttributeError(f"module 'galsim_hub' has no attribute {name!r}")

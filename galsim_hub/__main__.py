@@ -1,6 +1,6 @@
 """``python -m galsim_hub``: the ``galsim-hub`` command line."""
 import sys
 
-from .cli import main
+from galsim_hub.cli import main
 
 sys.exit(main())

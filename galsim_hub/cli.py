@@ -28,8 +28,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__
-from .errors import GalSimHubError
+from galsim_hub import __version__
+from galsim_hub.errors import GalSimHubError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -56,7 +56,7 @@ def _conditions_text(metadata: dict) -> str:
 
 def cmd_list(args: argparse.Namespace) -> None:
     """Print the models of every index: name, version, stamp, pixel scale, conditions."""
-    from .handle import load_index
+    from galsim_hub.hub.handle import load_index
 
     rows = []
     for entry in load_index():
@@ -76,7 +76,8 @@ def _read_card(entry: dict) -> str | None:
         path = Path(entry["_card_path"])
         return path.read_text(encoding="utf-8") if path.is_file() else None
     if entry.get("_card_url"):
-        from . import http, settings
+        from galsim_hub.hub import http
+        from galsim_hub.hub import settings
 
         if settings.is_offline():
             return None
@@ -90,7 +91,7 @@ def _read_card(entry: dict) -> str | None:
 
 def cmd_info(args: argparse.Namespace) -> None:
     """Print a model's metadata and model card (hub entries need no download)."""
-    from .handle import resolve
+    from galsim_hub.hub.handle import resolve
 
     source = resolve(args.handle)
     if source.entry is not None:
@@ -105,8 +106,8 @@ def cmd_info(args: argparse.Namespace) -> None:
             "description": entry.get("description", ""),
         }
     else:
-        from .cache import fetch
-        from .metadata import MODEL_METADATA_FILE, read_metadata
+        from galsim_hub.hub.cache import fetch
+        from galsim_hub.metadata import MODEL_METADATA_FILE, read_metadata
 
         directory = fetch(source, progress=None)
         metadata = read_metadata(directory) if (directory / MODEL_METADATA_FILE).is_file() else {}
@@ -124,8 +125,8 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 def cmd_fetch(args: argparse.Namespace) -> None:
     """Download a model into the cache (with a progress bar) and print its directory."""
-    from .cache import fetch
-    from .handle import resolve
+    from galsim_hub.hub.cache import fetch
+    from galsim_hub.hub.handle import resolve
 
     print(fetch(resolve(args.handle), progress=not args.quiet))
 
@@ -338,7 +339,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     """Sample galaxies and write a FITS cube of stamps plus the conditions table."""
     from astropy.io import fits
 
-    from .model import GenerativeGalaxyModel
+    from galsim_hub.model import GenerativeGalaxyModel
 
     if args.catalog is None and args.n is None:
         raise GalSimHubError("give --catalog CAT.fits, or --n N to draw conditions uniformly in the training range")
@@ -389,7 +390,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 def cmd_cache(args: argparse.Namespace) -> None:
     """List or clear the model cache."""
-    from .cache import cache_root, clear, list_entries
+    from galsim_hub.hub.cache import cache_root, clear, list_entries
 
     if args.action == "list":
         entries = list_entries()
@@ -414,7 +415,7 @@ def cmd_cache(args: argparse.Namespace) -> None:
 
 def _expand_keys(prefixes: list[str]) -> list[str]:
     """Full cache keys from the (unique) prefixes that ``cache list`` prints."""
-    from .cache import list_entries
+    from galsim_hub.hub.cache import list_entries
 
     keys = [entry["key"] for entry in list_entries()]
     expanded = []
@@ -430,7 +431,7 @@ def _expand_keys(prefixes: list[str]) -> list[str]:
 
 def cmd_publish(args: argparse.Namespace) -> None:
     """Validate a model and publish it into a hub folder or HTTP(S) endpoint."""
-    from .publish import publish
+    from galsim_hub.hub.publish import publish
 
     entry = publish(args.model_dir, args.hub, name=args.name, version=args.version)
     print(f"published hub:{entry['name']}@{entry['version']} to {args.hub}")

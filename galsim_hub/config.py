@@ -27,7 +27,7 @@ on which process draws it, so ``nproc: 1``, ``nproc: 4`` and ``galsim -n N -j J`
 pixels.
 
 Out-of-range conditions. The ``out_of_range`` option of ``gal`` (``clip`` by default, or
-``error``, ``extrapolate``; :mod:`galsim_hub.flux`) is applied where the block is decoded, to each
+``error``, ``extrapolate``; :mod:`galsim_hub.sampling.fluxes`) is applied where the block is decoded, to each
 object with a condition outside the model's training range; ``flux`` works as for any GalSim type.
 
 Processes. The input object is a :class:`galsim_hub.GenerativeGalaxyModel` that loads
@@ -39,7 +39,7 @@ only evaluate inputs, build the objects and draw them; a GPU sits in the same pl
 decoding process feeding the CPU workers.
 
 Multi-band models. With a model that has ``bands`` (format 2) the object is the galaxy's
-chromatic object (:func:`galsim_hub.bands.chromatic_galaxy`), which GalSim draws through the
+chromatic object (:func:`galsim_hub.profiles.bands.chromatic_galaxy`), which GalSim draws through the
 ``bandpass`` of the image field; drawn through one of the model's bands it is that band's
 image, so a run per band gives every band with the same morphology. When nothing else in the
 stamp depends on wavelength (the object's PSF is achromatic, no photon operators, no sensor,
@@ -58,10 +58,10 @@ import galsim
 import galsim.config
 import numpy as np
 
-from .bands import apply_band_fluxes, chromatic_galaxy, multiband_plan
-from .flux import DEFAULT_OUT_OF_RANGE, SamplingPlan, check_policy
-from .metadata import condition_names
-from .model import GenerativeGalaxyModel, draw_base_noise, interpolated_image_maxk
+from galsim_hub.profiles.bands import apply_band_fluxes, chromatic_galaxy, multiband_plan
+from galsim_hub.sampling.fluxes import DEFAULT_OUT_OF_RANGE, SamplingPlan, check_policy
+from galsim_hub.metadata import condition_names
+from galsim_hub.model import GenerativeGalaxyModel, draw_base_noise, interpolated_image_maxk
 
 __all__ = ["GenerativeModelInput", "GenerativeModelLoader", "BuildGenerativeGalaxy"]
 
@@ -180,7 +180,7 @@ class GenerativeModelInput(GenerativeGalaxyModel):
         """Decode a block once: ``[B, C]`` conditions and ``[B, L]`` base noise, under ``key``.
 
         Conditions outside the training range are treated by the ``out_of_range`` policy
-        (:mod:`galsim_hub.flux`); the block keeps the conditions as the objects gave them.
+        (:mod:`galsim_hub.sampling.fluxes`); the block keeps the conditions as the objects gave them.
 
         Another caller with the same key (another worker that needs the same block) waits
         for this decoding and receives its result.

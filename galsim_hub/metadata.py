@@ -10,7 +10,7 @@ import math
 import os
 from pathlib import Path
 
-from .errors import MetadataError
+from galsim_hub.errors import MetadataError
 
 #: Version of the galsim-hub model format (of ``galsim_hub.json``), not of a data set.
 MODEL_FORMAT_VERSION = 1
@@ -169,7 +169,7 @@ def validate_bands(bands: object, source: str = "model") -> list[dict]:
     in nm) or a throughput table ``[[wavelength_nm, throughput], ...]`` of at least two rows,
     wavelengths increasing, throughputs non-negative and not all zero. Whether a file name is
     known to GalSim, and whether each effective wavelength lies within its bandpass, is checked
-    when the bands are built (:class:`galsim_hub.bands.BandSet`).
+    when the bands are built (:class:`galsim_hub.profiles.bands.BandSet`).
 
     Raises
     ------

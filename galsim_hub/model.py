@@ -11,14 +11,14 @@ import galsim
 import numpy as np
 from galsim.interpolant import convert_interpolant
 
-from .bands import BandSet, MultiBandGalaxy, apply_band_fluxes, band_set_of, multiband_plan
-from .metadata import band_names
-from .cache import fetch
-from .catalog import condition_matrix
-from .flux import DEFAULT_OUT_OF_RANGE, SamplingPlan, sampling_plan
-from .handle import resolve
-from .metadata import MODEL_METADATA_FILE, read_metadata, validate_metadata
-from .module import LoadedModel
+from galsim_hub.profiles.bands import BandSet, MultiBandGalaxy, apply_band_fluxes, band_set_of, multiband_plan
+from galsim_hub.metadata import band_names
+from galsim_hub.hub.cache import fetch
+from galsim_hub.sampling.catalog import condition_matrix
+from galsim_hub.sampling.fluxes import DEFAULT_OUT_OF_RANGE, SamplingPlan, sampling_plan
+from galsim_hub.hub.handle import resolve
+from galsim_hub.metadata import MODEL_METADATA_FILE, read_metadata, validate_metadata
+from galsim_hub.backends.tensorflow import LoadedModel
 
 DEFAULT_BATCH_SIZE = 256
 _SCALAR_DRAWS_BELOW = 256  # smaller base-noise draws loop in Python (see draw_base_noise)
@@ -361,12 +361,12 @@ class GenerativeGalaxyModel:
         out_of_range : {"clip", "error", "extrapolate"}
             Rows with a condition outside the training range: clipped to it, with their flux
             set from the catalog magnitude (default), refused, or extrapolated (see
-            :mod:`galsim_hub.flux`).
+            :mod:`galsim_hub.sampling.fluxes`).
         flux, mag : str or array_like, optional
             Set every galaxy's flux from a flux column (or values), or from a magnitude
             column (or values) with ``zero_point`` (default: the model's ``zero_point``).
             For a multi-band model, dicts ``{band: column or values}`` (see
-            :meth:`galsim_hub.bands.BandSet.fluxes`); bands left out keep the model's flux.
+            :meth:`galsim_hub.profiles.bands.BandSet.fluxes`); bands left out keep the model's flux.
         zero_point : float, optional
             Zero point of ``mag``: ``flux = 10**(-0.4 (mag - zero_point))`` (multi-band: a
             dict ``{band: zero point}``, by default each band's).
@@ -376,7 +376,7 @@ class GenerativeGalaxyModel:
         list of galsim.InterpolatedImage, list of MultiBandGalaxy, or numpy.ndarray
             Noise-free, PSF-deconvolved light profiles whose flux is in the model's flux
             units; convolve, shear and draw them like any GSObject. A multi-band model gives
-            one :class:`~galsim_hub.bands.MultiBandGalaxy` per row: ``.images[band]`` and
+            one :class:`~galsim_hub.profiles.bands.MultiBandGalaxy` per row: ``.images[band]`` and
             ``.chromatic``.
         """
         if self.bands is not None:
@@ -396,7 +396,7 @@ class GenerativeGalaxyModel:
 
     def _multiband_plan(self, cat: Any, conditions: np.ndarray, out_of_range: str, flux: Any, mag: Any,
                         zero_point: Any) -> tuple[SamplingPlan, dict[int, np.ndarray]]:
-        """The out-of-range plan (:func:`~galsim_hub.bands.multiband_plan`) and per-band catalog fluxes."""
+        """The out-of-range plan (:func:`~galsim_hub.profiles.bands.multiband_plan`) and per-band catalog fluxes."""
         fluxes = self.band_set.fluxes(cat, len(conditions), flux, mag, zero_point)
         plan = multiband_plan(conditions, self.metadata, out_of_range, stacklevel=3)
         return plan, {**plan.band_fluxes, **fluxes}  # the catalog fluxes given win
@@ -523,7 +523,7 @@ class GenerativeGalaxyModel:
         pad_factor: float = 4,
         gsparams: galsim.GSParams | None = None,
     ) -> list[MultiBandGalaxy]:
-        """Wrap ``[N, S, S, B]`` images of a multi-band model as :class:`~galsim_hub.bands.MultiBandGalaxy` objects."""
+        """Wrap ``[N, S, S, B]`` images of a multi-band model as :class:`~galsim_hub.profiles.bands.MultiBandGalaxy` objects."""
         images = np.asarray(images)
         per_band = [
             self.interpolated_images(np.ascontiguousarray(images[..., b]), x_interpolant, k_interpolant, pad_factor,

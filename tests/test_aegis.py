@@ -1,4 +1,4 @@
-"""The real two-band AEGIS check (galsim_hub.training.aegis) on the copy in tests/data/aegis_2band."""
+"""The real two-band AEGIS check (galsim_hub.training.validation.aegis) on the copy in tests/data/aegis_2band."""
 import json
 from pathlib import Path
 
@@ -9,7 +9,7 @@ from astropy.table import Table
 
 import galsim_hub
 from galsim_hub.errors import MetadataError
-from galsim_hub.training import aegis
+from galsim_hub.training.validation import aegis
 
 AEGIS_DIR = Path(__file__).resolve().parent / "data" / "aegis_2band"
 IDENTS = [23409, 14886, 9024, 17038, 24216]

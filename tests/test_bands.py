@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from galsim_hub.bands import BandSet, MultiBandGalaxy
-from galsim_hub.catalog import OutOfRangeWarning
+from galsim_hub.profiles.bands import BandSet, MultiBandGalaxy
+from galsim_hub.sampling.catalog import OutOfRangeWarning
 from galsim_hub.errors import CatalogError, MetadataError
 from galsim_hub.metadata import validate_bands, validate_metadata
 from galsim_hub.model import GenerativeGalaxyModel
@@ -291,7 +291,7 @@ def chromatic_metadata() -> dict:
 
 
 def test_band_magnitudes_follow_from_a_magnitude_and_colours():
-    from galsim_hub.bands import band_magnitude_terms
+    from galsim_hub.profiles.bands import band_magnitude_terms
 
     metadata = chromatic_metadata()
     assert band_magnitude_terms(metadata) == {2: {0: 1.0}, 1: {0: 1.0, 2: 1.0}, 0: {0: 1.0, 2: 1.0, 1: 1.0}}
@@ -302,7 +302,7 @@ def test_band_magnitudes_follow_from_a_magnitude_and_colours():
 
 
 def test_clipped_multiband_rows_get_their_catalog_magnitude_in_every_band():
-    from galsim_hub.bands import multiband_plan
+    from galsim_hub.profiles.bands import multiband_plan
 
     metadata = chromatic_metadata()
     rows = np.array([[22.0, 0.8, 1.0, 0.5],     # inside
@@ -441,7 +441,7 @@ def test_cli_sample_writes_one_cube_per_band(toy, toy_dir, single_band_dir, tmp_
 
 
 def test_a_multiband_model_publishes_and_samples_from_its_hub(toy, toy_dir, tmp_path, monkeypatch):
-    from galsim_hub.publish import publish
+    from galsim_hub.hub.publish import publish
 
     hub = tmp_path / "hub"
     hub.mkdir()

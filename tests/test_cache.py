@@ -18,10 +18,11 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from galsim_hub import cache, settings
-from galsim_hub.cache import cache_root, clear, fetch, is_offline, list_entries
+from galsim_hub.hub import cache
+from galsim_hub.hub import settings
+from galsim_hub.hub.cache import cache_root, clear, fetch, is_offline, list_entries
 from galsim_hub.errors import ChecksumError, DownloadError, HandleError, MetadataError, UnsafeArchiveError
-from galsim_hub.handle import ModelSource, resolve
+from galsim_hub.hub.handle import ModelSource, resolve
 
 
 def assert_no_leftovers(cache_dir: Path) -> None:
@@ -466,8 +467,8 @@ def test_cache_entries_and_data_sets_follow_the_umask(model_archive, hub_cache, 
     """Issue 17 (12): a group-shared cache (umask 002) gets group-writable entries, not 0700."""
     import os
 
-    from galsim_hub import permissions
-    from galsim_hub.training.data import build_synthetic_dataset
+    from galsim_hub.hub import permissions
+    from galsim_hub.training.datasets.data import build_synthetic_dataset
 
     old = os.umask(0o002)
     permissions._umask = None

@@ -6,9 +6,9 @@ import galsim
 import numpy as np
 import pytest
 
-from galsim_hub.training import chromatic
-from galsim_hub.training.data import build_chromatic_dataset, load_arrays, read_dataset_metadata
-from galsim_hub.training.drawing import flux_radius_pixels
+from galsim_hub.training.datasets import chromatic
+from galsim_hub.training.datasets.data import build_chromatic_dataset, load_arrays, read_dataset_metadata
+from galsim_hub.training.datasets.drawing import flux_radius_pixels
 
 STAMP, SCALE = 32, 0.05
 
@@ -122,10 +122,10 @@ def test_bad_builder_arguments_name_the_problem(tmp_path, kwargs, message):
 
 tf = pytest.importorskip("tensorflow")
 
-from galsim_hub.training import likelihood as lk  # noqa: E402
-from galsim_hub.training import train  # noqa: E402
-from galsim_hub.training.config import config_from_dict  # noqa: E402
-from galsim_hub.training.vae import VAE  # noqa: E402
+from galsim_hub.training.networks import likelihood as lk  # noqa: E402
+from galsim_hub.training.fitting import train  # noqa: E402
+from galsim_hub.training.fitting.config import config_from_dict  # noqa: E402
+from galsim_hub.training.networks.vae import VAE  # noqa: E402
 
 
 def test_band_likelihood_is_the_sum_of_single_band_ones():

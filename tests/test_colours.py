@@ -1,10 +1,10 @@
-"""Colour measurements (galsim_hub.training.colours) on analytic multi-band galaxies."""
+"""Colour measurements (galsim_hub.training.validation.colours) on analytic multi-band galaxies."""
 import galsim
 import numpy as np
 import pytest
 from astropy.table import Table
 
-from galsim_hub.training import colours
+from galsim_hub.training.validation import colours
 
 BANDS = ("f435w", "f606w", "f814w")
 ZERO_POINTS = (25.6739, 26.4955, 25.94)

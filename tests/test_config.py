@@ -31,7 +31,7 @@ def build_field_model(path: Path, stamp_size: int = 32, latent_dim: int = 4) -> 
     """The toy Gaussian model of toy_models, also taking (and ignoring) ``zphot``."""
     import tensorflow as tf
 
-    from galsim_hub.training.export import export_model
+    from galsim_hub.training.fitting.export import export_model
 
     weights, bias, scale = _affine_parameters(latent_dim, 0.02)
     weights = np.concatenate([weights, np.zeros((1, latent_dim), np.float32)])

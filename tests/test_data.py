@@ -1,4 +1,4 @@
-"""Tests of galsim_hub.training.data: synthetic and COSMOS data sets, reading and streaming."""
+"""Tests of galsim_hub.training.datasets.data: synthetic and COSMOS data sets, reading and streaming."""
 import json
 import pathlib
 
@@ -9,8 +9,8 @@ from astropy.io import fits
 from astropy.table import Table
 
 from galsim_hub.errors import CatalogError, MetadataError
-from galsim_hub.training import data
-from galsim_hub.training import synthetic as synthetic_population
+from galsim_hub.training.datasets import data
+from galsim_hub.training.datasets import synthetic as synthetic_population
 
 STAMP = 32
 N_SYNTHETIC = 24

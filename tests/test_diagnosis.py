@@ -1,11 +1,11 @@
-"""The VAE-or-flow diagnosis and the pedestal measure of galsim_hub.training.diagnosis."""
+"""The VAE-or-flow diagnosis and the pedestal measure of galsim_hub.training.validation.diagnosis."""
 from __future__ import annotations
 
 import galsim
 import numpy as np
 import pytest
 
-from galsim_hub.training import diagnosis
+from galsim_hub.training.validation import diagnosis
 
 
 def _gaussians(n=3, size=32, sigma=2.0):
@@ -36,8 +36,9 @@ def test_diagnosis_of_a_model_on_real_galaxies(tmp_path):
     """The four samples on tests/data's real galaxies, with a tiny trained model of their geometry."""
     from pathlib import Path
 
-    from galsim_hub.training import data, train
-    from galsim_hub.training.config import config_from_dict
+    from galsim_hub.training.datasets import data
+    from galsim_hub.training.fitting import train
+    from galsim_hub.training.fitting.config import config_from_dict
 
     here = Path(__file__).parent / "data"
     catalogs = [{"dir": str(here / "cosmos_23.5_example"), "file": "real_galaxy_catalog_23.5_example.fits"},

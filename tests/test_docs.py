@@ -164,7 +164,7 @@ def test_config_page_shows_the_example_yaml():
 
 
 def test_training_page_lists_every_config_key():
-    from galsim_hub.training import config as training_config
+    from galsim_hub.training.fitting import config as training_config
 
     sections = {"dataset": training_config.DatasetConfig, "vae": training_config.VAEConfig,
                 "flow": training_config.FlowConfig, "export": training_config.ExportConfig}

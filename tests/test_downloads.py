@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from galsim_hub import http as hub_http
-from galsim_hub import settings
-from galsim_hub.cache import fetch, list_entries
+from galsim_hub.hub import http as hub_http
+from galsim_hub.hub import settings
+from galsim_hub.hub.cache import fetch, list_entries
 from galsim_hub.errors import ChecksumError, DownloadError, MetadataError
-from galsim_hub.handle import load_index, resolve
-from galsim_hub.locks import EntryLock
+from galsim_hub.hub.handle import load_index, resolve
+from galsim_hub.hub.locks import EntryLock
 
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\noid sha256:ff2f097c\nsize 52063270\n"
 MODULE_FILES = {
@@ -313,7 +313,7 @@ def test_waiting_for_a_lock_says_who_holds_it(world, tmp_path, monkeypatch, capl
         {"base_url": world.base_url + "repo/generator/", "files": files}]}])
     monkeypatch.setattr(settings, "LOCK_REPORT_AFTER", 0.2)
     source = resolve("hub:paper")
-    from galsim_hub.cache import _entry_key
+    from galsim_hub.hub.cache import _entry_key
 
     hub_cache.mkdir(parents=True, exist_ok=True)
     held, release = threading.Event(), threading.Event()

@@ -4,7 +4,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from galsim_hub.training.flow import ConditionalMAF, block_orders  # noqa: E402
+from galsim_hub.training.networks.flow import ConditionalMAF, block_orders  # noqa: E402
 
 
 def _random_flow(latent_dim=4, n_conditions=2, seed=0, **kwargs):

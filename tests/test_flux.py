@@ -13,10 +13,10 @@ from astropy.io import fits
 from astropy.table import Table
 
 import galsim_hub  # noqa: F401  (registers the config types)
-from galsim_hub.catalog import OutOfRangeWarning
+from galsim_hub.sampling.catalog import OutOfRangeWarning
 from galsim_hub.cli import main
 from galsim_hub.errors import CatalogError
-from galsim_hub.flux import (
+from galsim_hub.sampling.fluxes import (
     SamplingPlan,
     catalog_fluxes,
     magnitude_to_flux,

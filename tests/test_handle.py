@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from galsim_hub.errors import DownloadError, HandleError, MetadataError
-from galsim_hub.handle import ModelSource, find_entry, load_index, parse_hub_handle, resolve, version_key
+from galsim_hub.hub.handle import ModelSource, find_entry, load_index, parse_hub_handle, resolve, version_key
 
 LANUSSE_URL = "https://github.com/McWilliamsCenter/galsim_hub/raw/master/hub/Lanusse2020/model.tar.gz"
 
@@ -253,7 +253,7 @@ def test_bad_remote_index_uses_its_last_good_copy_or_is_skipped(failure, http_se
     with pytest.warns(UserWarning, match="using its last good copy"):
         assert find_entry("toy") == good
     # Without a copy: skipped, and the bundled models still resolve.
-    _remote_copy = __import__("galsim_hub.handle", fromlist=["_remote_index_copy"])._remote_index_copy
+    _remote_copy = __import__("galsim_hub.hub.handle", fromlist=["_remote_index_copy"])._remote_index_copy
     _remote_copy(http_server.url("index.json")).unlink()
     with pytest.warns(UserWarning, match="skipped"):
         assert resolve("hub:synthetic_bdk").entry["name"] == "synthetic_bdk"

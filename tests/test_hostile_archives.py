@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from galsim_hub import settings
-from galsim_hub.cache import fetch, list_entries
+from galsim_hub.hub import settings
+from galsim_hub.hub.cache import fetch, list_entries
 from galsim_hub.cli import main
 from galsim_hub.errors import MetadataError, UnsafeArchiveError
-from galsim_hub.handle import resolve
+from galsim_hub.hub.handle import resolve
 
 from conftest import minimal_metadata
 

@@ -6,11 +6,11 @@ import shutil
 import pytest
 from astropy.table import Table
 
-from galsim_hub import http as hub_http
-from galsim_hub.cache import fetch
+from galsim_hub.hub import http as hub_http
+from galsim_hub.hub.cache import fetch
 from galsim_hub.cli import main
 from galsim_hub.errors import DownloadError, HandleError, MetadataError
-from galsim_hub.handle import resolve
+from galsim_hub.hub.handle import resolve
 from galsim_hub.metadata import validate_metadata
 from galsim_hub.model import GenerativeGalaxyModel
 
@@ -108,7 +108,7 @@ def test_unwritable_lock_folder_is_named(model_archive, tmp_path, monkeypatch):
 def test_disk_full_during_extraction_is_named(model_archive, hub_cache, monkeypatch):
     import errno
 
-    from galsim_hub import extract
+    from galsim_hub.hub import extract
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -1,4 +1,4 @@
-"""Correctness of the VAE forward model and loss terms (galsim_hub.training.likelihood)."""
+"""Correctness of the VAE forward model and loss terms (galsim_hub.training.networks.likelihood)."""
 import numpy as np
 import pytest
 import scipy.signal
@@ -7,7 +7,7 @@ import scipy.stats
 tf = pytest.importorskip("tensorflow")
 galsim = pytest.importorskip("galsim")
 
-from galsim_hub.training import likelihood as lk  # noqa: E402
+from galsim_hub.training.networks import likelihood as lk  # noqa: E402
 
 
 def _compact_images(rng, batch, size):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from galsim_hub.training.memorisation import memorisation_check, nearest_distances
+from galsim_hub.training.validation.memorisation import memorisation_check, nearest_distances
 
 
 def _blobs(rng, n, size=24):

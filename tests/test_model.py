@@ -13,7 +13,7 @@ from astropy.table import Table
 
 import galsim_hub
 from galsim_hub import CatalogError, MetadataError
-from galsim_hub.catalog import OutOfRangeWarning
+from galsim_hub.sampling.catalog import OutOfRangeWarning
 from galsim_hub.model import GenerativeGalaxyModel
 
 from toy_models import ZERO_POINT, build_tf1_hub_module

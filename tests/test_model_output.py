@@ -38,7 +38,7 @@ def raw_model(path: Path, *, dtype: str = "float32", output: str = "image", side
 
 
 def load(path):
-    from galsim_hub.module import LoadedModel
+    from galsim_hub.backends.tensorflow import LoadedModel
 
     return LoadedModel(path, device="/CPU:0")
 
@@ -87,8 +87,8 @@ def test_condition_beyond_float32_is_a_catalog_error(tmp_path):
 
 def test_model_directory_removed_while_in_use(tmp_path, hub_cache, make_model_archive):
     """Defect 9: after `galsim-hub cache clear` the next load said 'is not a galsim-hub model'."""
-    from galsim_hub.cache import clear, fetch
-    from galsim_hub.handle import resolve
+    from galsim_hub.hub.cache import clear, fetch
+    from galsim_hub.hub.handle import resolve
 
     directory = fetch(resolve(raw_model_archive(tmp_path)))
     clear()
@@ -118,7 +118,7 @@ def test_malformed_standardisation_is_named(changes, problem, tmp_path):
 
 def test_publish_names_an_output_not_called_image(tmp_path):
     """Defect 6: publish raised KeyError for a ``sample`` output not named ``image``."""
-    from galsim_hub.publish import check_model_for_publish
+    from galsim_hub.hub.publish import check_model_for_publish
 
     model = raw_model(tmp_path / "m", output="galaxy")
     (model / "README.md").write_text("# raw\n")

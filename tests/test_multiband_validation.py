@@ -1,4 +1,4 @@
-"""Multi-band validation (galsim_hub.training.multiband_validation) end to end.
+"""Multi-band validation (galsim_hub.training.validation.multiband) end to end.
 
 A tiny chromatic data set and a tiny multi-band model trained on it (a few steps: garbage
 quality, the real interfaces) are built once per session; stand-in models that return the
@@ -13,9 +13,9 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from galsim_hub.errors import MetadataError  # noqa: E402
-from galsim_hub.training import multiband_validation, validation  # noqa: E402
-from galsim_hub.training.colours import no_gradient_profiles  # noqa: E402
-from galsim_hub.training.shards import load_arrays, read_dataset_metadata  # noqa: E402
+from galsim_hub.training.validation import morphology, multiband  # noqa: E402
+from galsim_hub.training.validation.colours import no_gradient_profiles  # noqa: E402
+from galsim_hub.training.datasets.shards import load_arrays, read_dataset_metadata  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURES = {"band_size_ellipticity.png", "colour_gradients.png", "size_ratios.png", "colour_colour.png",
@@ -33,8 +33,8 @@ TINY = {
 @pytest.fixture(scope="session")
 def tiny_chromatic(tmp_path_factory):
     """``(data set dir, exported model dir)``: 24 chromatic galaxies and a model trained 2 steps on them."""
-    from galsim_hub.training import train
-    from galsim_hub.training.config import config_from_dict
+    from galsim_hub.training.fitting import train
+    from galsim_hub.training.fitting.config import config_from_dict
 
     config = config_from_dict(json.loads(json.dumps(TINY)))
     work = tmp_path_factory.mktemp("chromatic")
@@ -70,7 +70,7 @@ def _targets(results):
 def test_tiny_trained_model_end_to_end(tiny_chromatic, tmp_path):
     dataset, model = tiny_chromatic
     out = tmp_path / "out"
-    results = validation.run_validation(str(model), dataset, out, seed=2, n_bootstrap=50)
+    results = morphology.run_validation(str(model), dataset, out, seed=2, n_bootstrap=50)
     bands = ["f435w", "f606w", "f814w"]
     assert list(results["stats"]) == bands and results["metadata"]["n_galaxies"] == 24
     names = [t["name"] for t in results["targets"]]
@@ -96,7 +96,7 @@ def test_tiny_trained_model_end_to_end(tiny_chromatic, tmp_path):
 
 def test_faithful_model_passes_and_a_model_without_gradients_fails(tiny_chromatic, tmp_path):
     dataset, _ = tiny_chromatic
-    good = multiband_validation.run_multiband_validation(TruthModel(dataset), dataset, tmp_path / "good",
+    good = multiband.run_multiband_validation(TruthModel(dataset), dataset, tmp_path / "good",
                                                          n_bootstrap=100)
     passed = _targets(good)
     for name in ("mean_color_f435w_f606w", "mean_color_f606w_f814w", "color_scatter_f606w_f814w",
@@ -107,7 +107,7 @@ def test_faithful_model_passes_and_a_model_without_gradients_fails(tiny_chromati
     assert all("within tolerance" in line for line in good["verdicts"][2:])
     assert good["gradient_correlation"]["grad_f606w_f814w"] == pytest.approx(1.0)
 
-    flat = multiband_validation.run_multiband_validation(TruthModel(dataset, gradients=False), dataset,
+    flat = multiband.run_multiband_validation(TruthModel(dataset, gradients=False), dataset,
                                                          tmp_path / "flat", n_bootstrap=100)
     passed = _targets(flat)
     assert passed["mean_color_f435w_f606w"] and passed["mean_color_f606w_f814w"]  # right colours
@@ -128,25 +128,25 @@ def test_cli_validate_dispatches_multiband_data_sets(tiny_chromatic, tmp_path, c
 
 
 def test_errors_name_the_problem(tiny_chromatic, tmp_path):
-    from galsim_hub.training.data import build_synthetic_dataset
+    from galsim_hub.training.datasets.data import build_synthetic_dataset
 
     dataset, model = tiny_chromatic
     with pytest.raises(MetadataError, match="single-band model"):
-        multiband_validation.run_multiband_validation(TruthModel(dataset, bands=None), dataset, tmp_path)
+        multiband.run_multiband_validation(TruthModel(dataset, bands=None), dataset, tmp_path)
     with pytest.raises(MetadataError, match=r"not the data set's \['f435w'\]"):
-        multiband_validation.run_multiband_validation(TruthModel(dataset, bands=("f606w", "f814w")), dataset,
+        multiband.run_multiband_validation(TruthModel(dataset, bands=("f606w", "f814w")), dataset,
                                                       tmp_path)
     with pytest.raises(ValueError, match="train_data do not apply to multi-band data sets"):
-        validation.run_validation(TruthModel(dataset), dataset, tmp_path, train_data=dataset)
+        morphology.run_validation(TruthModel(dataset), dataset, tmp_path, train_data=dataset)
     single = build_synthetic_dataset(tmp_path / "single", 4, stamp_size=32, seed=0, progress=False)
     with pytest.raises(MetadataError, match="has no 'bands'"):
-        multiband_validation.run_multiband_validation(TruthModel(dataset), single, tmp_path)
+        multiband.run_multiband_validation(TruthModel(dataset), single, tmp_path)
     with pytest.raises(MetadataError, match="is a multi-band model"):
-        validation.run_validation(str(model), single, tmp_path, n=2)
+        morphology.run_validation(str(model), single, tmp_path, n=2)
     copy = tmp_path / "renamed"
     shutil.copytree(dataset, copy)
     metadata = json.loads((copy / "dataset.json").read_text())
     metadata["reference_band"] = "r"
     (copy / "dataset.json").write_text(json.dumps(metadata))
     with pytest.raises(MetadataError, match="reference band 'r'"):
-        multiband_validation.run_multiband_validation(TruthModel(dataset), copy, tmp_path)
+        multiband.run_multiband_validation(TruthModel(dataset), copy, tmp_path)

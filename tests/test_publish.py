@@ -14,7 +14,7 @@ import pytest
 
 from galsim_hub.errors import DownloadError, HandleError, MetadataError
 from galsim_hub.model import GenerativeGalaxyModel
-from galsim_hub.publish import publish, write_archive
+from galsim_hub.hub.publish import publish, write_archive
 
 from toy_models import build_toy_model
 
@@ -161,8 +161,8 @@ def test_invalid_models_are_refused(toy, tmp_path):
 def test_non_finite_pixels_are_refused(tmp_path):
     import tensorflow as tf
 
-    from galsim_hub.publish import check_model_for_publish
-    from galsim_hub.training.export import export_model
+    from galsim_hub.hub.publish import check_model_for_publish
+    from galsim_hub.training.fitting.export import export_model
 
     class Flow(tf.Module):
         def sample(self, noise, conditions):
@@ -229,8 +229,8 @@ def test_model_failing_at_one_edge_of_its_range_is_refused(tmp_path):
     """NaN only for faint magnitudes (mag > 24): the centre alone would pass."""
     import tensorflow as tf
 
-    from galsim_hub.publish import check_model_for_publish
-    from galsim_hub.training.export import export_model
+    from galsim_hub.hub.publish import check_model_for_publish
+    from galsim_hub.training.fitting.export import export_model
 
     class Flow(tf.Module):
         def sample(self, noise, conditions):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from galsim_hub import publish as publish_module
+from galsim_hub.hub import publish as publish_module
 from galsim_hub.errors import HandleError, MetadataError
-from galsim_hub.publish import ConcurrentPublishError, _publish_to_directory, _publish_to_url
+from galsim_hub.hub.publish import ConcurrentPublishError, _publish_to_directory, _publish_to_url
 
 
 def entry(version: str) -> dict:

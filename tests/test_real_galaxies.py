@@ -12,7 +12,7 @@ import pytest
 from astropy.table import Table
 
 from galsim_hub.errors import CatalogError
-from galsim_hub.training import data
+from galsim_hub.training.datasets import data
 
 DATA = Path(__file__).parent / "data"
 CATALOGS = [

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from galsim_hub.training import cosmos
+from galsim_hub.training.datasets import cosmos
 
 DATA = Path(__file__).parent / "data"
 CATALOG = {"dir": str(DATA / "cosmos_23.5_example"), "file": "real_galaxy_catalog_23.5_example.fits"}

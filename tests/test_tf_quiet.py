@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from galsim_hub.tf_quiet import _capture_fd2, filter_startup_lines
+from galsim_hub.backends.tf_quiet import _capture_fd2, filter_startup_lines
 
 PREAMBLE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
 NO_DRIVER = (b"I0000 00:00:1795734834.516987   11316 cudart_stub.cc:31] Could not find cuda drivers on your "

@@ -8,7 +8,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from galsim_hub.training.config import (  # noqa: E402
+from galsim_hub.training.fitting.config import (  # noqa: E402
     ConfigError, config_from_dict, config_to_dict, load_config,
 )
 
@@ -81,9 +81,9 @@ def test_bad_config_file_names_the_file(tmp_path):
 
 # ------------------------------------------------------------------------------- training
 
-from galsim_hub.training import train  # noqa: E402
-from galsim_hub.training.data import build_synthetic_dataset, load_arrays  # noqa: E402
-from galsim_hub.training.likelihood import convolve_with_psf  # noqa: E402
+from galsim_hub.training.fitting import train  # noqa: E402
+from galsim_hub.training.datasets.data import build_synthetic_dataset, load_arrays  # noqa: E402
+from galsim_hub.training.networks.likelihood import convolve_with_psf  # noqa: E402
 
 TINY = {
     "dataset": {"stamp_size": 32, "n_examples": 256, "noise_sigma": 0.01},
@@ -179,7 +179,7 @@ def test_resume_continues_and_mismatch_is_refused(tiny_dataset, tmp_path):
 
 
 def test_nan_pixels_give_a_clear_error(tiny_dataset, tmp_path, monkeypatch):
-    from galsim_hub.training import data
+    from galsim_hub.training.datasets import data
 
     real = data.make_tf_dataset
 
@@ -340,7 +340,7 @@ def test_full_disk_at_checkpoint_time_is_a_one_line_error(tmp_path, capsys, monk
 
 def test_loss_curve_is_drawn_from_a_work_directory(tiny_dataset, tmp_path):
     from galsim_hub.training.__main__ import main
-    from galsim_hub.training.curves import read_curves
+    from galsim_hub.training.fitting.curves import read_curves
 
     work = tmp_path / "w"
     train.train_vae(_config(vae={"steps": 4, "checkpoint_every": 2}), tiny_dataset, work, progress=False,

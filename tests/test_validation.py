@@ -1,4 +1,4 @@
-"""Tests of galsim_hub.training.validation (morphology statistics, comparisons, report)."""
+"""Tests of galsim_hub.training.validation.morphology (morphology statistics, comparisons, report)."""
 import json
 
 import galsim
@@ -9,7 +9,8 @@ from astropy.table import Table
 
 import galsim_hub
 from galsim_hub.errors import CatalogError
-from galsim_hub.training import statistics, validation
+from galsim_hub.training.validation import statistics
+from galsim_hub.training.validation import morphology
 
 STAMP = 32
 SCALE = 0.03
@@ -18,7 +19,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 # ----------------------------------------------------------------------------------------
-# Helpers: a tiny data set in the format of galsim_hub.training.data, and fake models
+# Helpers: a tiny data set in the format of galsim_hub.training.datasets.data, and fake models
 # ----------------------------------------------------------------------------------------
 def _clumpy_galaxy(rng):
     """An exponential disc with bright knots, and its smooth counterpart of the same flux."""
@@ -110,7 +111,7 @@ def test_hsm_size_ellipticity_and_flux_of_gaussians():
     sigmas = np.array([0.05, 0.08, 0.1])
     images = [galsim.Gaussian(sigma=s, flux=100).shear(g1=0.3, g2=-0.2)
               .drawImage(nx=STAMP, ny=STAMP, scale=SCALE, method="no_pixel").array for s in sigmas]
-    table = validation.measure_statistics(_noisy(images), SCALE, noise_sigma=0.01, n_morph=0)
+    table = morphology.measure_statistics(_noisy(images), SCALE, noise_sigma=0.01, n_morph=0)
     assert table["hsm_ok"].all()
     # HSM's sigma is the determinant radius; GalSim's shear keeps the area, so it is unchanged.
     np.testing.assert_allclose(table["sigma"], sigmas, rtol=0.01)
@@ -126,7 +127,7 @@ def test_gini_of_uniform_disc_is_low_and_of_concentrated_profile_high():
     radius = np.hypot(x, y)
     disc = (radius < 8).astype(float)
     concentrated = 10 * np.exp(-radius / 1.0)
-    table = validation.measure_statistics(_noisy([disc, concentrated]), SCALE, noise_sigma=0.01)
+    table = morphology.measure_statistics(_noisy([disc, concentrated]), SCALE, noise_sigma=0.01)
     assert table["morph_ok"].all()
     assert table["gini"][0] < 0.2
     assert table["gini"][1] > 0.45
@@ -138,16 +139,16 @@ def test_central_segmap_keeps_the_central_source():
     image = np.zeros((STAMP, STAMP))
     image[14:18, 14:18] = 1.0  # central source
     image[1:4, 1:4] = 5.0  # brighter neighbour in a corner
-    segmap = validation.central_segmap(_noisy(image, 0.01), 0.01)
+    segmap = morphology.central_segmap(_noisy(image, 0.01), 0.01)
     assert segmap[15, 15] and not segmap[2, 2]
-    assert not validation.central_segmap(_noisy(np.zeros((STAMP, STAMP)), 0.01), 0.01, nsigma=50).any()
+    assert not morphology.central_segmap(_noisy(np.zeros((STAMP, STAMP)), 0.01), 0.01, nsigma=50).any()
 
 
 def test_failures_are_flagged_not_raised_and_subset_is_respected():
     source = galsim.Gaussian(sigma=0.08, flux=100).drawImage(nx=STAMP, ny=STAMP, scale=SCALE).array
     images = _noisy([source, np.zeros((STAMP, STAMP)), -source, source], 0.01)
     images[1] = 0.0  # nothing at all
-    table = validation.measure_statistics(images, SCALE, noise_sigma=0.01, n_morph=3)
+    table = morphology.measure_statistics(images, SCALE, noise_sigma=0.01, n_morph=3)
     assert list(table["hsm_ok"]) == [True, False, False, True]
     assert list(table["morph_ok"]) == [True, False, False, False]  # the 4th was not measured
     assert np.isnan(table["gini"][1]) and np.isnan(table["sigma"][2]) and table["morph_flag"][3] == -1
@@ -157,9 +158,9 @@ def test_parallel_statmorph_matches_serial():
     images = [galsim.Exponential(half_light_radius=h, flux=100).drawImage(nx=STAMP, ny=STAMP, scale=SCALE).array
               for h in (0.08, 0.12, 0.16)]
     images = _noisy(images, 0.02)
-    serial = validation.measure_statistics(images, SCALE, noise_sigma=0.02)
-    parallel = validation.measure_statistics(images, SCALE, noise_sigma=0.02, n_jobs=2)
-    for column in validation.STAT_COLUMNS:
+    serial = morphology.measure_statistics(images, SCALE, noise_sigma=0.02)
+    parallel = morphology.measure_statistics(images, SCALE, noise_sigma=0.02, n_jobs=2)
+    for column in morphology.STAT_COLUMNS:
         np.testing.assert_array_equal(serial[column], parallel[column])
 
 
@@ -169,16 +170,16 @@ def test_noise_is_estimated_from_the_borders_when_not_given():
     estimates = statistics._border_noise(images)
     assert estimates.mean() == pytest.approx(0.02, rel=0.05)
     np.testing.assert_allclose(estimates, 0.02, rtol=0.3)
-    assert validation.measure_statistics(images[:1], SCALE)["morph_ok"][0]
+    assert morphology.measure_statistics(images[:1], SCALE)["morph_ok"][0]
 
 
 def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="non-finite"):
-        validation.measure_statistics(np.full((1, STAMP, STAMP), np.nan), SCALE)
+        morphology.measure_statistics(np.full((1, STAMP, STAMP), np.nan), SCALE)
     with pytest.raises(ValueError, match="noise_sigma"):
-        validation.measure_statistics(np.zeros((2, STAMP, STAMP)), SCALE, noise_sigma=[1.0, 2.0, 3.0])
+        morphology.measure_statistics(np.zeros((2, STAMP, STAMP)), SCALE, noise_sigma=[1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="segmap"):
-        validation.measure_statistics(np.zeros((2, STAMP, STAMP)), SCALE, segmap=np.ones((5, 5)))
+        morphology.measure_statistics(np.zeros((2, STAMP, STAMP)), SCALE, segmap=np.ones((5, 5)))
 
 
 # ----------------------------------------------------------------------------------------
@@ -187,31 +188,31 @@ def test_bad_inputs_are_named():
 def test_draw_observed_convolves_resamples_and_adds_noise():
     profile = galsim.Gaussian(sigma=0.1, flux=50).drawImage(nx=64, ny=64, scale=0.015).array
     psf = galsim.Gaussian(sigma=0.05)
-    noiseless = validation.draw_observed([profile] * 2, 0.015, psf, SCALE, STAMP, 0.0, rng=1)
+    noiseless = morphology.draw_observed([profile] * 2, 0.015, psf, SCALE, STAMP, 0.0, rng=1)
     assert noiseless.shape == (2, STAMP, STAMP)
     np.testing.assert_allclose(noiseless.sum(axis=(1, 2)), 50, rtol=0.01)
-    table = validation.measure_statistics(noiseless, SCALE, noise_sigma=0.0, n_morph=0)
+    table = morphology.measure_statistics(noiseless, SCALE, noise_sigma=0.0, n_morph=0)
     np.testing.assert_allclose(table["sigma"], np.hypot(0.1, 0.05), rtol=0.03)  # pixel adds a little
 
-    noisy = validation.draw_observed(np.zeros((200, 8, 8)) + [profile[28:36, 28:36]], 0.015, psf, SCALE, 8,
+    noisy = morphology.draw_observed(np.zeros((200, 8, 8)) + [profile[28:36, 28:36]], 0.015, psf, SCALE, 8,
                                      np.full(200, 0.3), rng=np.random.default_rng(2))
     assert abs(np.std(noisy - noisy.mean(axis=0)) - 0.3) < 0.02
-    white = validation.draw_observed(np.zeros((50, 16, 16)), SCALE, psf, SCALE, 16, None, rng=3,
+    white = morphology.draw_observed(np.zeros((50, 16, 16)), SCALE, psf, SCALE, 16, None, rng=3,
                                      noise_power=np.full((50, 16, 9), 0.04))
-    correlated = validation.draw_observed(np.zeros((50, 16, 16)), SCALE, psf, SCALE, 16, None, rng=3,
+    correlated = morphology.draw_observed(np.zeros((50, 16, 16)), SCALE, psf, SCALE, 16, None, rng=3,
                                           noise_power=np.repeat(correlated_power_spectrum(0.2, 16)[None], 50, 0))
     for noise in (white, correlated):
         assert np.std(noise) == pytest.approx(0.2, rel=0.05)
     neighbours = [np.corrcoef(n[:, :-1].ravel(), n[:, 1:].ravel())[0, 1] for n in (white, correlated)]
     assert abs(neighbours[0]) < 0.05 and neighbours[1] > 0.3
     with pytest.raises(ValueError, match="exactly one"):
-        validation.draw_observed(np.zeros((1, 16, 16)), SCALE, psf, SCALE, 16, 0.1, noise_power=np.ones((1, 16, 9)))
+        morphology.draw_observed(np.zeros((1, 16, 16)), SCALE, psf, SCALE, 16, 0.1, noise_power=np.ones((1, 16, 9)))
     with pytest.raises(ValueError, match="noise_power must have shape"):
-        validation.draw_observed(np.zeros((1, 16, 16)), SCALE, psf, SCALE, 16, None, noise_power=np.ones((1, 16, 16)))
-    empty = validation.draw_observed(np.zeros((1, 16, 16)), SCALE, psf, SCALE, 16, 0.0, rng=0)
+        morphology.draw_observed(np.zeros((1, 16, 16)), SCALE, psf, SCALE, 16, None, noise_power=np.ones((1, 16, 16)))
+    empty = morphology.draw_observed(np.zeros((1, 16, 16)), SCALE, psf, SCALE, 16, 0.0, rng=0)
     assert not empty.any()
     with pytest.raises(ValueError, match="psf"):
-        validation.draw_observed([profile] * 2, 0.015, [psf], SCALE, STAMP, 0.0)
+        morphology.draw_observed([profile] * 2, 0.015, [psf], SCALE, STAMP, 0.0)
 
 
 # ----------------------------------------------------------------------------------------
@@ -222,7 +223,7 @@ def _stats_table(sigma, flux=None, morph=None, hsm_ok=None):
     table = Table({"flux": np.full(n, 100.0) if flux is None else flux, "sigma": sigma,
                    "g1": np.zeros(n), "g2": np.zeros(n), "g": np.full(n, 0.2),
                    "hsm_ok": np.ones(n, bool) if hsm_ok is None else hsm_ok})
-    for column in validation.MORPH_COLUMNS:
+    for column in morphology.MORPH_COLUMNS:
         table[column] = np.zeros(n) if morph is None else morph
     table["morph_flag"] = np.zeros(n, np.int16)
     table["morph_ok"] = np.ones(n, bool)
@@ -234,8 +235,8 @@ def test_compare_samples_detects_a_shifted_distribution():
     real = _stats_table(rng.normal(0.1, 0.01, 300), morph=rng.normal(0.5, 0.05, 300))
     same = _stats_table(rng.normal(0.1, 0.01, 300), morph=rng.normal(0.5, 0.05, 300))
     shifted = _stats_table(rng.normal(0.12, 0.01, 300), morph=rng.normal(0.6, 0.05, 300))
-    close = {row["statistic"]: row for row in validation.compare_samples(real, same)}
-    far = {row["statistic"]: row for row in validation.compare_samples(real, shifted)}
+    close = {row["statistic"]: row for row in morphology.compare_samples(real, same)}
+    far = {row["statistic"]: row for row in morphology.compare_samples(real, shifted)}
     assert abs(close["sigma"]["mean_diff"]) < 0.02 and close["sigma"]["relative"]
     assert far["sigma"]["mean_diff"] == pytest.approx(0.2, abs=0.03)
     assert far["gini"]["mean_diff"] == pytest.approx(0.1, abs=0.015) and not far["gini"]["relative"]
@@ -246,10 +247,10 @@ def test_compare_samples_detects_a_shifted_distribution():
 
 def test_compare_samples_uses_only_good_rows():
     real = _stats_table(np.array([0.1, 0.1, 5.0]), hsm_ok=np.array([True, True, False]))
-    row = validation.compare_samples(real, _stats_table(np.array([0.1, 0.1])), columns=["sigma"])[0]
+    row = morphology.compare_samples(real, _stats_table(np.array([0.1, 0.1])), columns=["sigma"])[0]
     assert row["n_real"] == 2 and row["mean_real"] == pytest.approx(0.1) and row["wasserstein"] == 0
     with pytest.raises(KeyError, match="nope"):
-        validation.compare_samples(real, real, columns=["nope"])
+        morphology.compare_samples(real, real, columns=["nope"])
 
 
 def test_conditional_residuals_measure_mean_and_scatter_per_bin():
@@ -262,7 +263,7 @@ def test_conditional_residuals_measure_mean_and_scatter_per_bin():
     conditions = Table({"mag_auto": 25.94 - 2.5 * np.log10(flux), "flux_radius": sigma / SCALE})
     real = _stats_table(sigma, flux=flux)
     mock = _stats_table(sigma * ratio, flux=flux * 10 ** (-0.4 * dmag))
-    table = validation.conditional_residuals(real, mock, conditions, n_bins=4)
+    table = morphology.conditional_residuals(real, mock, conditions, n_bins=4)
     overall = table[table["condition"] == "all"][0]
     assert overall["n"] == n
     assert overall["size_mean"] == pytest.approx(0.1, abs=0.01)
@@ -274,15 +275,15 @@ def test_conditional_residuals_measure_mean_and_scatter_per_bin():
         assert len(bins) == 4 and bins["n"].sum() == n
         assert np.all(np.diff(bins["bin_centre"]) > 0)
     with pytest.raises(CatalogError, match="zphot"):
-        validation.conditional_residuals(real, mock, conditions, names=["zphot"])
+        morphology.conditional_residuals(real, mock, conditions, names=["zphot"])
 
 
 def test_reconstruction_check():
     rng = np.random.default_rng(0)
     truth = rng.uniform(0, 1, (4, 8, 8))
     noisy = truth + rng.normal(0, 0.1, truth.shape)
-    good = validation.reconstruction_check(truth + rng.normal(0, 0.01, truth.shape), noisy, truth)
-    bad = validation.reconstruction_check(np.zeros_like(truth), noisy, truth)
+    good = morphology.reconstruction_check(truth + rng.normal(0, 0.01, truth.shape), noisy, truth)
+    bad = morphology.reconstruction_check(np.zeros_like(truth), noisy, truth)
     assert good["passed"] and not bad["passed"]
     assert good["mse_noisy"] == pytest.approx(0.01, rel=0.3) and good["ratio"] < 0.1
 
@@ -299,7 +300,7 @@ def dataset(tmp_path_factory):
 def good_run(dataset, tmp_path_factory):
     model = FakeModel(dataset)
     out = tmp_path_factory.mktemp("good")
-    return validation.run_validation(model, dataset, out, seed=3), model, out
+    return morphology.run_validation(model, dataset, out, seed=3), model, out
 
 
 def test_run_validation_with_a_faithful_model_passes(good_run):
@@ -313,7 +314,7 @@ def test_run_validation_with_a_faithful_model_passes(good_run):
         assert results["stats"][sample]["morph_ok"].mean() > 0.8
     failed = [t["name"] for t in results["targets"] if not t["passed"]]
     assert failed == []
-    assert len(results["targets"]) == 4 + len(validation.MORPH_COLUMNS)
+    assert len(results["targets"]) == 4 + len(morphology.MORPH_COLUMNS)
 
 
 def test_figures_are_valid_pngs(good_run):
@@ -338,7 +339,7 @@ def test_report_and_json(good_run):
 
 def test_run_validation_with_a_wrong_model_fails(tmp_path):
     dataset = write_dataset(tmp_path / "white", n=16, noise_ps=False)
-    results = validation.run_validation(FakeModel(dataset, wrong=True), dataset, tmp_path, n=12, seed=1,
+    results = morphology.run_validation(FakeModel(dataset, wrong=True), dataset, tmp_path, n=12, seed=1,
                                         n_morph=4)
     assert results["metadata"]["noise"] == "white, data set noise_var"
     outcome = {t["name"]: t["passed"] for t in results["targets"]}
@@ -352,19 +353,19 @@ def test_run_validation_with_a_wrong_model_fails(tmp_path):
 def test_reconstruction_check_in_run_validation(dataset, tmp_path):
     with np.load(dataset / "shard-00000.npz") as shard:
         truth = shard["truth"]
-    results = validation.run_validation(FakeModel(dataset), dataset, tmp_path, n=4, n_morph=0,
+    results = morphology.run_validation(FakeModel(dataset), dataset, tmp_path, n=4, n_morph=0,
                                         reconstructions=truth * 1.001)
     assert results["reconstruction"]["passed"]
     assert "Autoencoder reconstructions" in (tmp_path / "validation.md").read_text()
     with pytest.raises(ValueError, match="one image per data set row"):
-        validation.run_validation(FakeModel(dataset), dataset, tmp_path, n=4, reconstructions=truth[:3])
+        morphology.run_validation(FakeModel(dataset), dataset, tmp_path, n=4, reconstructions=truth[:3])
 
 
 def test_model_needing_a_missing_condition_is_an_error(dataset, tmp_path):
     model = FakeModel(dataset)
     model.quantities = ["mag_auto", "sersic_n"]
     with pytest.raises(CatalogError, match="sersic_n"):
-        validation.run_validation(model, dataset, tmp_path, n=4)
+        morphology.run_validation(model, dataset, tmp_path, n=4)
 
 
 def test_cli_main_writes_the_report(dataset, tmp_path, monkeypatch, capsys):
@@ -376,7 +377,7 @@ def test_cli_main_writes_the_report(dataset, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(galsim_hub, "GenerativeGalaxyModel", open_model, raising=False)
     out = tmp_path / "out"
-    status = validation.main(["hub:fake", "--data", str(dataset), "--out", str(out), "--n", "6", "--seed", "2",
+    status = morphology.main(["hub:fake", "--data", str(dataset), "--out", str(out), "--n", "6", "--seed", "2",
                               "--n-morph", "3"])
     assert status == 0 and opened == ["hub:fake"]
     assert (out / "validation.md").is_file() and (out / "validation.json").is_file()
@@ -387,18 +388,19 @@ def test_cli_main_writes_the_report(dataset, tmp_path, monkeypatch, capsys):
 
 
 def test_cli_reports_an_unusable_data_set(tmp_path, capsys):
-    status = validation.main(["hub:fake", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")])
+    status = morphology.main(["hub:fake", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")])
     assert status == 2 and "dataset.json" in capsys.readouterr().err
 
 
 def test_training_set_of_another_geometry_is_refused_before_any_statistic(toy_dir, tmp_path, monkeypatch):
     """Issue 17 (9): the memorisation check needs the data set's geometry; say so before the work."""
     from galsim_hub.errors import MetadataError
-    from galsim_hub.training import statistics, validation
-    from galsim_hub.training.data import build_synthetic_dataset
+    from galsim_hub.training.validation import statistics
+    from galsim_hub.training.validation import morphology
+    from galsim_hub.training.datasets.data import build_synthetic_dataset
 
     data = build_synthetic_dataset(tmp_path / "data", 8, stamp_size=32, noise_sigma=0.01, seed=0)
     train = build_synthetic_dataset(tmp_path / "train", 8, stamp_size=16, noise_sigma=0.01, seed=1)
     monkeypatch.setattr(statistics, "measure_statistics", lambda *a, **k: pytest.fail("statistics computed"))
     with pytest.raises(MetadataError, match=r"training data set .* 16-pixel stamps .* 32-pixel stamps"):
-        validation.run_validation(str(toy_dir), data, tmp_path / "out", train_data=train)
+        morphology.run_validation(str(toy_dir), data, tmp_path / "out", train_data=train)

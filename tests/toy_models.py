@@ -51,7 +51,7 @@ def build_toy_model(path, *, stamp_size: int = 32, latent_dim: int = 4, noise_sc
     """Export the toy Gaussian model as a format-1 directory at ``path``."""
     import tensorflow as tf
 
-    from galsim_hub.training.export import export_model
+    from galsim_hub.training.fitting.export import export_model
 
     weights, bias, scale = _affine_parameters(latent_dim, noise_scale)
 
@@ -90,7 +90,7 @@ def build_tf1_hub_module(path, *, stamp_size: int = 32, latent_dim: int = 16, pi
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
 
-    from galsim_hub.tf1_hub import ATTACHMENT_COLLECTION, serialize_attachment
+    from galsim_hub.backends.tf1_hub import ATTACHMENT_COLLECTION, serialize_attachment
 
     path = Path(path)
     weights, bias, scale = _affine_parameters(latent_dim, noise_scale)

@@ -55,27 +55,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one stage of the pipeline; return the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "validate":
-        from galsim_hub.training.validation import main as validate_main
+        from galsim_hub.training.validation.morphology import main as validate_main
 
         return validate_main(argv[1:])
     if argv and argv[0] == "curve":
-        from galsim_hub.training.curves import main as curve_main
+        from galsim_hub.training.fitting.curves import main as curve_main
 
         return curve_main(argv[1:])
     if argv and argv[0] == "diagnose":
-        from galsim_hub.training.diagnosis import main as diagnose_main
+        from galsim_hub.training.validation.diagnosis import main as diagnose_main
 
         return diagnose_main(argv[1:])
     if argv and argv[0] == "aegis":
-        from galsim_hub.training.aegis import main as aegis_main
+        from galsim_hub.training.validation.aegis import main as aegis_main
 
         return aegis_main(argv[1:])
     args = _parser().parse_args(argv)
-    from galsim_hub.tf_quiet import import_tensorflow
+    from galsim_hub.backends.tf_quiet import import_tensorflow
 
     import_tensorflow()  # before the training modules import it: without the CPU-only start-up lines
-    from galsim_hub.training import train
-    from galsim_hub.training.config import load_config
+    from galsim_hub.training.fitting import train
+    from galsim_hub.training.fitting.config import load_config
 
     progress = False if args.quiet else None
     work_dir = Path(args.work_dir)
