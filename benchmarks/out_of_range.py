@@ -24,8 +24,9 @@ from astropy.table import Table
 
 from galsim_hub import GenerativeGalaxyModel
 from galsim_hub.sampling.catalog import condition_matrix, outside_range
-from galsim_hub.sampling.fluxes import SamplingPlan, border_fractions, magnitude_condition, magnitude_to_flux, plausible
-from galsim_hub.model import draw_base_noise
+from galsim_hub.sampling.fluxes import band_magnitudes, magnitude_to_flux
+from galsim_hub.sampling.plan import SamplingPlan, border_fractions, plausible
+from galsim_hub.sampling.noise import draw_base_noise
 
 
 def _row(label: str, images: np.ndarray, catalog_flux: np.ndarray) -> str:
@@ -44,10 +45,10 @@ def main() -> None:
 
     model = GenerativeGalaxyModel(args.model)
     metadata = model.metadata
-    magnitude = magnitude_condition(metadata)
-    if magnitude is None:
-        raise SystemExit(f"{args.model} has no magnitude condition with a zero point: no catalog flux to compare")
-    index, zero_point = magnitude
+    magnitudes = band_magnitudes(metadata)
+    if magnitudes is None or metadata.get("bands"):
+        raise SystemExit(f"{args.model} is not a single-band model with a magnitude condition and a zero point")
+    index, zero_point = next(iter(magnitudes[0].terms)), magnitudes[0].zero_point
     table = Table.read(args.catalog)
     conditions = condition_matrix(table, metadata["conditions"])
     outside = outside_range(conditions, metadata["conditions"]).any(axis=1)

@@ -59,7 +59,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from galsim_hub.model import GenerativeGalaxyModel, draw_base_noise
+    from galsim_hub.model import GenerativeGalaxyModel
+    from galsim_hub.sampling.noise import draw_base_noise
 
     start = time.perf_counter()
     model = GenerativeGalaxyModel(args.model)

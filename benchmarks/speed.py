@@ -126,7 +126,7 @@ def end_to_end(model, n: int, cosmos_dir: Path, repeat: int) -> list[tuple[str, 
 
 def throughput(model, batch_sizes: list[int], n: int, repeat: int) -> list[tuple[int, float, float, float, float]]:
     """Galaxies per second of sample(), iter_sample(), and the raw signatures, per batch size."""
-    from galsim_hub.model import draw_base_noise
+    from galsim_hub.sampling.noise import draw_base_noise
 
     loaded = model._model
     cat = uniform_catalog(model.metadata["conditions"], n, seed=3)

@@ -1,7 +1,17 @@
-"""``GenerativeGalaxyModel``: sample galaxy light profiles as GalSim objects."""
+"""``GenerativeGalaxyModel``: sample galaxy light profiles as GalSim objects.
+
+Every model runs through one pipeline with a band axis (``B = 1`` for a single-band model)::
+
+    catalog --condition_matrix--> [N, C] conditions --SamplingPlan--> inputs, [N, B] flux targets
+    rng --draw_base_noise--> [N, L] noise
+    backend.sample_images(inputs, noise) --> [N, S, S, B] stamps --plan: pull-in, fluxes--> stamps
+    stamps --wrap_stamps--> galsim.InterpolatedImage (B = 1) or MultiBandGalaxy
+
+The public outputs keep the shapes users know: a single-band model returns ``[N, S, S]``
+arrays and InterpolatedImages, a multi-band one ``[N, S, S, B]`` arrays and MultiBandGalaxy objects.
+"""
 from __future__ import annotations
 
-import math
 import os
 import threading
 from pathlib import Path
@@ -9,155 +19,19 @@ from typing import Any, Callable, Iterator
 
 import galsim
 import numpy as np
-from galsim.interpolant import convert_interpolant
 
-from galsim_hub.profiles.bands import BandSet, MultiBandGalaxy, apply_band_fluxes, band_set_of, multiband_plan
-from galsim_hub.metadata import band_names
-from galsim_hub.hub.cache import fetch
-from galsim_hub.sampling.catalog import condition_matrix
-from galsim_hub.sampling.fluxes import DEFAULT_OUT_OF_RANGE, SamplingPlan, sampling_plan
-from galsim_hub.hub.handle import resolve
-from galsim_hub.metadata import MODEL_METADATA_FILE, read_metadata, validate_metadata
 from galsim_hub.backends.tensorflow import LoadedModel
+from galsim_hub.constants import DEFAULT_BATCH_SIZE
+from galsim_hub.hub.cache import fetch
+from galsim_hub.hub.handle import resolve
+from galsim_hub.metadata import MODEL_METADATA_FILE, band_names, read_metadata, validate_metadata
+from galsim_hub.profiles.bands import BandSet, MultiBandGalaxy, band_set_of
+from galsim_hub.profiles.wrap import ProfileOptions, galaxy_profile, wrap_stamps
+from galsim_hub.sampling.catalog import condition_matrix
+from galsim_hub.sampling.fluxes import catalog_band_fluxes
+from galsim_hub.sampling.noise import draw_base_noise, generator, standard_normal
+from galsim_hub.sampling.plan import DEFAULT_OUT_OF_RANGE, SamplingPlan
 
-DEFAULT_BATCH_SIZE = 256
-_SCALAR_DRAWS_BELOW = 256  # smaller base-noise draws loop in Python (see draw_base_noise)
-_MAXK_CHUNK = 16  # stamps Fourier-transformed at once: small enough to stay in cache
-
-
-def draw_base_noise(n_galaxies: int, latent_dim: int, rng: galsim.BaseDeviate) -> np.ndarray:
-    """Draw the flow's standard-normal base noise from a GalSim random number generator.
-
-    Galaxy ``i`` gets draws ``i*L`` to ``(i+1)*L - 1`` of the rng's Gaussian stream, as
-    upstream galsim-hub did, so the result does not depend on how galaxies are batched.
-
-    Parameters
-    ----------
-    n_galaxies, latent_dim : int
-        Shape of the noise, ``[n_galaxies, latent_dim]``.
-    rng : galsim.BaseDeviate
-        The generator; its state advances by ``n_galaxies * latent_dim`` Gaussian draws.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 array ``[n_galaxies, latent_dim]``.
-    """
-    return _standard_normal(galsim.GaussianDeviate(rng, sigma=1.0), n_galaxies, latent_dim)
-
-
-def _standard_normal(
-    deviate: galsim.GaussianDeviate, n_galaxies: int, latent_dim: int, one_by_one: bool = False
-) -> np.ndarray:
-    """The next ``n_galaxies * latent_dim`` draws of ``deviate`` as float32 ``[N, L]``.
-
-    Draws one by one continue the deviate's stream exactly (it keeps the second value of
-    each Box-Muller pair); ``generate`` drops a kept value, so it equals one-by-one draws
-    only on a deviate that has drawn an even number of values. ``one_by_one`` forces the
-    former, for batch-by-batch draws of odd size.
-    """
-    noise = np.empty(n_galaxies * latent_dim, dtype=np.float64)
-    if one_by_one or noise.size < _SCALAR_DRAWS_BELOW:
-        # Same values and final rng state as generate() on a fresh deviate, without its
-        # OpenMP parallel region, whose start-up costs milliseconds on a busy machine.
-        for i in range(noise.size):
-            noise[i] = deviate()
-    else:
-        deviate.generate(noise)
-    return noise.reshape(n_galaxies, latent_dim).astype(np.float32)
-
-
-def interpolated_image_maxk(
-    images: np.ndarray,
-    pixel_scale: float,
-    pad_factor: float = 4,
-    x_interpolant: Any = None,
-    gsparams: galsim.GSParams | None = None,
-) -> np.ndarray:
-    """The ``maxk`` that :class:`galsim.InterpolatedImage` computes, for a batch of stamps.
-
-    GalSim finds ``maxk`` one object at a time: it Fourier transforms the padded stamp,
-    scans square rings ``max(|kx|, |ky|) = r`` outwards and stops once five rings in a row
-    (counting the last one above) have no ``|F(k)|`` above ``maxk_threshold`` times the
-    flux; then it discards the transform, which drawing computes again. This runs the same
-    scan on batched, zero-padded FFTs, about twice as fast, and the values are GalSim's (a
-    ring can only flip where ``|F(k)|`` sits within float32 round-off of the threshold), so
-    they can be handed to GalSim as ``_force_maxk``.
-
-    Parameters
-    ----------
-    images : numpy.ndarray
-        ``[N, S, S]`` stamps.
-    pixel_scale : float
-        Pixel scale in arcsec.
-    pad_factor, x_interpolant, gsparams
-        As given to :class:`galsim.InterpolatedImage`.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``[N]`` maxk values in 1/arcsec.
-    """
-    gsparams = galsim.GSParams.check(gsparams)
-    if x_interpolant is None:
-        interpolant = galsim.Quintic(gsparams=gsparams)
-    else:
-        interpolant = convert_interpolant(x_interpolant).withGSParams(gsparams)
-    size = max(images.shape[1:])
-    pad_size = galsim.Image.good_fft_size(int(math.ceil(pad_factor * size)) if pad_factor > 1 else size)
-    half = pad_size // 2
-    dk = math.pi / half
-    last_ring = min(int(math.ceil(interpolant.krange / dk)), half)
-    flux = images.sum(axis=(1, 2), dtype=np.float64)
-    threshold = (gsparams.maxk_threshold * flux) ** 2
-    above = np.empty((len(images), last_ring + 1), dtype=bool)
-    for start in range(0, len(images), _MAXK_CHUNK):
-        chunk = slice(start, start + _MAXK_CHUNK)
-        above[chunk] = _rings_above(images[chunk], threshold[chunk], pad_size, last_ring)
-    maxk_ring = np.zeros(len(images), dtype=int)
-    count = np.zeros(len(images), dtype=int)
-    done = np.zeros(len(images), dtype=bool)
-    for ring in range(last_ring + 1):
-        hit = above[:, ring] & ~done
-        maxk_ring[hit] = ring
-        count[hit] = 0
-        count[~done] += 1
-        done |= count == 5
-    return (maxk_ring + 1) * dk / pixel_scale
-
-
-def _rings_above(images: np.ndarray, threshold: np.ndarray, pad_size: int, last_ring: int) -> np.ndarray:
-    """``[B, last_ring + 1]``: does ring ``max(|kx|, |ky|) = r`` hold a ``|F|^2 > threshold``?"""
-    import scipy.fft
-
-    spectrum = scipy.fft.rfft(images, n=pad_size, axis=2)
-    spectrum = scipy.fft.fft(spectrum, n=pad_size, axis=1, overwrite_x=True)[:, :, : last_ring + 1]
-    above = spectrum.real**2 + spectrum.imag**2 > threshold[:, None, None]  # [B, ky (wrapped), kx]
-    rings = np.arange(last_ring + 1)
-    # Fold -ky onto ky (the index wraps, so ky = -N/2 folds onto itself).
-    folded = above[:, : last_ring + 1] | above[:, (pad_size - rings) % pad_size]
-    # Ring r: the row |ky| = r for kx <= r, and the column kx = r for |ky| <= r.
-    rows = np.logical_or.accumulate(folded, axis=2)[:, rings, rings]
-    columns = np.logical_or.accumulate(folded, axis=1)[:, rings, rings]
-    return rows | columns
-
-
-MAX_SEED = 2**63 - 1  # GalSim seeds are C++ longs
-
-
-def _checked_seed(seed: Any) -> int:
-    """A seed as GalSim takes it, or a clear error (GalSim truncates floats and reads strings)."""
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an integer, got {seed!r} ({type(seed).__name__})")
-    seed = int(seed)
-    if seed == 0:
-        raise ValueError(
-            "seed=0 makes GalSim draw a random seed; pass a non-zero seed for reproducible "
-            "galaxies, or seed=None for new ones each time"
-        )
-    if not 0 < seed <= MAX_SEED:
-        raise ValueError(f"seed must be between 1 and 2**63 - 1, got {seed}")
-    return seed
 
 
 class GenerativeGalaxyModel:
@@ -281,6 +155,14 @@ class GenerativeGalaxyModel:
         """Check a catalog and return its ``[N, C]`` condition matrix (see :attr:`quantities`)."""
         return condition_matrix(cat, self._meta()["conditions"])
 
+    def decode_bands(self, conditions: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """Decode galaxies in batches of :attr:`batch_size`, with the band axis: ``[N, S, S, B]``.
+
+        The conditions are fed as given (no out-of-range policy, no catalog fluxes); see
+        :meth:`sample` for those.
+        """
+        return np.concatenate(list(self._in_batches(self._loaded().sample_images, conditions, noise)), axis=0)
+
     def sample_arrays(self, conditions: np.ndarray, noise: np.ndarray) -> np.ndarray:
         """Decode galaxies in batches of :attr:`batch_size`.
 
@@ -289,37 +171,31 @@ class GenerativeGalaxyModel:
         conditions : numpy.ndarray
             ``[N, C]`` condition matrix (see :meth:`conditions`).
         noise : numpy.ndarray
-            ``[N, L]`` base noise (see :func:`draw_base_noise`).
+            ``[N, L]`` base noise (see :func:`~galsim_hub.sampling.noise.draw_base_noise`).
 
         Returns
         -------
         numpy.ndarray
-            ``[N, S, S]`` float32 images in the model's flux units.
+            ``[N, S, S]`` (multi-band: ``[N, S, S, B]``) float32 images in the model's flux units.
         """
-        return np.concatenate(list(self._in_batches(self._loaded().sample_images, conditions, noise)), axis=0)
+        return self._public_arrays(self.decode_bands(conditions, noise))
+
+    def _public_arrays(self, images: np.ndarray) -> np.ndarray:
+        """Band-axis stamps in the shape users get: ``[N, S, S]`` for a single-band model."""
+        return images[..., 0] if self.bands is None else images
 
     def _in_batches(self, function: Callable[..., np.ndarray], *arrays: np.ndarray) -> Iterator[np.ndarray]:
         """``function`` applied to consecutive slices of :attr:`batch_size` rows of ``arrays``."""
         for start in range(0, len(arrays[0]), self.batch_size):
             yield function(*(array[start:start + self.batch_size] for array in arrays))
 
-    def _prepare(self, cat: Any, rng: galsim.BaseDeviate | None, seed: int | None):
-        rng = self._generator(rng, seed)
-        conditions = self.conditions(cat)
-        noise = draw_base_noise(len(conditions), self.latent_dim, rng)
-        return conditions, noise
-
-    @staticmethod
-    def _generator(rng: galsim.BaseDeviate | None, seed: int | None) -> galsim.BaseDeviate:
-        if rng is not None and seed is not None:
-            raise ValueError("give either rng or seed, not both")
-        if seed is not None:
-            seed = _checked_seed(seed)
-        if rng is None:
-            rng = galsim.BaseDeviate(seed)
-        elif not isinstance(rng, galsim.BaseDeviate):
-            raise TypeError(f"rng must be a galsim.BaseDeviate, got {type(rng).__name__}")
-        return rng
+    def plan(self, cat: Any, conditions: np.ndarray, out_of_range: str = DEFAULT_OUT_OF_RANGE, flux: Any = None,
+             mag: Any = None, zero_point: Any = None, stacklevel: int = 2) -> SamplingPlan:
+        """The :class:`~galsim_hub.sampling.plan.SamplingPlan` of sampling ``cat``: its out-of-range
+        decisions and the ``[N, B]`` catalog fluxes (``flux``, ``mag``, ``zero_point`` of :meth:`sample`)."""
+        metadata = self._loaded().metadata
+        fluxes = catalog_band_fluxes(cat, len(conditions), metadata, flux, mag, zero_point)
+        return SamplingPlan(conditions, metadata, out_of_range, fluxes, stacklevel=stacklevel + 1)
 
     def sample(
         self,
@@ -361,12 +237,12 @@ class GenerativeGalaxyModel:
         out_of_range : {"clip", "error", "extrapolate"}
             Rows with a condition outside the training range: clipped to it, with their flux
             set from the catalog magnitude (default), refused, or extrapolated (see
-            :mod:`galsim_hub.sampling.fluxes`).
+            :mod:`galsim_hub.sampling.plan`).
         flux, mag : str or array_like, optional
             Set every galaxy's flux from a flux column (or values), or from a magnitude
             column (or values) with ``zero_point`` (default: the model's ``zero_point``).
             For a multi-band model, dicts ``{band: column or values}`` (see
-            :meth:`galsim_hub.profiles.bands.BandSet.fluxes`); bands left out keep the model's flux.
+            :func:`galsim_hub.sampling.fluxes.catalog_band_fluxes`); bands left out keep the model's flux.
         zero_point : float, optional
             Zero point of ``mag``: ``flux = 10**(-0.4 (mag - zero_point))`` (multi-band: a
             dict ``{band: zero point}``, by default each band's).
@@ -379,39 +255,14 @@ class GenerativeGalaxyModel:
             one :class:`~galsim_hub.profiles.bands.MultiBandGalaxy` per row: ``.images[band]`` and
             ``.chromatic``.
         """
-        if self.bands is not None:
-            conditions, noise = self._prepare(cat, rng, seed)
-            plan, fluxes = self._multiband_plan(cat, conditions, out_of_range, flux, mag, zero_point)
-            images = apply_band_fluxes(self.sample_arrays(plan.inputs, noise), fluxes)
-            if return_arrays:
-                return images
-            return self.multiband_galaxies(images, x_interpolant, k_interpolant, pad_factor, gsparams)
-
-        conditions, noise = self._prepare(cat, rng, seed)
-        plan = sampling_plan(cat, conditions, self._loaded().metadata, out_of_range, flux, mag, zero_point)
-        images = plan.images(self.sample_arrays, noise)
-        if return_arrays:
-            return images
-        return self.interpolated_images(images, x_interpolant, k_interpolant, pad_factor, gsparams)
-
-    def _multiband_plan(self, cat: Any, conditions: np.ndarray, out_of_range: str, flux: Any, mag: Any,
-                        zero_point: Any) -> tuple[SamplingPlan, dict[int, np.ndarray]]:
-        """The out-of-range plan (:func:`~galsim_hub.profiles.bands.multiband_plan`) and per-band catalog fluxes."""
-        fluxes = self.band_set.fluxes(cat, len(conditions), flux, mag, zero_point)
-        plan = multiband_plan(conditions, self.metadata, out_of_range, stacklevel=3)
-        return plan, {**plan.band_fluxes, **fluxes}  # the catalog fluxes given win
-
-    def _iter_multiband(self, cat: Any, rng: galsim.BaseDeviate | None, seed: int | None,
-                        out_of_range: str, flux: Any, mag: Any, zero_point: Any) -> Iterator[np.ndarray]:
-        """:meth:`iter_sample` of a multi-band model."""
-        deviate = galsim.GaussianDeviate(self._generator(rng, seed), sigma=1.0)
+        rng = generator(rng, seed)
         conditions = self.conditions(cat)
-        plan, fluxes = self._multiband_plan(cat, conditions, out_of_range, flux, mag, zero_point)
-        odd_batches = self.batch_size * self.latent_dim % 2 == 1
-        for start in range(0, len(conditions), self.batch_size):
-            rows = slice(start, min(start + self.batch_size, len(conditions)))
-            noise = _standard_normal(deviate, rows.stop - start, self.latent_dim, one_by_one=odd_batches)
-            yield apply_band_fluxes(self.sample_arrays(plan.inputs[rows], noise), fluxes, rows)
+        noise = draw_base_noise(len(conditions), self.latent_dim, rng)
+        plan = self.plan(cat, conditions, out_of_range, flux, mag, zero_point)
+        images = plan.images(self.decode_bands, noise)
+        if return_arrays:
+            return self._public_arrays(images)
+        return self.wrap(images, ProfileOptions(x_interpolant, k_interpolant, pad_factor, gsparams))
 
     def iter_sample(
         self, cat: Any, rng: galsim.BaseDeviate | None = None, seed: int | None = None, *,
@@ -430,21 +281,15 @@ class GenerativeGalaxyModel:
             ``[n, S, S]`` (multi-band: ``[n, S, S, B]``) images of consecutive catalog rows,
             ``n <=`` :attr:`batch_size`.
         """
-        if self.bands is not None:
-            yield from self._iter_multiband(cat, rng, seed, out_of_range, flux, mag, zero_point)
-            return
-
-        deviate = galsim.GaussianDeviate(self._generator(rng, seed), sigma=1.0)
+        deviate = galsim.GaussianDeviate(generator(rng, seed), sigma=1.0)
         conditions = self.conditions(cat)
         model, latent_dim = self._loaded(), self.latent_dim
-        plan = sampling_plan(cat, conditions, model.metadata, out_of_range, flux, mag, zero_point)
+        plan = self.plan(cat, conditions, out_of_range, flux, mag, zero_point, stacklevel=3)
         odd_batches = self.batch_size * latent_dim % 2 == 1
-
-        def sample_batch(batch: np.ndarray, rows: np.ndarray) -> np.ndarray:
-            noise = _standard_normal(deviate, len(batch), latent_dim, one_by_one=odd_batches)
-            return plan.images(model.sample_images, noise, slice(int(rows[0]), int(rows[-1]) + 1))
-
-        yield from self._in_batches(sample_batch, conditions, np.arange(len(conditions)))
+        for start in range(0, len(conditions), self.batch_size):
+            rows = slice(start, min(start + self.batch_size, len(conditions)))
+            noise = standard_normal(deviate, rows.stop - start, latent_dim, one_by_one=odd_batches)
+            yield self._public_arrays(plan.images(model.sample_images, noise, rows))
 
     def reconstruct(self, images: np.ndarray, psfs: np.ndarray) -> np.ndarray:
         """Encode observed stamps and decode them: the VAE's PSF-deconvolved, denoised profiles.
@@ -468,7 +313,21 @@ class GenerativeGalaxyModel:
         """
         model = self._loaded()
         batches = self._in_batches(lambda image, psf: model.decode(model.encode(image, psf)), images, psfs)
-        return np.concatenate(list(batches), axis=0)
+        return self._public_arrays(np.concatenate(list(batches), axis=0))
+
+    def _band_axis(self, images: np.ndarray) -> np.ndarray:
+        """Public-shape stamps with the band axis (``[N, S, S]`` -> ``[N, S, S, 1]``)."""
+        images = np.asarray(images)
+        return images[..., None] if self.bands is None else images
+
+    def wrap(self, images: np.ndarray, options: ProfileOptions = ProfileOptions()) -> list:
+        """The galaxies of ``[N, S, S, B]`` stamps: InterpolatedImages (``B = 1``) or MultiBandGalaxy objects.
+
+        ``maxk`` is found for the whole batch at once
+        (:func:`~galsim_hub.profiles.wrap.interpolated_image_maxk`), which halves the cost of
+        building them.
+        """
+        return wrap_stamps(images, self.pixel_scale, self.band_set, options)
 
     def interpolated_image(
         self,
@@ -477,15 +336,10 @@ class GenerativeGalaxyModel:
         k_interpolant: Any = None,
         pad_factor: float = 4,
         gsparams: galsim.GSParams | None = None,
-    ) -> galsim.InterpolatedImage:
-        """Wrap one ``[S, S]`` model image as a :class:`galsim.InterpolatedImage`."""
-        return galsim.InterpolatedImage(
-            galsim.Image(image, scale=self.pixel_scale),
-            x_interpolant=x_interpolant,
-            k_interpolant=k_interpolant,
-            pad_factor=pad_factor,
-            gsparams=gsparams,
-        )
+    ) -> galsim.InterpolatedImage | MultiBandGalaxy:
+        """Wrap one model image (``[S, S]``; multi-band ``[S, S, B]``) as its galaxy."""
+        options = ProfileOptions(x_interpolant, k_interpolant, pad_factor, gsparams)
+        return galaxy_profile(self._band_axis(np.asarray(image)[None])[0], self.pixel_scale, self.band_set, options)
 
     def interpolated_images(
         self,
@@ -494,41 +348,12 @@ class GenerativeGalaxyModel:
         k_interpolant: Any = None,
         pad_factor: float = 4,
         gsparams: galsim.GSParams | None = None,
-    ) -> list[galsim.InterpolatedImage]:
-        """Wrap ``[N, S, S]`` model images as :class:`galsim.InterpolatedImage` objects.
+    ) -> list:
+        """Wrap model images (``[N, S, S]``; multi-band ``[N, S, S, B]``) as galaxies (:meth:`wrap`).
 
         The objects are those of :meth:`interpolated_image`, but their ``maxk`` is found
-        for the whole batch at once (:func:`interpolated_image_maxk`), which halves the
-        cost of building them.
+        for the whole batch at once, which halves the cost of building them.
         """
-        images = np.asarray(images)
-        maxk = interpolated_image_maxk(images, self.pixel_scale, pad_factor, x_interpolant, gsparams)
-        return [
-            galsim.InterpolatedImage(
-                galsim.Image(image, scale=self.pixel_scale),
-                x_interpolant=x_interpolant,
-                k_interpolant=k_interpolant,
-                pad_factor=pad_factor,
-                gsparams=gsparams,
-                _force_maxk=float(galaxy_maxk),
-            )
-            for image, galaxy_maxk in zip(images, maxk)
-        ]
+        return self.wrap(self._band_axis(images), ProfileOptions(x_interpolant, k_interpolant, pad_factor, gsparams))
 
-    def multiband_galaxies(
-        self,
-        images: np.ndarray,
-        x_interpolant: Any = None,
-        k_interpolant: Any = None,
-        pad_factor: float = 4,
-        gsparams: galsim.GSParams | None = None,
-    ) -> list[MultiBandGalaxy]:
-        """Wrap ``[N, S, S, B]`` images of a multi-band model as :class:`~galsim_hub.profiles.bands.MultiBandGalaxy` objects."""
-        images = np.asarray(images)
-        per_band = [
-            self.interpolated_images(np.ascontiguousarray(images[..., b]), x_interpolant, k_interpolant, pad_factor,
-                                     gsparams)
-            for b in range(images.shape[-1])
-        ]
-        return [MultiBandGalaxy(self.band_set, list(galaxy), images[i], pad_factor)
-                for i, galaxy in enumerate(zip(*per_band))]
+    multiband_galaxies = interpolated_images

@@ -203,15 +203,17 @@ def make_model_archive():
     return write_model_archive
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def toy_dir(tmp_path_factory):
-    """A small single-band toy model directory (tests/toy_models.py), one per test module."""
+    """A small single-band toy model directory (tests/toy_models.py), built once per test session.
+
+    Tests read it; a test that changes a model copies it first."""
     from toy_models import build_toy_model
 
     return build_toy_model(tmp_path_factory.mktemp("models") / "toy")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def toy(toy_dir):
     """The toy model of ``toy_dir``, loaded."""
     from galsim_hub.model import GenerativeGalaxyModel

@@ -148,5 +148,5 @@ def test_command_line(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert status == 0 and opened == ["hub:fake"]
     assert "| IDENT |" in printed and "24216" in printed and (tmp_path / "aegis.md").is_file()
-    assert main(["aegis", "hub:fake", "--aegis-dir", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert main(["aegis", "hub:fake", "--aegis-dir", str(tmp_path / "none"), "--out", str(tmp_path)]) == 1
     assert "not found" in capsys.readouterr().err

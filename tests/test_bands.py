@@ -175,21 +175,24 @@ def test_one_band_and_mismatched_galaxies():
 
 
 def test_band_flux_arguments_are_checked():
-    band_set = lsst_band_set()
+    from galsim_hub.sampling.fluxes import catalog_band_fluxes
+
+    metadata = format2_metadata()
     cat = Table({"flux_g": [1.0, 2.0], "mag_i": [22.0, 23.0]})
     with pytest.raises(ValueError, match=r"takes flux= as a dict \{band: column\}"):
-        band_set.fluxes(cat, 2, flux="flux_g")
+        catalog_band_fluxes(cat, 2, metadata, flux="flux_g")
     with pytest.raises(ValueError, match=r"mag= names unknown band\(s\) \['z'\]"):
-        band_set.fluxes(cat, 2, mag={"z": "mag_i"})
+        catalog_band_fluxes(cat, 2, metadata, mag={"z": "mag_i"})
     with pytest.raises(ValueError, match=r"band\(s\) \['g'\] are given both"):
-        band_set.fluxes(cat, 2, flux={"g": "flux_g"}, mag={"g": "mag_i"})
+        catalog_band_fluxes(cat, 2, metadata, flux={"g": "flux_g"}, mag={"g": "mag_i"})
     with pytest.raises(ValueError, match="zero_point= for band"):
-        band_set.fluxes(cat, 2, zero_point={"i": 30.0})
+        catalog_band_fluxes(cat, 2, metadata, zero_point={"i": 30.0})
     with pytest.raises(CatalogError, match="flux column 'nope'"):
-        band_set.fluxes(cat, 2, flux={"g": "nope"})
-    fluxes = band_set.fluxes(cat, 2, flux={"g": "flux_g"}, mag={"i": "mag_i"}, zero_point={"i": 30.0})
-    assert sorted(fluxes) == [0, 2]
-    np.testing.assert_allclose(fluxes[2], 10 ** (-0.4 * (np.array([22.0, 23.0]) - 30.0)))
+        catalog_band_fluxes(cat, 2, metadata, flux={"g": "nope"})
+    fluxes = catalog_band_fluxes(cat, 2, metadata, flux={"g": "flux_g"}, mag={"i": "mag_i"}, zero_point={"i": 30.0})
+    assert fluxes.shape == (2, 3) and np.isnan(fluxes[:, 1]).all()  # r is not given: the model's flux
+    np.testing.assert_allclose(fluxes[:, 0], [1.0, 2.0])
+    np.testing.assert_allclose(fluxes[:, 2], 10 ** (-0.4 * (np.array([22.0, 23.0]) - 30.0)))
 
 
 # -- a multi-band model -------------------------------------------------------------------------
@@ -291,7 +294,7 @@ def chromatic_metadata() -> dict:
 
 
 def test_band_magnitudes_follow_from_a_magnitude_and_colours():
-    from galsim_hub.profiles.bands import band_magnitude_terms
+    from galsim_hub.sampling.fluxes import band_magnitude_terms
 
     metadata = chromatic_metadata()
     assert band_magnitude_terms(metadata) == {2: {0: 1.0}, 1: {0: 1.0, 2: 1.0}, 0: {0: 1.0, 2: 1.0, 1: 1.0}}
@@ -302,26 +305,54 @@ def test_band_magnitudes_follow_from_a_magnitude_and_colours():
 
 
 def test_clipped_multiband_rows_get_their_catalog_magnitude_in_every_band():
-    from galsim_hub.profiles.bands import multiband_plan
+    from galsim_hub.sampling.plan import SamplingPlan
 
     metadata = chromatic_metadata()
     rows = np.array([[22.0, 0.8, 1.0, 0.5],     # inside
                      [19.0, 0.8, 1.0, 0.5],     # too bright: clipped to 20
                      [23.0, 2.0, 1.0, 2.5]])    # too red in F435W - F606W, too far
     with pytest.warns(OutOfRangeWarning, match="set from the catalog's magnitude and colours"):
-        plan = multiband_plan(rows, metadata)
+        plan = SamplingPlan(rows, metadata)
     np.testing.assert_allclose(plan.inputs[1], [20.0, 0.8, 1.0, 0.5])
     np.testing.assert_allclose(plan.inputs[2], [23.0, 1.5, 1.0, 2.0])
-    assert set(plan.band_fluxes) == {0, 1, 2}
-    for band in plan.band_fluxes.values():
-        assert np.isnan(band[0]) and np.isfinite(band[1:]).all()
-    mags = {b: metadata["bands"][b]["zero_point"] - 2.5 * np.log10(plan.band_fluxes[b][1:]) for b in range(3)}
+    assert plan.targets.shape == (3, 3)
+    assert np.isnan(plan.targets[0]).all() and np.isfinite(plan.targets[1:]).all()
+    mags = {b: metadata["bands"][b]["zero_point"] - 2.5 * np.log10(plan.targets[1:, b]) for b in range(3)}
     np.testing.assert_allclose(mags[2], [19.0, 23.0])
     np.testing.assert_allclose(mags[1] - mags[2], [1.0, 1.0])
     np.testing.assert_allclose(mags[0] - mags[1], [0.8, 2.0])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert multiband_plan(rows[:1], metadata).band_fluxes == {}
+        assert np.isnan(SamplingPlan(rows[:1], metadata).targets).all()
+
+
+def test_implausible_clipped_multiband_rows_are_pulled_in_like_single_band_ones():
+    """The plausibility check of clipped rows looks at every band (it used to skip multi-band models)."""
+    from galsim_hub.sampling.fluxes import band_magnitudes, magnitude_to_flux
+    from galsim_hub.sampling.plan import SamplingPlan
+
+    metadata = chromatic_metadata()
+    magnitudes = band_magnitudes(metadata)
+    calls = []
+
+    def decode(conditions, noise):  # a square in F435W beyond zphot 1.5, round Gaussians otherwise
+        calls.append(np.array(conditions))
+        y, x = np.mgrid[:16, :16] - 7.5
+        blob = np.exp(-(x**2 + y**2) / 8.0)
+        stamps = np.zeros((len(conditions), 16, 16, 3), np.float32)
+        for i, row in enumerate(conditions):
+            for b, magnitude in enumerate(magnitudes):
+                shape = np.ones_like(blob) if (b == 0 and row[3] > 1.5) else blob
+                stamps[i, ..., b] = shape / shape.sum() * magnitude_to_flux(magnitude.of(row[None]), magnitude.zero_point)
+        return stamps
+
+    with pytest.warns(OutOfRangeWarning):
+        plan = SamplingPlan(np.array([[22.0, 0.8, 1.0, 2.5]]), {**metadata, "condition_mean": [22.0, 0.8, 1.0, 1.0]})
+    images = plan.images(decode, np.zeros((1, 2), np.float32))
+    assert len(calls) > 1 and calls[-1][0, 3] <= 1.5  # pulled in until F435W was plausible too
+    np.testing.assert_allclose(images.sum(axis=(1, 2))[0], plan.targets[0], rtol=1e-5)
+
+
 
 @pytest.fixture(scope="module")
 def single_band_dir(tmp_path_factory):
@@ -462,7 +493,7 @@ def test_config_with_an_achromatic_psf_draws_the_galaxy_through_the_bandpass_onc
     """With an achromatic PSF the config's galaxy is its image through the bandpass: same pixels, one FFT."""
     import galsim.config
 
-    import galsim_hub.config as hub_config
+    import galsim_hub.config.gsobject_generative_galaxy as hub_config
 
     path = tmp_path / "cat.fits"
     six = catalog()
@@ -471,16 +502,16 @@ def test_config_with_an_achromatic_psf_draws_the_galaxy_through_the_bandpass_onc
     config = field_config(toy_dir, path, "g")
     config["psf"] = {"type": "Moffat", "beta": 3.0, "fwhm": 0.3}
     built = []
-    original = hub_config.chromatic_galaxy
+    original = hub_config.as_gsobject
 
     def recording(*args, **kwargs):
         built.append(original(*args, **kwargs))
         return built[-1]
 
-    monkeypatch.setattr(hub_config, "chromatic_galaxy", recording)
+    monkeypatch.setattr(hub_config, "as_gsobject", recording)
     once = galsim.config.BuildImage(copy.deepcopy(config)).array
     assert built and all(isinstance(obj, galsim.InterpolatedImage) for obj in built)
-    monkeypatch.setattr(hub_config, "_achromatic_bandpass", lambda base: None)
+    monkeypatch.setattr(hub_config, "achromatic_bandpass", lambda base: None)
     built.clear()
     per_band = galsim.config.BuildImage(copy.deepcopy(config)).array
     assert built and all(isinstance(obj, galsim.ChromaticObject) for obj in built)
@@ -488,7 +519,7 @@ def test_config_with_an_achromatic_psf_draws_the_galaxy_through_the_bandpass_onc
 
 
 def test_the_single_fft_path_needs_an_achromatic_stamp():
-    from galsim_hub.config import _achromatic_bandpass
+    from galsim_hub.config.gsobject_generative_galaxy import achromatic_bandpass as _achromatic_bandpass
 
     bandpass = galsim.Bandpass("LSST_g.dat", wave_type="nm")
     moffat = galsim.Moffat(beta=3.0, fwhm=0.3)

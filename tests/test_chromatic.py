@@ -10,6 +10,8 @@ from galsim_hub.training.datasets import chromatic
 from galsim_hub.training.datasets.data import build_chromatic_dataset, load_arrays, read_dataset_metadata
 from galsim_hub.training.datasets.drawing import flux_radius_pixels
 
+pytestmark = pytest.mark.slow  # these tests train models
+
 STAMP, SCALE = 32, 0.05
 
 
@@ -120,7 +122,6 @@ def test_bad_builder_arguments_name_the_problem(tmp_path, kwargs, message):
 
 # ----------------------------------------------------------------------------- training
 
-tf = pytest.importorskip("tensorflow")
 
 from galsim_hub.training.networks import likelihood as lk  # noqa: E402
 from galsim_hub.training.fitting import train  # noqa: E402

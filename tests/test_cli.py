@@ -129,6 +129,7 @@ def test_python_m_entry_point(hub, tmp_path):
 
 def test_a_closed_pipe_is_not_an_error(hub, monkeypatch):
     import galsim_hub.cli as cli
+    from galsim_hub.cli import hub_commands
 
     calls = []
 
@@ -136,7 +137,7 @@ def test_a_closed_pipe_is_not_an_error(hub, monkeypatch):
         calls.append(args)
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr(cli, "cmd_list", write_to_closed_pipe)
+    monkeypatch.setattr(hub_commands, "cmd_list", write_to_closed_pipe)
     stderr = io.StringIO()
     monkeypatch.setattr(cli.sys, "stderr", stderr)
     assert cli.main(["list"]) == 0 and len(calls) == 1

@@ -68,6 +68,7 @@ def run_galsim(cwd: Path, *overrides: str, extra: tuple = ()) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_example_yaml_identical_for_nproc_and_jobs(tmp_path, field_model):
     """nproc 1 vs 2 and one job vs `-n 2 -j k` write byte-identical FITS files."""
     common = (
@@ -179,7 +180,7 @@ def count_model_calls(monkeypatch) -> dict:
     from galsim_hub.config import GenerativeModelInput
 
     calls = {"blocks": 0, "single": 0}
-    decode_block, sample_arrays = GenerativeModelInput.decodeBlock, GenerativeModelInput.sample_arrays
+    decode_block, decode_bands = GenerativeModelInput.decodeBlock, GenerativeModelInput.decode_bands
 
     def counted_block(self, *args, **kwargs):
         calls["blocks"] += 1
@@ -188,10 +189,10 @@ def count_model_calls(monkeypatch) -> dict:
     def counted_single(self, conditions, noise):
         calls["single"] += 1
         assert len(conditions) == 1  # exactly the object asked for, never a padded block
-        return sample_arrays(self, conditions, noise)
+        return decode_bands(self, conditions, noise)
 
     monkeypatch.setattr(GenerativeModelInput, "decodeBlock", counted_block)
-    monkeypatch.setattr(GenerativeModelInput, "sample_arrays", counted_single)
+    monkeypatch.setattr(GenerativeModelInput, "decode_bands", counted_single)
     return calls
 
 
@@ -247,6 +248,7 @@ def test_position_dependent_condition_is_decoded_per_object(field_model, catalog
     assert (np.diff(tiles, axis=1) < 0).all()  # fainter to the right
 
 
+@pytest.mark.slow
 def test_random_and_position_conditions_identical_for_nproc_and_jobs(tmp_path, field_model):
     """A position-dependent condition, Random and RandomGaussian, one per file: nproc 1 vs 2, same bytes."""
     cat = tmp_path / "cat.fits"
@@ -326,6 +328,7 @@ def test_values_outside_the_training_range_warn_naming_the_objects(field_model, 
     assert re.match(r"GenerativeGalaxy: .* 'mag_auto' .*\(objects 4, 5\)", messages[1])
 
 
+@pytest.mark.slow
 def test_exit_waits_for_a_prefetch_in_flight(field_model, tmp_path):
     """Issue 17 (7): an error in the main thread while a block decodes in the background must end
     the process with that error, not abort it inside TensorFlow (exit 134)."""

@@ -5,7 +5,10 @@ import galsim
 import numpy as np
 import pytest
 
+from galsim_hub.cli import main
 from galsim_hub.training.validation import diagnosis
+
+pytestmark = pytest.mark.slow  # these tests train models
 
 
 def _gaussians(n=3, size=32, sigma=2.0):
@@ -64,6 +67,6 @@ def test_diagnosis_of_a_model_on_real_galaxies(tmp_path):
     assert set(result["flux_bins"]) == set(diagnosis.DIAGNOSIS_SAMPLES)
     text = diagnosis.diagnosis_markdown(result)
     assert "| reconstruction |" in text and "| flow_mode |" in text
-    assert diagnosis.main([str(model_dir), "--data", str(dataset), "--out", str(tmp_path / "out"),
-                           "--bootstrap", "10"]) == 0
+    assert main(["diagnose", str(model_dir), "--data", str(dataset), "--out", str(tmp_path / "out"),
+                 "--bootstrap", "10"]) == 0
     assert (tmp_path / "out" / "diagnosis.md").is_file()

@@ -197,6 +197,7 @@ def _run_python(block: Block, namespace: dict) -> None:
     exec(code, namespace)  # noqa: S102 - the documentation's own examples
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES)
 def test_page_code_runs(page, tmp_path, monkeypatch):
     blocks = [block for block in read_blocks(page) if block.language in EXECUTED_LANGUAGES and not block.norun]

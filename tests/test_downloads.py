@@ -17,7 +17,7 @@ import pytest
 from galsim_hub.hub import http as hub_http
 from galsim_hub.hub import settings
 from galsim_hub.hub.cache import fetch, list_entries
-from galsim_hub.errors import ChecksumError, DownloadError, MetadataError
+from galsim_hub.errors import ChecksumError, DownloadError
 from galsim_hub.hub.handle import load_index, resolve
 from galsim_hub.hub.locks import EntryLock
 

@@ -1,8 +1,7 @@
 """Conditional MAF: invertibility, densities, autoregressive structure, checkpoints, fitting."""
 import numpy as np
-import pytest
 
-tf = pytest.importorskip("tensorflow")
+import tensorflow as tf
 
 from galsim_hub.training.networks.flow import ConditionalMAF, block_orders  # noqa: E402
 

@@ -16,13 +16,8 @@ import galsim_hub  # noqa: F401  (registers the config types)
 from galsim_hub.sampling.catalog import OutOfRangeWarning
 from galsim_hub.cli import main
 from galsim_hub.errors import CatalogError
-from galsim_hub.sampling.fluxes import (
-    SamplingPlan,
-    catalog_fluxes,
-    magnitude_to_flux,
-    plausible,
-    set_fluxes,
-)
+from galsim_hub.sampling.fluxes import catalog_fluxes, magnitude_to_flux, set_fluxes
+from galsim_hub.sampling.plan import SamplingPlan, plausible
 from galsim_hub.model import GenerativeGalaxyModel
 
 from toy_models import CONDITIONS, ZERO_POINT
@@ -130,7 +125,7 @@ def fake_decoder(calls: list):
         flux = magnitude_to_flux(conditions[:, 0], ZERO_POINT)
         images = [np.full((STAMP, STAMP), f / STAMP**2, np.float32) if r > 3.5 else gaussian(f, r)
                   for f, r in zip(flux, conditions[:, 1])]
-        return np.stack(images)
+        return np.stack(images)[..., None]  # [n, S, S, B = 1]
     return decode
 
 
@@ -144,7 +139,7 @@ def test_clip_pulls_implausible_rows_towards_the_centre_and_sets_the_catalog_flu
     assert "'flux_radius' 2 value(s) outside [1.5, 4.5] (rows 1, 2)" in message
     np.testing.assert_array_equal(plan.inputs, [[22.0, 3.0], [20.0, 4.5], [25.0, 1.5]])
     calls = []
-    images = plan.images(fake_decoder(calls), np.zeros((3, 4), np.float32))
+    images = plan.images(fake_decoder(calls), np.zeros((3, 4), np.float32))[..., 0]
     # Row 1 at flux_radius 4.5 is a square: pulled to 3.0 + 0.75 * (4.5 - 3.0) = 4.125 (still a
     # square), then to 3.75 (a square), then to 3.375 (a Gaussian).
     assert len(calls) == 4
@@ -156,7 +151,7 @@ def test_clip_pulls_implausible_rows_towards_the_centre_and_sets_the_catalog_flu
 
 def test_clip_without_a_plausible_stamp_is_an_error():
     def squares(conditions, noise):
-        return np.ones((len(conditions), STAMP, STAMP), np.float32)
+        return np.ones((len(conditions), STAMP, STAMP, 1), np.float32)
 
     with pytest.warns(OutOfRangeWarning):
         plan = SamplingPlan(np.array([[22.0, 3.0], [22.0, 6.0]]), METADATA, labels=[10, 11], what="objects")
@@ -168,7 +163,7 @@ def test_clip_without_a_magnitude_condition_clips_only():
     metadata = {"conditions": CONDITIONS}  # no zero point
     with pytest.warns(OutOfRangeWarning, match="flux is the model's at the clipped conditions"):
         plan = SamplingPlan(np.array([[27.0, 2.0]]), metadata)
-    images = plan.images(fake_decoder([]), np.zeros((1, 4), np.float32))
+    images = plan.images(fake_decoder([]), np.zeros((1, 4), np.float32))[..., 0]
     np.testing.assert_allclose(images.sum(), magnitude_to_flux(25.0, ZERO_POINT), rtol=1e-6)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from galsim_hub.errors import DownloadError, HandleError, MetadataError
+from galsim_hub.errors import HandleError
 from galsim_hub.hub.handle import ModelSource, find_entry, load_index, parse_hub_handle, resolve, version_key
 
 LANUSSE_URL = "https://github.com/McWilliamsCenter/galsim_hub/raw/master/hub/Lanusse2020/model.tar.gz"

@@ -4,8 +4,8 @@ import pytest
 import scipy.signal
 import scipy.stats
 
-tf = pytest.importorskip("tensorflow")
-galsim = pytest.importorskip("galsim")
+import tensorflow as tf
+import galsim
 
 from galsim_hub.training.networks import likelihood as lk  # noqa: E402
 

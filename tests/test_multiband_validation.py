@@ -10,12 +10,13 @@ import shutil
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow")
 
 from galsim_hub.errors import MetadataError  # noqa: E402
 from galsim_hub.training.validation import morphology, multiband  # noqa: E402
 from galsim_hub.training.validation.colours import no_gradient_profiles  # noqa: E402
 from galsim_hub.training.datasets.shards import load_arrays, read_dataset_metadata  # noqa: E402
+
+pytestmark = pytest.mark.slow  # these tests train models
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURES = {"band_size_ellipticity.png", "colour_gradients.png", "size_ratios.png", "colour_colour.png",

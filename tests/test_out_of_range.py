@@ -21,7 +21,8 @@ import galsim_hub  # noqa: F401  (registers the config types)
 from galsim_hub.sampling.catalog import OutOfRangeWarning
 from galsim_hub.cli import main
 from galsim_hub.errors import CatalogError
-from galsim_hub.sampling.fluxes import BORDER_FRACTION, border_fractions, magnitude_to_flux
+from galsim_hub.sampling.fluxes import magnitude_to_flux
+from galsim_hub.sampling.plan import BORDER_FRACTION, border_fractions
 from galsim_hub.model import GenerativeGalaxyModel
 
 ZERO_POINT = 25.94  # F814W AB zero point of the model's flux units (its metadata)

@@ -16,15 +16,15 @@ from galsim_hub.errors import DownloadError, HandleError, MetadataError
 from galsim_hub.model import GenerativeGalaxyModel
 from galsim_hub.hub.publish import publish, write_archive
 
-from toy_models import build_toy_model
 
 TOKEN = "s3cret"
 CATALOG = {"mag_auto": np.array([21.0, 22.5, 24.0]), "flux_radius": np.array([2.0, 3.0, 4.0])}
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return build_toy_model(tmp_path_factory.mktemp("model") / "toy", name="toy", version="1.0")
+def toy(toy_dir):
+    """The session's toy model (named toy, version 1.0)."""
+    return toy_dir
 
 
 class PutServer:

@@ -14,6 +14,8 @@ from astropy.table import Table
 from galsim_hub.errors import CatalogError
 from galsim_hub.training.datasets import data
 
+pytestmark = pytest.mark.slow  # these tests train models
+
 DATA = Path(__file__).parent / "data"
 CATALOGS = [
     {"dir": str(DATA / "cosmos_23.5_example"), "file": "real_galaxy_catalog_23.5_example.fits"},
@@ -142,12 +144,10 @@ def test_held_out_split_and_bad_lists(tmp_path, holdout_file):
 
 def test_train_export_sample_and_validate_on_real_galaxies(tmp_path, holdout_file):
     """The whole COSMOS path from the command line, on real files, with a tiny model."""
-    pytest.importorskip("tensorflow")
-    pytest.importorskip("statmorph")
     import yaml
 
     import galsim_hub
-    from galsim_hub.training.__main__ import main as training_main
+    from galsim_hub.cli import main as training_main
 
     config = {
         "dataset": {"source": "cosmos", "n_examples": None, "stamp_size": STAMP, "pixel_scale": SCALE,
@@ -166,7 +166,7 @@ def test_train_export_sample_and_validate_on_real_galaxies(tmp_path, holdout_fil
     held_path.write_text(yaml.safe_dump(held))
 
     work = tmp_path / "work"
-    assert training_main(["all", "--config", str(config_path), "--work-dir", str(work), "--quiet"]) == 0
+    assert training_main(["train", "--config", str(config_path), "--work-dir", str(work), "--quiet"]) == 0
     assert training_main(["dataset", "--config", str(held_path), "--work-dir", str(tmp_path / "held"),
                           "--quiet"]) == 0
     model_dir = work / "export" / "real-tiny"

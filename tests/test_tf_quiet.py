@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from galsim_hub.backends.tf_quiet import _capture_fd2, filter_startup_lines
 
 PREAMBLE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
@@ -37,6 +39,7 @@ def test_capture_passes_other_lines_through_descriptor_2(capfd):
     assert capfd.readouterr().err.encode() == REAL
 
 
+@pytest.mark.slow
 def test_loading_a_model_prints_no_startup_noise(tmp_path):
     code = (
         "import galsim_hub\n"

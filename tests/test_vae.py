@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+import tensorflow as tf
 
 from galsim_hub.training.networks.vae import VAE, stage_depths  # noqa: E402
 

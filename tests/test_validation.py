@@ -9,6 +9,7 @@ from astropy.table import Table
 
 import galsim_hub
 from galsim_hub.errors import CatalogError
+from galsim_hub.cli import main
 from galsim_hub.training.validation import statistics
 from galsim_hub.training.validation import morphology
 
@@ -154,6 +155,7 @@ def test_failures_are_flagged_not_raised_and_subset_is_respected():
     assert np.isnan(table["gini"][1]) and np.isnan(table["sigma"][2]) and table["morph_flag"][3] == -1
 
 
+@pytest.mark.slow
 def test_parallel_statmorph_matches_serial():
     images = [galsim.Exponential(half_light_radius=h, flux=100).drawImage(nx=STAMP, ny=STAMP, scale=SCALE).array
               for h in (0.08, 0.12, 0.16)]
@@ -303,6 +305,7 @@ def good_run(dataset, tmp_path_factory):
     return morphology.run_validation(model, dataset, out, seed=3), model, out
 
 
+@pytest.mark.slow
 def test_run_validation_with_a_faithful_model_passes(good_run):
     results, model, out = good_run
     assert model.calls == [["mag_auto", "flux_radius"]]
@@ -337,6 +340,7 @@ def test_report_and_json(good_run):
     assert numbers["comparisons"]["mock"][1]["statistic"] == "sigma"
 
 
+@pytest.mark.slow
 def test_run_validation_with_a_wrong_model_fails(tmp_path):
     dataset = write_dataset(tmp_path / "white", n=16, noise_ps=False)
     results = morphology.run_validation(FakeModel(dataset, wrong=True), dataset, tmp_path, n=12, seed=1,
@@ -350,6 +354,7 @@ def test_run_validation_with_a_wrong_model_fails(tmp_path):
     assert results["metadata"]["n_galaxies"] == 12 and len(set(results["indices"])) == 12
 
 
+@pytest.mark.slow
 def test_reconstruction_check_in_run_validation(dataset, tmp_path):
     with np.load(dataset / "shard-00000.npz") as shard:
         truth = shard["truth"]
@@ -368,6 +373,7 @@ def test_model_needing_a_missing_condition_is_an_error(dataset, tmp_path):
         morphology.run_validation(model, dataset, tmp_path, n=4)
 
 
+@pytest.mark.slow
 def test_cli_main_writes_the_report(dataset, tmp_path, monkeypatch, capsys):
     opened = []
 
@@ -377,8 +383,8 @@ def test_cli_main_writes_the_report(dataset, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(galsim_hub, "GenerativeGalaxyModel", open_model, raising=False)
     out = tmp_path / "out"
-    status = morphology.main(["hub:fake", "--data", str(dataset), "--out", str(out), "--n", "6", "--seed", "2",
-                              "--n-morph", "3"])
+    status = main(["validate", "hub:fake", "--data", str(dataset), "--out", str(out), "--n", "6", "--seed", "2",
+                   "--n-morph", "3"])
     assert status == 0 and opened == ["hub:fake"]
     assert (out / "validation.md").is_file() and (out / "validation.json").is_file()
     assert len(list(out.glob("*.png"))) == 5
@@ -388,8 +394,8 @@ def test_cli_main_writes_the_report(dataset, tmp_path, monkeypatch, capsys):
 
 
 def test_cli_reports_an_unusable_data_set(tmp_path, capsys):
-    status = morphology.main(["hub:fake", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")])
-    assert status == 2 and "dataset.json" in capsys.readouterr().err
+    status = main(["validate", "hub:fake", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")])
+    assert status == 1 and "dataset.json" in capsys.readouterr().err
 
 
 def test_training_set_of_another_geometry_is_refused_before_any_statistic(toy_dir, tmp_path, monkeypatch):

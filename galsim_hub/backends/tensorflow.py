@@ -143,8 +143,10 @@ class LoadedModel:
         self.conditions = condition_names(self.metadata)
         self.latent_dim = int(self.metadata["latent_dim"])
         self.stamp_size = int(self.metadata["stamp_size"])
-        #: Band names of a multi-band model (``None``: a single-band model, ``[N, S, S]`` images).
+        #: Band names of a multi-band model (``None``: a single-band model, one band).
         self.bands = band_names(self.metadata)
+        #: ``B``, the last axis of every batch of stamps (1 for a single-band model).
+        self.n_bands = 1 if self.bands is None else len(self.bands)
         #: Its bandpasses and chromatic SEDs (built here so that bad bands fail at load).
         self.band_set = band_set_of(self.metadata, source=str(self.directory))
         self._check_signature()
@@ -242,7 +244,7 @@ class LoadedModel:
         Returns
         -------
         numpy.ndarray
-            ``[N, S, S]`` float32 light profiles, ``[N, S, S, B]`` for a model with bands.
+            ``[N, S, S, B]`` float32 light profiles (``B = 1`` for a single-band model).
 
         Raises
         ------
@@ -270,7 +272,7 @@ class LoadedModel:
 
     def _checked_images(self, images: np.ndarray, count: int) -> np.ndarray:
         size = self.stamp_size
-        shape = (count, size, size) if self.bands is None else (count, size, size, len(self.bands))
+        shape = (count, size, size, self.n_bands)
         if images.size != np.prod(shape) or (self.bands is not None and images.shape != shape):
             raise MetadataError(
                 f"{self.directory}: the model returned an array of shape {images.shape} for {count} galaxies; "
@@ -297,10 +299,10 @@ class LoadedModel:
         if not window:
             return images
         taper = stamp_window(self.stamp_size, float(window["inner"])).astype(np.float32)
-        return images * (taper if images.ndim == 3 else taper[:, :, None])
+        return images * taper[:, :, None]
 
     def decode(self, z: np.ndarray) -> np.ndarray:
-        """Decode latent vectors ``z`` ``[N, L]`` into ``[N, S, S]`` (``[N, S, S, B]``) images.
+        """Decode latent vectors ``z`` ``[N, L]`` into ``[N, S, S, B]`` images.
 
         Only galsim-hub format models (not TF1 Hub modules) have this ``decode`` signature.
         """
@@ -308,7 +310,7 @@ class LoadedModel:
 
         with tf.device(self.device):
             images = self._format1_signature("decode")(z=tf.constant(np.asarray(z, np.float32)))["image"]
-        return self._windowed(images.numpy())
+        return self._windowed(images.numpy().reshape(len(z), self.stamp_size, self.stamp_size, self.n_bands))
 
     def encode(self, image: np.ndarray, psf: np.ndarray) -> np.ndarray:
         """Encode observed stamps and their PSFs ``[N, S, S]`` into posterior-mean latents ``[N, L]``.

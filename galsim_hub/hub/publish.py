@@ -109,10 +109,10 @@ def check_model_for_publish(model_dir: str | os.PathLike) -> dict:
             if failing else ""
         raise MetadataError(f"{directory}: sampling over the training range failed{where}: {exc}") from exc
     size = model.stamp_size
-    expected = (len(points), size, size) + (() if model.bands is None else (len(model.bands),))
+    expected = (len(points), size, size, model.n_bands)
     if images.shape != expected:
         raise MetadataError(f"{directory}: the model returned images of shape {images.shape}, expected {expected}")
-    flux = images.sum(axis=(1, 2))  # [N] or, with bands, [N, B]: every band needs flux
+    flux = images.sum(axis=(1, 2))  # [N, B]: every band needs flux
     checks = (("NaN or infinite pixels", ~np.isfinite(images).reshape(len(points), -1).all(axis=1)),
               ("negative pixels", (images < 0).reshape(len(points), -1).any(axis=1)),
               ("empty images (no flux)", ~(flux > 0).reshape(len(points), -1).all(axis=1)))

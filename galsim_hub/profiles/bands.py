@@ -1,4 +1,4 @@
-"""Multi-band galaxies: per-band images, one chromatic object, and per-band catalog fluxes.
+"""Multi-band galaxies: per-band images and one chromatic object.
 
 A multi-band (format 2) model decodes one morphology into ``B`` images, one per training band.
 This module turns them into GalSim objects:
@@ -44,13 +44,12 @@ from __future__ import annotations
 
 import json
 from functools import cached_property
-from typing import Any, Mapping
+from typing import Mapping
 
 import galsim
 import numpy as np
 
 from galsim_hub.errors import MetadataError
-from galsim_hub.sampling.fluxes import DEFAULT_OUT_OF_RANGE, SamplingPlan, catalog_fluxes, fluxes_from_magnitudes, set_fluxes
 
 #: Wavelength range (nm) over which the chromatic object is defined (flat beyond the bands).
 WAVE_MIN, WAVE_MAX = 1.0, 100000.0
@@ -128,68 +127,6 @@ class BandSet:
         """``[B]``: the chromatic object through ``bandpass`` is ``sum_c weights[c] I_c``."""
         return np.array([self.seds[name].calculateFlux(bandpass) for name in self.names])
 
-    def fluxes(
-        self, catalog: Any, n_rows: int, flux: Any = None, mag: Any = None, zero_point: Any = None
-    ) -> dict[int, np.ndarray]:
-        """Per-band catalog fluxes: ``{band index: [N] fluxes}`` for the bands given.
-
-        Parameters
-        ----------
-        catalog : astropy.table.Table, dict, numpy structured array, ...
-            The catalog being sampled.
-        n_rows : int
-            Number of galaxies.
-        flux, mag : dict, optional
-            ``{band name: column name or values}``: the flux, or the AB magnitude, of each galaxy
-            in that band. Bands left out keep the model's flux. A band may appear in only one.
-        zero_point : dict, optional
-            ``{band name: zero point}`` of ``mag``; by default each band's ``zero_point``.
-
-        Raises
-        ------
-        ValueError
-            When ``flux``, ``mag`` or ``zero_point`` is not a dict, names an unknown band, or a
-            band is given both a flux and a magnitude.
-        CatalogError
-            As :func:`galsim_hub.sampling.fluxes.catalog_fluxes`.
-        """
-        given = {}
-        for role, values in (("flux", flux), ("mag", mag), ("zero_point", zero_point)):
-            if values is None:
-                given[role] = {}
-                continue
-            if not isinstance(values, Mapping):
-                item = "value" if role == "zero_point" else "column"
-                raise ValueError(
-                    f"a multi-band model takes {role}= as a dict {{band: {item}}} over its bands "
-                    f"{list(self.names)}, got {type(values).__name__}"
-                )
-            unknown = sorted(set(values) - set(self.names))
-            if unknown:
-                raise ValueError(f"{role}= names unknown band(s) {unknown}; the model's bands are {list(self.names)}")
-            empty = sorted(band for band, value in values.items() if value is None)
-            if empty:
-                raise ValueError(f"{role}= gives None for band(s) {empty}: give a column name or values "
-                                 "for each band named, or leave the band out")
-            given[role] = dict(values)
-        both = sorted(set(given["flux"]) & set(given["mag"]))
-        if both:
-            raise ValueError(f"band(s) {both} are given both flux= and mag=; give one per band")
-        stray = sorted(set(given["zero_point"]) - set(given["mag"]))
-        if stray:
-            raise ValueError(f"zero_point= for band(s) {stray} without mag= for them")
-        result = {}
-        for index, name in enumerate(self.names):
-            if name in given["flux"]:
-                result[index] = catalog_fluxes(catalog, n_rows, flux=given["flux"][name])
-            elif name in given["mag"]:
-                result[index] = catalog_fluxes(
-                    catalog, n_rows, mag=given["mag"][name], zero_point=given["zero_point"].get(name),
-                    default_zero_point=self.zero_points[name],
-                )
-        return result
-
-
 _BAND_SETS: dict[str, BandSet] = {}
 
 
@@ -206,92 +143,6 @@ def band_set_of(metadata: Mapping, source: str = "model") -> BandSet | None:
     if key not in _BAND_SETS:
         _BAND_SETS[key] = BandSet(bands, source)
     return _BAND_SETS[key]
-
-
-def band_magnitude_terms(metadata: Mapping) -> dict[int, dict[int, float]] | None:
-    """How the model's magnitude and colour conditions give every band's AB magnitude.
-
-    A condition in ``"mag"`` named ``mag_<band>`` is that band's magnitude, one named
-    ``color_<a>_<b>`` (or ``colour_<a>_<b>``) the colour ``m_a - m_b``. Starting from the
-    magnitudes, the colours carry the magnitude from band to band.
-
-    Returns
-    -------
-    dict or None
-        ``{band index: {condition index: coefficient}}`` (``m_b = sum coefficient * condition``)
-        when these conditions give every band, else ``None``.
-    """
-    names = [band["name"] for band in metadata["bands"]]
-    terms: dict[str, dict[int, float]] = {}
-    colours = []
-    for index, condition in enumerate(metadata["conditions"]):
-        if condition.get("unit") != "mag":
-            continue
-        parts = condition["name"].split("_")
-        if len(parts) == 2 and parts[0] == "mag" and parts[1] in names:
-            terms.setdefault(parts[1], {index: 1.0})
-        elif len(parts) == 3 and parts[0] in ("color", "colour") and parts[1] in names and parts[2] in names:
-            colours.append((index, parts[1], parts[2]))
-    progress = True
-    while progress:
-        progress = False
-        for index, blue, red in colours:
-            if red in terms and blue not in terms:  # m_blue = m_red + colour
-                terms[blue] = {**terms[red], index: terms[red].get(index, 0.0) + 1.0}
-                progress = True
-            elif blue in terms and red not in terms:  # m_red = m_blue - colour
-                terms[red] = {**terms[blue], index: terms[blue].get(index, 0.0) - 1.0}
-                progress = True
-    if len(terms) < len(names):
-        return None
-    return {names.index(name): coefficients for name, coefficients in terms.items()}
-
-
-def multiband_plan(conditions: np.ndarray, metadata: Mapping, out_of_range: str = DEFAULT_OUT_OF_RANGE,
-                   **options: Any) -> SamplingPlan:
-    """The out-of-range plan of a multi-band model: decode ``plan.inputs`` (clipped or not).
-
-    Clipped rows are decoded at the clipped conditions. When the model's magnitude and colour
-    conditions give every band's magnitude (:func:`band_magnitude_terms`), the clipped rows'
-    flux in each band is set from the catalog's values, with the band's zero point:
-    ``plan.band_fluxes`` is ``{band index: [N] fluxes}``, NaN for the rows left alone (use
-    :func:`apply_band_fluxes`); otherwise it is empty and clipped rows keep the model's flux.
-    The plausibility check and pull-in of single-band models
-    (:class:`~galsim_hub.sampling.fluxes.SamplingPlan`) are not applied to multi-band stamps. ``options``
-    go to ``SamplingPlan``.
-    """
-    conditions = np.asarray(conditions, dtype=np.float64)
-    terms = band_magnitude_terms(metadata)
-    if terms is None:
-        note = ("their flux is the model's at the clipped conditions (the model's conditions do not give "
-                "every band's magnitude)")
-    else:
-        note = "their flux in every band is set from the catalog's magnitude and colours"
-    single_band_only = {key: value for key, value in metadata.items() if key != "zero_point"}
-    plan = SamplingPlan(conditions, single_band_only, out_of_range, flux_note=note, **options)
-    plan.band_fluxes = {}
-    if terms is not None and plan.clipped.any():
-        for band, coefficients in terms.items():
-            mags = sum(coefficient * conditions[:, index] for index, coefficient in coefficients.items())
-            fluxes = np.full(len(conditions), np.nan)
-            labels = options.get("labels")
-            rows = np.flatnonzero(plan.clipped)
-            fluxes[plan.clipped] = fluxes_from_magnitudes(
-                mags[plan.clipped], metadata["bands"][band]["zero_point"],
-                f"{options.get('prefix', '')}the catalog's magnitude and colours in band {metadata['bands'][band]['name']}",
-                labels=rows if labels is None else [labels[i] for i in rows])
-            plan.band_fluxes[band] = fluxes
-    return plan
-
-
-def apply_band_fluxes(images: np.ndarray, fluxes: Mapping[int, np.ndarray], rows: slice = slice(None)) -> np.ndarray:
-    """Rescale channel ``b`` of ``[N, S, S, B]`` images to ``fluxes[b][rows]`` (see :meth:`BandSet.fluxes`)."""
-    if not fluxes:
-        return images
-    images = np.array(images, dtype=np.float32)
-    for index, values in fluxes.items():
-        images[..., index] = set_fluxes(images[..., index], np.asarray(values)[rows])
-    return images
 
 
 class MultiBandGalaxy:
@@ -359,45 +210,3 @@ class MultiBandGalaxy:
             _force_maxk=max(image.maxk for image in self.images.values()),
             _force_stepk=min(image.stepk for image in self.images.values()),
         )
-
-
-def chromatic_galaxy(
-    stamp: np.ndarray,
-    metadata: Mapping,
-    x_interpolant: Any = None,
-    k_interpolant: Any = None,
-    pad_factor: float = 4,
-    gsparams: galsim.GSParams | None = None,
-    bandpass: galsim.Bandpass | None = None,
-) -> galsim.ChromaticObject | galsim.InterpolatedImage:
-    """The galaxy of one ``[S, S, B]`` stamp of a multi-band model (the config's galaxy).
-
-    Parameters
-    ----------
-    stamp : numpy.ndarray
-        ``[S, S, B]`` the galaxy's stamps in the bands of ``metadata``.
-    metadata : dict
-        The model's metadata (``bands``, ``pixel_scale``).
-    x_interpolant, k_interpolant, pad_factor, gsparams
-        As given to :class:`galsim.InterpolatedImage`.
-    bandpass : galsim.Bandpass, optional
-        The one bandpass the galaxy will be drawn through, when everything it is drawn with is
-        achromatic: the galaxy is then :meth:`MultiBandGalaxy.through` that bandpass, one
-        ``InterpolatedImage`` that draws the same pixels as the chromatic object at the cost of a
-        single band.
-
-    Returns
-    -------
-    galsim.ChromaticObject or galsim.InterpolatedImage
-        The chromatic object, or its image through ``bandpass``.
-    """
-    band_set = band_set_of(metadata, source=str(metadata.get("name", "model")))
-    images = [
-        galsim.InterpolatedImage(
-            galsim.Image(np.array(stamp[..., b]), scale=float(metadata["pixel_scale"])),
-            x_interpolant=x_interpolant, k_interpolant=k_interpolant, pad_factor=pad_factor, gsparams=gsparams,
-        )
-        for b in range(len(band_set))
-    ]
-    galaxy = MultiBandGalaxy(band_set, images, stamp, pad_factor)
-    return galaxy.chromatic if bandpass is None else galaxy.through(bandpass)

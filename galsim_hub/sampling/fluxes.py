@@ -1,62 +1,22 @@
-"""Fluxes of sampled galaxies, and what to do with conditions outside a model's training range.
+"""Fluxes of sampled galaxies in every band: from catalog columns, from magnitude conditions.
 
-Two jobs of the sampling path, shared by the Python API, the GalSim config type and the CLI:
-
-- **Catalog fluxes** (:func:`catalog_fluxes`, :func:`set_fluxes`): every stamp can be rescaled
-  to a flux read from a catalog, given as a flux column or as a magnitude column with a zero
-  point, so that one single-band model serves several bands with the same morphology.
-- **Out-of-range conditions** (:class:`SamplingPlan`): a generative model is only trained on
-  a box of conditions, and beyond it (and at its edges) it can return stamp-filling squares
-  with many times the catalog flux. The policy ``out_of_range`` decides what happens to rows
-  with a condition outside the box:
-
-  ``"clip"`` (default)
-      Each condition is clipped to the training range ``[min, max]``. The stamp decoded at the
-      clipped conditions is checked (:func:`plausible`); where it is not plausible (flux more
-      than :data:`FLUX_FACTOR` from the flux of its clipped magnitude, or more than
-      :data:`BORDER_FRACTION` of its flux in the outer :func:`border_width` pixels) the
-      conditions are pulled further towards the centre of the training range (the training
-      mean ``condition_mean``, else the middle of the range; :data:`PULL_IN_STEPS`), with the
-      same base noise, until it is (a :class:`~galsim_hub.errors.CatalogError` if it never
-      is, even at the centre). The flux is then set from
-      the catalog magnitude (the condition whose unit is ``"mag"``, with the model's
-      ``zero_point``). Models without such a condition or zero point are clipped only. One
-      :class:`~galsim_hub.sampling.catalog.OutOfRangeWarning` per call names the columns and rows.
-  ``"error"``
-      A :class:`~galsim_hub.errors.CatalogError` naming the columns and rows.
-  ``"extrapolate"``
-      The model is fed the values as they are (the behaviour before this option), with a warning.
+A model's stamps have ``B`` bands (``B = 1`` for a single-band model). Every stamp can be
+rescaled to a flux read from the catalog, given as a flux column or as a magnitude column with
+a zero point (:func:`catalog_band_fluxes`; one model then serves several bands with the same
+morphology), and a model's own magnitude and colour conditions give each band's magnitude
+(:func:`band_magnitudes`), from which :class:`~galsim_hub.sampling.plan.SamplingPlan` sets the
+flux of rows clipped to the training range. Every flux is checked (:func:`check_fluxes`): finite,
+positive and within what a float32 stamp can hold, with a hint where a catalog's no-data value
+(``-99``) is the cause.
 """
 from __future__ import annotations
 
-import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from galsim_hub.sampling.catalog import OutOfRangeWarning, outside_range, read_column, row_list
 from galsim_hub.errors import CatalogError
-
-OUT_OF_RANGE_POLICIES = ("clip", "error", "extrapolate")
-DEFAULT_OUT_OF_RANGE = "clip"
-#: A clipped stamp whose flux differs by more than this factor from its magnitude's is implausible.
-FLUX_FACTOR = 2.0
-#: A clipped stamp with more than this fraction of its flux in the border is implausible.
-BORDER_FRACTION = 0.1
-#: Fractions of the way from the centre of the training range to the clipped conditions that are
-#: tried, in turn, for clipped rows whose stamp is implausible.
-PULL_IN_STEPS = (0.75, 0.5, 0.25, 0.0)
-
-Decoder = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-def check_policy(out_of_range: str) -> str:
-    """Return ``out_of_range`` if it names a policy, else raise a ``ValueError`` listing them."""
-    if out_of_range not in OUT_OF_RANGE_POLICIES:
-        raise ValueError(
-            f"out_of_range must be one of {', '.join(repr(p) for p in OUT_OF_RANGE_POLICIES)}, got {out_of_range!r}"
-        )
-    return out_of_range
+from galsim_hub.sampling.catalog import read_column, row_list
 
 
 def magnitude_to_flux(mag: Any, zero_point: float) -> np.ndarray:
@@ -78,59 +38,6 @@ def calibrated_fluxes(conditions: np.ndarray, metadata: dict) -> np.ndarray | No
     index = names.index(calibration["condition"])
     return fluxes_from_magnitudes(np.asarray(conditions)[:, index], float(metadata["zero_point"]),
                                   f"the catalog's '{calibration['condition']}' (the model's flux calibration)")
-
-
-def magnitude_condition(metadata: dict) -> tuple[int, float] | None:
-    """Index of the model's first condition in ``"mag"`` and its zero point, or ``None``."""
-    zero_point = metadata.get("zero_point")
-    if zero_point is None:
-        return None
-    for index, condition in enumerate(metadata["conditions"]):
-        if condition.get("unit") == "mag":
-            return index, float(zero_point)
-    return None
-
-
-def border_width(stamp_size: int) -> int:
-    """Width in pixels of the stamp border checked by :func:`plausible` (4 on a 64-pixel stamp)."""
-    return max(1, int(stamp_size) // 16)
-
-
-def border_fractions(images: np.ndarray) -> np.ndarray:
-    """``[N]`` fraction of each stamp's flux in its outer :func:`border_width` pixels."""
-    images = np.asarray(images)
-    width = border_width(images.shape[-1])
-    total = images.sum(axis=(1, 2), dtype=np.float64)
-    inner = images[:, width:-width, width:-width].sum(axis=(1, 2), dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return (total - inner) / total
-
-
-def plausible(images: np.ndarray, expected_flux: np.ndarray | None = None) -> np.ndarray:
-    """Which stamps look like a galaxy rather than a model failure.
-
-    Parameters
-    ----------
-    images : numpy.ndarray
-        ``[N, S, S]`` stamps.
-    expected_flux : numpy.ndarray, optional
-        ``[N]`` flux each stamp should have (from its magnitude condition).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``[N]`` bool: finite with a positive flux, at most :data:`BORDER_FRACTION` of it in the
-        border, and (when ``expected_flux`` is given) within a factor :data:`FLUX_FACTOR` of it.
-    """
-    images = np.asarray(images)
-    total = images.sum(axis=(1, 2), dtype=np.float64)
-    ok = np.isfinite(images).all(axis=(1, 2)) & (total > 0)
-    with np.errstate(invalid="ignore"):
-        ok &= border_fractions(images) <= BORDER_FRACTION
-        if expected_flux is not None:
-            ratio = total / np.asarray(expected_flux, dtype=np.float64)
-            ok &= (ratio <= FLUX_FACTOR) & (ratio >= 1.0 / FLUX_FACTOR)
-    return ok
 
 
 #: The fluxes a float32 stamp can carry: beyond them its pixels overflow to infinity or
@@ -282,8 +189,182 @@ def catalog_fluxes(
     return fluxes_from_magnitudes(values, zero_point, what, n_rows=n_rows)
 
 
+def band_count(metadata: Mapping) -> int:
+    """``B``: the number of bands of a model's stamps (1 without ``bands``)."""
+    return len(metadata["bands"]) if metadata.get("bands") else 1
+
+
+class BandMagnitude(NamedTuple):
+    """One band's AB magnitude as a linear combination of the model's conditions."""
+
+    terms: Mapping[int, float]  # {condition index: coefficient}
+    zero_point: float
+
+    def of(self, conditions: np.ndarray) -> np.ndarray:
+        """``[N]`` the magnitude of ``[N, C]`` conditions."""
+        conditions = np.asarray(conditions, dtype=np.float64)
+        return sum(coefficient * conditions[:, index] for index, coefficient in self.terms.items())
+
+    def describe(self, specs: Sequence[Mapping]) -> str:
+        """How the catalog gives it, for messages (``the catalog's 'mag_auto'``)."""
+        if len(self.terms) == 1 and next(iter(self.terms.values())) == 1.0:
+            return f"the catalog's '{specs[next(iter(self.terms))]['name']}'"
+        return "the catalog's magnitude and colours (" + " ".join(
+            f"{'+' if c > 0 else '-'} {specs[i]['name']}" for i, c in self.terms.items()).lstrip("+ ") + ")"
+
+
+def band_magnitude_terms(metadata: Mapping) -> dict[int, dict[int, float]] | None:
+    """How a multi-band model's magnitude and colour conditions give every band's AB magnitude.
+
+    A condition in ``"mag"`` named ``mag_<band>`` is that band's magnitude, one named
+    ``color_<a>_<b>`` (or ``colour_<a>_<b>``) the colour ``m_a - m_b``. Starting from the
+    magnitudes, the colours carry the magnitude from band to band.
+
+    Returns
+    -------
+    dict or None
+        ``{band index: {condition index: coefficient}}`` (``m_b = sum coefficient * condition``)
+        when these conditions give every band, else ``None``.
+    """
+    names = [band["name"] for band in metadata["bands"]]
+    terms: dict[str, dict[int, float]] = {}
+    colours = []
+    for index, condition in enumerate(metadata["conditions"]):
+        if condition.get("unit") != "mag":
+            continue
+        parts = condition["name"].split("_")
+        if len(parts) == 2 and parts[0] == "mag" and parts[1] in names:
+            terms.setdefault(parts[1], {index: 1.0})
+        elif len(parts) == 3 and parts[0] in ("color", "colour") and parts[1] in names and parts[2] in names:
+            colours.append((index, parts[1], parts[2]))
+    progress = True
+    while progress:
+        progress = False
+        for index, blue, red in colours:
+            if red in terms and blue not in terms:  # m_blue = m_red + colour
+                terms[blue] = {**terms[red], index: terms[red].get(index, 0.0) + 1.0}
+                progress = True
+            elif blue in terms and red not in terms:  # m_red = m_blue - colour
+                terms[red] = {**terms[blue], index: terms[blue].get(index, 0.0) - 1.0}
+                progress = True
+    if len(terms) < len(names):
+        return None
+    return {names.index(name): coefficients for name, coefficients in terms.items()}
+
+
+def band_magnitudes(metadata: Mapping) -> list[BandMagnitude] | None:
+    """Each band's magnitude from the model's conditions, or ``None`` where some band has none.
+
+    A single-band model's magnitude is its first condition in ``"mag"``, with the metadata's
+    ``zero_point``; a multi-band model's are :func:`band_magnitude_terms`, with each band's
+    zero point.
+    """
+    bands = metadata.get("bands")
+    if bands:
+        terms = band_magnitude_terms(metadata)
+        if terms is None:
+            return None
+        return [BandMagnitude(terms[b], float(band["zero_point"])) for b, band in enumerate(bands)]
+    zero_point = metadata.get("zero_point")
+    if zero_point is None:
+        return None
+    for index, condition in enumerate(metadata["conditions"]):
+        if condition.get("unit") == "mag":
+            return [BandMagnitude({index: 1.0}, float(zero_point))]
+    return None
+
+
+def _band_arguments(bands: Sequence[str], flux: Any, mag: Any, zero_point: Any) -> dict[str, dict]:
+    """``flux=``, ``mag=`` and ``zero_point=`` of a multi-band model, checked: ``{role: {band: value}}``."""
+    given: dict[str, dict] = {}
+    for role, values in (("flux", flux), ("mag", mag), ("zero_point", zero_point)):
+        if values is None:
+            given[role] = {}
+            continue
+        if not isinstance(values, Mapping):
+            item = "value" if role == "zero_point" else "column"
+            raise ValueError(
+                f"a multi-band model takes {role}= as a dict {{band: {item}}} over its bands "
+                f"{list(bands)}, got {type(values).__name__}"
+            )
+        unknown = sorted(set(values) - set(bands))
+        if unknown:
+            raise ValueError(f"{role}= names unknown band(s) {unknown}; the model's bands are {list(bands)}")
+        empty = sorted(band for band, value in values.items() if value is None)
+        if empty:
+            raise ValueError(f"{role}= gives None for band(s) {empty}: give a column name or values "
+                             "for each band named, or leave the band out")
+        given[role] = dict(values)
+    both = sorted(set(given["flux"]) & set(given["mag"]))
+    if both:
+        raise ValueError(f"band(s) {both} are given both flux= and mag=; give one per band")
+    stray = sorted(set(given["zero_point"]) - set(given["mag"]))
+    if stray:
+        raise ValueError(f"zero_point= for band(s) {stray} without mag= for them")
+    return given
+
+
+def catalog_band_fluxes(catalog: Any, n_rows: int, metadata: Mapping, flux: Any = None, mag: Any = None,
+                        zero_point: Any = None) -> np.ndarray | None:
+    """The ``[N, B]`` fluxes a catalog gives the sampled galaxies (NaN: a band it does not give).
+
+    Parameters
+    ----------
+    catalog : astropy.table.Table, dict, numpy structured array, ...
+        The catalog being sampled.
+    n_rows : int
+        Number of galaxies.
+    metadata : dict
+        The model's metadata (``zero_point``, or ``bands`` with theirs).
+    flux, mag : str, array_like or dict, optional
+        A single-band model: a flux (magnitude) column name or one value per row, as
+        :func:`catalog_fluxes`. A multi-band model: ``{band name: column name or values}``;
+        bands left out keep the model's flux, and a band may appear in only one of them.
+    zero_point : float or dict, optional
+        Zero point of ``mag`` (multi-band: ``{band: zero point}``); by default the model's
+        (each band's).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``None`` when neither ``flux`` nor ``mag`` is given.
+
+    Raises
+    ------
+    ValueError
+        When the arguments do not fit together or name unknown bands.
+    CatalogError
+        As :func:`catalog_fluxes`.
+    """
+    bands = metadata.get("bands")
+    if not bands:
+        fluxes = catalog_fluxes(catalog, n_rows, flux, mag, zero_point, metadata.get("zero_point"))
+        return None if fluxes is None else fluxes[:, None]
+    names = [band["name"] for band in bands]
+    given = _band_arguments(names, flux, mag, zero_point)
+    if not given["flux"] and not given["mag"]:
+        return None
+    result = np.full((n_rows, len(names)), np.nan)
+    for index, band in enumerate(bands):
+        name = band["name"]
+        if name in given["flux"]:
+            result[:, index] = catalog_fluxes(catalog, n_rows, flux=given["flux"][name])
+        elif name in given["mag"]:
+            result[:, index] = catalog_fluxes(catalog, n_rows, mag=given["mag"][name],
+                                              zero_point=given["zero_point"].get(name),
+                                              default_zero_point=float(band["zero_point"]))
+    return result
+
+
 def set_fluxes(images: np.ndarray, fluxes: np.ndarray | None) -> np.ndarray:
-    """Rescale each stamp to its flux; rows whose flux is NaN (or ``fluxes=None``) are left alone.
+    """Rescale each stamp, in each band, to its flux; NaN fluxes (or ``fluxes=None``) leave it alone.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        ``[N, S, S, B]`` stamps (``[N, S, S]``: one band).
+    fluxes : numpy.ndarray, optional
+        ``[N, B]`` (``[N]``) fluxes.
 
     Raises
     ------
@@ -297,229 +378,19 @@ def set_fluxes(images: np.ndarray, fluxes: np.ndarray | None) -> np.ndarray:
     if not rows.any():
         return images
     images = np.array(images, dtype=np.float32)
-    totals = images[rows].sum(axis=(1, 2), dtype=np.float64)
-    empty = ~(np.isfinite(totals) & (totals > 0))
+    totals = images.sum(axis=(1, 2), dtype=np.float64)
+    empty = rows & ~(np.isfinite(totals) & (totals > 0))
     if empty.any():
-        mask = np.zeros(len(fluxes), dtype=bool)
-        mask[np.flatnonzero(rows)[empty]] = True
-        raise CatalogError(f"the model's stamps of rows {row_list(mask)} have no flux to rescale")
-    images[rows] *= (fluxes[rows] / totals)[:, None, None].astype(np.float32)
-    sums = images[rows].sum(axis=(1, 2), dtype=np.float64)
-    broken = ~(np.isfinite(images[rows]).all(axis=(1, 2)) & (sums > 0))
+        raise CatalogError(f"the model's stamps of rows {row_list(_any_band(empty))} have no flux to rescale")
+    scale = np.where(rows, fluxes / np.where(rows, totals, 1.0), 1.0).astype(np.float32)
+    images *= scale[:, None, None]
+    sums = images.sum(axis=(1, 2), dtype=np.float64)
+    broken = rows & ~(np.isfinite(images).all(axis=(1, 2)) & (sums > 0))
     if broken.any():
-        mask = np.zeros(len(fluxes), dtype=bool)
-        mask[np.flatnonzero(rows)[broken]] = True
-        raise CatalogError(f"rescaled to their catalog flux, the stamps of rows {row_list(mask)} are not finite "
-                           "or hold no flux in float32")
+        raise CatalogError(f"rescaled to their catalog flux, the stamps of rows {row_list(_any_band(broken))} are "
+                           "not finite or hold no flux in float32")
     return images
 
 
-class SamplingPlan:
-    """Apply an out-of-range policy and catalog fluxes to the sampling of a catalog.
-
-    Parameters
-    ----------
-    conditions : numpy.ndarray
-        ``[N, C]`` catalog conditions (checked: finite).
-    metadata : dict
-        The model's metadata (``conditions`` with ``min``/``max``/``unit``, ``zero_point``,
-        optional ``condition_mean``).
-    out_of_range : {"clip", "error", "extrapolate"}
-        The policy (see the module docstring).
-    fluxes : numpy.ndarray, optional
-        ``[N]`` catalog fluxes (:func:`catalog_fluxes`); every stamp is rescaled to them. When
-        None, a flux-calibrated model (:func:`calibrated_fluxes`) gives its catalog magnitudes' fluxes.
-    labels : sequence, optional
-        Names of the rows in messages (default: their indices).
-    what : str
-        What the rows are in messages (``"rows"``, ``"objects"``).
-    prefix : str
-        Start of messages.
-    stacklevel : int
-        Of the warning, counted from the caller of the constructor.
-    flux_note : str, optional
-        What the warning says of the clipped rows' flux, when the caller sets it (multi-band
-        models, :func:`galsim_hub.profiles.bands.multiband_plan`).
-
-    Raises
-    ------
-    CatalogError
-        With ``out_of_range="error"`` and conditions outside the training range.
-
-    Warns
-    -----
-    OutOfRangeWarning
-        Once, naming the columns and rows, with ``"clip"`` or ``"extrapolate"``.
-    """
-
-    def __init__(
-        self,
-        conditions: np.ndarray,
-        metadata: dict,
-        out_of_range: str = DEFAULT_OUT_OF_RANGE,
-        fluxes: np.ndarray | None = None,
-        labels: Sequence | None = None,
-        what: str = "rows",
-        prefix: str = "",
-        stacklevel: int = 2,
-        flux_note: str | None = None,
-    ):
-        policy = check_policy(out_of_range)
-        specs = metadata["conditions"]
-        n_rows = len(conditions)
-        self._calibration = (metadata.get("flux_calibration") or {}).get("condition")
-        calibrated = fluxes is None and self._calibration is not None
-        if calibrated:
-            fluxes = calibrated_fluxes(conditions, metadata)
-        outside = outside_range(conditions, specs)
-        self.inputs = np.asarray(conditions, dtype=np.float64)
-        self.clipped = np.zeros(n_rows, dtype=bool)
-        self.targets = np.full(n_rows, np.nan) if fluxes is None else np.asarray(fluxes, dtype=np.float64)
-        self._magnitude = magnitude_condition(metadata)
-        self._centre = _range_centre(metadata)
-        self._labels, self._what, self._prefix = labels, what, prefix
-        if not outside.any():
-            return
-        summary = (
-            f"{prefix}{int(outside.any(axis=1).sum())} of {n_rows} {what} lie outside the model's training "
-            f"range: {_describe(outside, specs, labels, what)}"
-        )
-        if policy == "error":
-            raise CatalogError(
-                f"{summary}. out_of_range='error' refuses them; 'clip' clips them to the range and sets "
-                "their catalog flux, 'extrapolate' lets the model extrapolate"
-            )
-        if policy == "extrapolate":
-            warnings.warn(f"{summary}; the model extrapolates there", OutOfRangeWarning, stacklevel=stacklevel + 1)
-            return
-        low = np.array([_bound(spec, "min", -np.inf) for spec in specs])
-        high = np.array([_bound(spec, "max", np.inf) for spec in specs])
-        self.inputs = np.clip(self.inputs, low, high)
-        self.clipped = outside.any(axis=1)
-        if flux_note is None:
-            flux_note = self._clipped_flux_note(conditions, specs, fluxes is not None, calibrated, labels, prefix)
-        warnings.warn(
-            f"{summary}. out_of_range='clip': their conditions are clipped to the range (and pulled further "
-            f"in where the model's stamp at the edge is implausible) and {flux_note}; pass "
-            "out_of_range='error' to refuse such rows or 'extrapolate' to let the model extrapolate",
-            OutOfRangeWarning,
-            stacklevel=stacklevel + 1,
-        )
-
-    def _clipped_flux_note(self, conditions: np.ndarray, specs: Sequence[dict], given: bool, calibrated: bool,
-                           labels: Sequence | None, prefix: str) -> str:
-        """Set the clipped rows' flux targets where the catalog gives them; say what their flux is."""
-        if calibrated:
-            return f"their flux is set from the catalog's '{self._calibration}' (the model's flux calibration)"
-        if given:
-            return "their flux is the catalog flux given"
-        if self._magnitude is None:
-            return ("their flux is the model's at the clipped conditions (the model has no magnitude "
-                    "condition with a zero point to set it from)")
-        index, zero_point = self._magnitude
-        rows = self.clipped
-        names = np.flatnonzero(rows) if labels is None else [labels[i] for i in np.flatnonzero(rows)]
-        self.targets[rows] = fluxes_from_magnitudes(conditions[rows, index], zero_point,
-                                                    f"{prefix}the catalog's '{specs[index]['name']}'", labels=names)
-        return f"their flux is set from the catalog's '{specs[index]['name']}' with zero point {zero_point:g}"
-
-    def images(self, decode: Decoder, noise: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
-        """Decode the given rows under the policy and return their ``[B, S, S]`` stamps.
-
-        Parameters
-        ----------
-        decode : callable
-            ``decode(conditions [B, C], noise [B, L]) -> images [B, S, S]``, the model.
-        noise : numpy.ndarray
-            ``[B, L]`` base noise of these rows.
-        rows : slice
-            Which rows of the plan (default: all).
-        """
-        inputs = self.inputs[rows]
-        images = np.asarray(decode(inputs, noise))
-        clipped = np.flatnonzero(self.clipped[rows])
-        if clipped.size:
-            images = self._pull_in(decode, np.array(images), inputs, noise, clipped, rows)
-        return set_fluxes(images, self.targets[rows])
-
-    def _expected_flux(self, inputs: np.ndarray) -> np.ndarray | None:
-        if self._magnitude is None:
-            return None
-        index, zero_point = self._magnitude
-        return magnitude_to_flux(inputs[:, index], zero_point)
-
-    def _pull_in(self, decode: Decoder, images: np.ndarray, inputs: np.ndarray, noise: np.ndarray,
-                 rows: np.ndarray, rows_of_plan: slice) -> np.ndarray:
-        """Re-decode implausible clipped rows closer and closer to the centre of the range."""
-        bad = rows[~plausible(images[rows], self._expected_flux(inputs[rows]))]
-        for step in PULL_IN_STEPS:
-            if not bad.size:
-                return images
-            pulled = np.where(np.isnan(self._centre), inputs[bad], self._centre + step * (inputs[bad] - self._centre))
-            images[bad] = decode(pulled, noise[bad])
-            bad = bad[~plausible(images[bad], self._expected_flux(pulled))]
-        if bad.size:
-            names = np.arange(len(self.inputs))[rows_of_plan][bad]
-            if self._labels is not None:
-                names = [self._labels[i] for i in names]
-            raise CatalogError(
-                f"{self._prefix}the model gives no plausible stamp for {self._what} "
-                f"{', '.join(map(str, names[:10]))} even at the centre of its training range; use "
-                "out_of_range='extrapolate' to take its output anyway"
-            )
-        return images
-
-
-def sampling_plan(
-    catalog: Any,
-    conditions: np.ndarray,
-    metadata: dict,
-    out_of_range: str = DEFAULT_OUT_OF_RANGE,
-    flux: Any = None,
-    mag: Any = None,
-    zero_point: float | None = None,
-) -> SamplingPlan:
-    """The :class:`SamplingPlan` of one call of ``GenerativeGalaxyModel.sample`` (or ``iter_sample``).
-
-    Reads the catalog fluxes (:func:`catalog_fluxes`, with the model's ``zero_point`` as the
-    default) and applies ``out_of_range``; a warning points at the caller's caller (the user's
-    call of ``sample``).
-    """
-    fluxes = catalog_fluxes(catalog, len(conditions), flux, mag, zero_point, metadata.get("zero_point"))
-    return SamplingPlan(conditions, metadata, out_of_range, fluxes, stacklevel=3)
-
-
-def _bound(spec: dict, key: str, default: float) -> float:
-    value = spec.get(key)
-    return default if value is None else float(value)
-
-
-def _range_centre(metadata: dict) -> np.ndarray:
-    """The training mean of each condition (``condition_mean``), else the middle of its range."""
-    specs = metadata["conditions"]
-    means = metadata.get("condition_mean")
-    centre = []
-    for i, spec in enumerate(specs):
-        low, high = spec.get("min"), spec.get("max")
-        if means is not None:
-            value = float(means[i])
-        elif low is not None and high is not None:
-            value = 0.5 * (float(low) + float(high))
-        else:
-            value = np.nan  # no range: never clipped, so never pulled in
-        if low is not None and high is not None:
-            value = min(max(value, float(low)), float(high))
-        centre.append(value)
-    return np.array(centre)
-
-
-def _describe(outside: np.ndarray, specs: Sequence[dict], labels: Sequence | None, what: str) -> str:
-    parts = []
-    for i, spec in enumerate(specs):
-        column = outside[:, i]
-        if column.any():
-            parts.append(
-                f"'{spec['name']}' {int(column.sum())} value(s) outside [{spec['min']:g}, {spec['max']:g}] "
-                f"({what} {row_list(column, labels)})"
-            )
-    return "; ".join(parts)
+def _any_band(mask: np.ndarray) -> np.ndarray:
+    return mask if mask.ndim == 1 else mask.any(axis=1)

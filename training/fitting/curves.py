@@ -11,17 +11,14 @@ Command line::
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from galsim_hub.errors import GalSimHubError
 
-__all__ = ["read_curves", "plot_loss_curve", "main"]
+__all__ = ["read_curves", "plot_loss_curve"]
 
 ZOOM_FROM = 0.2
 
@@ -92,20 +89,3 @@ def plot_loss_curve(work_dir: str | Path, out: str | Path, window: int = 500, ti
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Draw the loss curve from the command line; return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m galsim_hub.training curve",
-                                     description="Draw the training and held-out VAE loss of a work directory.")
-    parser.add_argument("--work-dir", required=True)
-    parser.add_argument("--out", required=True, help="PNG file to write")
-    parser.add_argument("--window", type=int, default=500, help="running-median window of the training loss")
-    parser.add_argument("--title", default="")
-    args = parser.parse_args(argv)
-    try:
-        print(plot_loss_curve(args.work_dir, args.out, args.window, args.title))
-    except (GalSimHubError, OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0

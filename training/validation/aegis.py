@@ -28,12 +28,9 @@ Command line::
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +39,11 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from galsim_hub.errors import GalSimHubError, MetadataError
+from galsim_hub.errors import MetadataError
 from galsim_hub.training.validation.colours import observed_photometry
 
 __all__ = ["AEGIS_BANDS", "read_aegis", "measure_pair", "aegis_conditions", "correlated_noise", "run_aegis_check",
-           "main"]
+           "aegis_markdown"]
 
 #: Model band names of the two AEGIS bands and their catalog files.
 AEGIS_BANDS = {"f606w": "AEGIS_F606w_catalog.fits", "f814w": "AEGIS_F814w_catalog.fits"}
@@ -392,34 +389,3 @@ def write_aegis_report(table: Table, out_dir: str | Path) -> Path:
             for row in table]
     (out_dir / "aegis.json").write_text(json.dumps({"meta": dict(meta), "galaxies": rows}, indent=2))
     return path
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m galsim_hub.training aegis MODEL --aegis-dir DIR --out DIR``.
-
-    Returns 0, or 2 when the model or the files cannot be used (the error is printed).
-    """
-    parser = argparse.ArgumentParser(prog="python -m galsim_hub.training aegis",
-                                     description="Real two-band (F606W, F814W) sanity check of a multi-band model "
-                                                 "on GalSim's five AEGIS galaxies.")
-    parser.add_argument("model", help="multi-band model handle (hub:NAME, URL, directory or archive)")
-    parser.add_argument("--aegis-dir", required=True, help="folder of AEGIS_F606w_catalog.fits, "
-                                                           "AEGIS_F814w_catalog.fits and their files")
-    parser.add_argument("--out", required=True, help="output directory for aegis.md and aegis.json")
-    parser.add_argument("--data", default=None, help="a data set of the model's conditions (training or held-out) "
-                                                     "to fill the conditions AEGIS lacks (default: condition_mean)")
-    parser.add_argument("--n-mocks", type=int, default=20, help="mocks per galaxy (default: 20)")
-    parser.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
-    parser.add_argument("--white-noise", action="store_true",
-                        help="white mock noise instead of the real correlated ACS noise")
-    args = parser.parse_args(argv)
-    try:
-        table = run_aegis_check(args.model, args.aegis_dir, args.out, data=args.data, n_mocks=args.n_mocks,
-                                seed=args.seed, correlated=not args.white_noise)
-    except (GalSimHubError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"conditions AEGIS lacks: {table.meta['filled']}")
-    print(aegis_markdown(table))
-    print(f"\nreport: {Path(args.out) / 'aegis.md'}")
-    return 0

@@ -27,10 +27,7 @@ Command line::
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +38,7 @@ from astropy.table import Table
 
 from galsim_hub.errors import GalSimHubError
 
-__all__ = ["DIAGNOSIS_SAMPLES", "diagnose", "flux_offsets_by_magnitude", "pedestal_levels", "main"]
+__all__ = ["DIAGNOSIS_SAMPLES", "diagnose", "flux_offsets_by_magnitude", "pedestal_levels"]
 
 DIAGNOSIS_SAMPLES = ("real", "reconstruction", "flow", "flow_mode")
 MAGNITUDE_EDGES = (16.0, 20.0, 22.0, 23.5, 24.5, 27.0)
@@ -166,7 +163,7 @@ def diagnose(model: Any, data_dir: str | Path, *, seed: int = 0, n_bootstrap: in
         ``flux_bins`` (per sample, :func:`flux_offsets_by_magnitude`) and ``metadata``.
     """
     import galsim_hub
-    from galsim_hub.model import draw_base_noise
+    from galsim_hub.sampling.noise import draw_base_noise
     from galsim_hub.training.datasets.data import load_arrays, read_dataset_metadata
     from galsim_hub.training.validation.statistics import draw_observed, measure_statistics
 
@@ -251,38 +248,6 @@ def diagnosis_markdown(result: dict[str, Any]) -> str:
                  for b in bins]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m galsim_hub.training diagnose",
-                                     description="Tell whether a model's roundness and flux bias come "
-                                                 "from its VAE or its flow (held-out real galaxies).")
-    parser.add_argument("model", help="model handle or directory (exported with an encoder)")
-    parser.add_argument("--data", required=True, help="held-out COSMOS data set directory")
-    parser.add_argument("--out", required=True, help="directory for diagnosis.md and diagnosis.json")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--bootstrap", type=int, default=500)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the diagnosis from the command line; return the exit status."""
-    args = _parser().parse_args(argv)
-    try:
-        result = diagnose(args.model, args.data, seed=args.seed, n_bootstrap=args.bootstrap)
-    except (GalSimHubError, OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    text = diagnosis_markdown(result)
-    (out / "diagnosis.md").write_text(f"# Diagnosis: {result['metadata']['model']}\n\n" + text)
-    (out / "diagnosis.json").write_text(json.dumps(
-        {"metadata": result["metadata"], "samples": [dict(zip(result["table"].colnames, map(_plain, row)))
-                                                     for row in result["table"]],
-         "flux_bins": result["flux_bins"]}, indent=2) + "\n")
-    print(text)
-    return 0
 
 
 def _plain(value: Any) -> Any:

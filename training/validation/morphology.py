@@ -27,9 +27,7 @@ Command line::
 """
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,14 @@ import galsim
 import numpy as np
 from astropy.table import Table
 
-from galsim_hub.errors import CatalogError, GalSimHubError, MetadataError
+from galsim_hub.errors import MetadataError
+from galsim_hub.training.validation.common import (
+    check_model_conditions,
+    condition_names,
+    open_model,
+    sample_mocks,
+    select_rows,
+)
 from galsim_hub.training.validation.report import TARGETS, evaluate_targets, make_figures, targets_markdown, write_report
 from galsim_hub.training.validation.statistics import (HSM_COLUMNS, MORPH_COLUMNS, RESIDUAL_CONDITIONS, STAT_COLUMNS,
                                             central_segmap, compare_samples, conditional_residuals,
@@ -61,7 +66,6 @@ __all__ = [
     "make_figures",
     "write_report",
     "run_validation",
-    "main",
 ]
 
 SAMPLES = ("real", "parametric", "mock")
@@ -71,13 +75,6 @@ GALLERY_SIZE = 8  # stamps per sample in gallery.png
 # ----------------------------------------------------------------------------------------
 # End to end
 # ----------------------------------------------------------------------------------------
-def _condition_names(metadata: Mapping[str, Any]) -> list[str]:
-    try:
-        return [entry["name"] if isinstance(entry, Mapping) else str(entry) for entry in metadata["conditions"]]
-    except (KeyError, TypeError) as error:
-        raise MetadataError("dataset metadata has no 'conditions' list of {'name': ...} entries") from error
-
-
 def _observed_psfs(arrays: Mapping[str, np.ndarray], indices: np.ndarray, pixel_scale: float):
     # The data set's PSF images are sampled without a pixel, centred on pixel (S//2, S//2), and
     # its truth images already hold the pixel: draw without a further pixel.
@@ -196,7 +193,7 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
                              "each band is drawn with its own data set PSF and noise")
         return run_multiband_validation(model, data_dir, out_dir, n=n, seed=seed, n_jobs=n_jobs, n_morph=n_morph,
                                         n_bootstrap=n_bootstrap, out_of_range=out_of_range)
-    names = _condition_names(metadata)
+    names = condition_names(metadata)
     pixel_scale = float(metadata["pixel_scale"])
     stamp_size = int(metadata["stamp_size"])
     real_galaxies = metadata["source"] != "synthetic"
@@ -210,36 +207,24 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
                             f"expected ({total}, {len(names)}) for {names}")
 
     rng = np.random.default_rng(seed)
-    indices = np.arange(total) if n is None or n >= total else np.sort(rng.choice(total, size=int(n), replace=False))
+    indices = select_rows(total, n, rng)
     conditions = Table(arrays["conditions"][indices], names=names)
 
-    if isinstance(model, (str, Path)):
-        import galsim_hub
-
-        handle = str(model)
-        model = galsim_hub.GenerativeGalaxyModel(handle)
-    else:
-        handle = getattr(model, "file_name", type(model).__name__)
+    model, handle = open_model(model)
     if getattr(model, "bands", None):
         raise MetadataError(f"{handle} is a multi-band model (bands {list(model.bands)}) but data set {data_dir} "
                             "has no 'bands': validate it against a multi-band data set (training.chromatic)")
-    missing = [q for q in model.quantities if q not in names]
-    if missing:
-        raise CatalogError(f"the model needs conditions {missing} that data set {data_dir} does not have ({names})")
+    check_model_conditions(model, names, data_dir)
     if train_data is not None:  # the memorisation check compares stamps pixel by pixel
         train_metadata = read_dataset_metadata(train_data)
         check_same_geometry(int(train_metadata["stamp_size"]), float(train_metadata["pixel_scale"]),
                             stamp_size, pixel_scale, f"the training data set {train_data}", data_dir)
     same_geometry = (int(model.stamp_size) == stamp_size
                      and np.isclose(float(model.pixel_scale), pixel_scale, rtol=1e-6))
-    # GalSim takes seed 0 to mean "random": derive a non-zero model seed from ``seed``.
-    model_seed = int(rng.integers(1, 2**31 - 1))
-    mock_profiles = np.asarray(model.sample(conditions[list(model.quantities)], seed=model_seed, return_arrays=True,
-                                            out_of_range=out_of_range))
-    if mock_profiles.ndim == 4 and mock_profiles.shape[-1] == 1:
-        mock_profiles = mock_profiles[..., 0]
-    if mock_profiles.shape[0] != len(indices):
-        raise ValueError(f"model returned {mock_profiles.shape[0]} images for {len(indices)} galaxies")
+    mocks = sample_mocks(model, conditions, rng, out_of_range)
+    if mocks.shape[-1] != 1:
+        raise MetadataError(f"{handle} returned {mocks.shape[-1]} bands for the single-band data set {data_dir}")
+    mock_profiles = mocks[..., 0]
 
     if psf is None:
         psfs = _observed_psfs(arrays, indices, pixel_scale)
@@ -370,39 +355,3 @@ def _scatter_rows(rows: np.ndarray, indices: np.ndarray, total: int) -> np.ndarr
     full = np.zeros((total,) + rows.shape[1:], rows.dtype)
     full[indices] = rows
     return full
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m galsim_hub.training validate MODEL --data DIR --out DIR``.
-
-    Returns the exit status: 0; 1 with ``--strict`` when a target fails; 2 when the model or
-    the data set cannot be used (the error is printed).
-    """
-    parser = argparse.ArgumentParser(prog="python -m galsim_hub.training validate",
-                                     description="Validate a generative galaxy model against a held-out data set.")
-    parser.add_argument("model", help="model handle (hub:NAME, URL, directory or archive)")
-    parser.add_argument("--data", required=True, help="data set directory (galsim_hub.training.datasets.data)")
-    parser.add_argument("--out", required=True, help="output directory for figures and the report")
-    parser.add_argument("--n", type=int, default=None, help="number of galaxies (default: all)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--jobs", type=int, default=1, help="processes for statmorph (default: 1)")
-    parser.add_argument("--n-morph", type=int, default=None,
-                        help="galaxies measured with statmorph (default: all; multi-band data sets: none)")
-    parser.add_argument("--train-data", default=None,
-                        help="the model's training data set: adds the memorisation check")
-    parser.add_argument("--bootstrap", type=int, default=500,
-                        help="bootstrap resamples for the uncertainties (default: 500)")
-    parser.add_argument("--out-of-range", choices=("clip", "error", "extrapolate"), default="clip",
-                        help="the model's policy for galaxies outside its training range (default: clip)")
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target fails")
-    args = parser.parse_args(argv)
-    try:
-        results = run_validation(args.model, args.data, args.out, n=args.n, seed=args.seed, n_jobs=args.jobs,
-                                 n_morph=args.n_morph, train_data=args.train_data, n_bootstrap=args.bootstrap,
-                                 out_of_range=args.out_of_range)
-    except GalSimHubError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(targets_markdown(results["targets"]))
-    print(f"\nreport: {results['report']}")
-    return 1 if args.strict and not all(t["passed"] for t in results["targets"]) else 0

@@ -29,7 +29,14 @@ import galsim
 import numpy as np
 from astropy.table import Table
 
-from galsim_hub.errors import CatalogError, MetadataError
+from galsim_hub.errors import MetadataError
+from galsim_hub.training.validation.common import (
+    check_model_conditions,
+    condition_names,
+    open_model,
+    sample_mocks,
+    select_rows,
+)
 from galsim_hub.training.validation.colours import colour_pairs, compare_colours, measure_colours, no_gradient_profiles
 from galsim_hub.training.validation.report import TARGETS
 from galsim_hub.training.validation.statistics import (HSM_COLUMNS, MORPH_COLUMNS, compare_samples, conditional_residuals,
@@ -274,7 +281,6 @@ def run_multiband_validation(model: Any, data_dir: str | Path, out_dir: str | Pa
     """
     from galsim_hub.training.validation.multiband_report import make_multiband_figures, write_multiband_report
     from galsim_hub.training.datasets.shards import read_dataset_metadata
-    from galsim_hub.training.validation.morphology import _condition_names
 
     data_dir = Path(data_dir)
     metadata = read_dataset_metadata(data_dir)
@@ -282,7 +288,7 @@ def run_multiband_validation(model: Any, data_dir: str | Path, out_dir: str | Pa
     names = [b["name"] for b in bands]
     ref = names.index(reference)
     zero_points = [b["zero_point"] for b in bands]
-    condition_names = _condition_names(metadata)
+    names_of_conditions = condition_names(metadata)
     pixel_scale, stamp_size = float(metadata["pixel_scale"]), int(metadata["stamp_size"])
     arrays = _load(data_dir)
     total = len(arrays["truth"])
@@ -291,28 +297,13 @@ def run_multiband_validation(model: Any, data_dir: str | Path, out_dir: str | Pa
                             f"{len(names)}] for the bands {names}")
 
     rng = np.random.default_rng(seed)
-    indices = np.arange(total) if n is None or n >= total else np.sort(rng.choice(total, size=int(n), replace=False))
-    conditions = Table(arrays["conditions"][indices], names=condition_names)
+    indices = select_rows(total, n, rng)
+    conditions = Table(arrays["conditions"][indices], names=names_of_conditions)
 
-    if isinstance(model, (str, Path)):
-        import galsim_hub
-
-        handle = str(model)
-        model = galsim_hub.GenerativeGalaxyModel(handle)
-    else:
-        handle = getattr(model, "file_name", type(model).__name__)
+    model, handle = open_model(model)
     order = model_band_order(model, names, handle)
-    missing = [q for q in model.quantities if q not in condition_names]
-    if missing:
-        raise CatalogError(f"the model needs conditions {missing} that data set {data_dir} does not have "
-                           f"({condition_names})")
-    model_seed = int(rng.integers(1, 2**31 - 1))
-    mock = np.asarray(model.sample(conditions[list(model.quantities)], seed=model_seed, return_arrays=True,
-                                   out_of_range=out_of_range), dtype=np.float64)
-    if mock.ndim != 4 or mock.shape[0] != len(indices):
-        raise ValueError(f"model returned stamps of shape {mock.shape} for {len(indices)} galaxies, "
-                         "expected [N, S, S, B]")
-    mock = mock[..., order]
+    check_model_conditions(model, names_of_conditions, data_dir)
+    mock = sample_mocks(model, conditions, rng, out_of_range)[..., order]
     model_zero_points = [float(b["zero_point"]) for b in model.metadata["bands"]] if hasattr(model, "metadata") \
         else zero_points
     model_zero_points = [model_zero_points[i] for i in order]

@@ -1,15 +1,15 @@
 """Figures and the markdown/JSON report of the multi-band validation (:mod:`.multiband_validation`)."""
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from galsim_hub.training.validation.common import FigureWriter, format_value, markdown_table, write_report_files
 from galsim_hub.training.validation.colours import colour_pairs
-from galsim_hub.training.validation.report import _format, _jsonable, _markdown_table, targets_markdown
+from galsim_hub.training.validation.report import targets_markdown
 from galsim_hub.training.validation.statistics import valid_values
 
 __all__ = ["rgb_composite", "make_multiband_figures", "write_multiband_report"]
@@ -94,16 +94,9 @@ def make_multiband_figures(results: Mapping[str, Any], out_dir: str | Path) -> l
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
+    writer = FigureWriter(out_dir, dpi=100)
+    save = writer.save
 
-    def save(fig, name):
-        path = out_dir / name
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
 
     stats = results["stats"]
     bands = list(stats)
@@ -167,7 +160,7 @@ def make_multiband_figures(results: Mapping[str, Any], out_dir: str | Path) -> l
                 axes[row, 0].set_ylabel(sample)
         fig.suptitle(f"{', '.join(bands)} as B, G, R (asinh stretch of the truth, per galaxy)", fontsize="small")
         save(fig, "rgb_gallery.png")
-    return paths
+    return writer.paths
 
 
 def write_multiband_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
@@ -183,7 +176,7 @@ def write_multiband_report(results: Mapping[str, Any], out_dir: str | Path) -> P
     targets = results["targets"]
     n_passed = sum(t["passed"] for t in targets)
     lines = ["# Multi-band validation report", ""]
-    lines += [f"- {key}: {_format(value)}" for key, value in results["metadata"].items()] + [""]
+    lines += [f"- {key}: {format_value(value)}" for key, value in results["metadata"].items()] + [""]
     lines += ["## Did the model learn the colour gradients?", "",
               "Colour gradient: colour inside minus outside the reference band's half-light radius "
               "(circular apertures about its centroid) of the noiseless profiles; positive means a redder "
@@ -193,7 +186,7 @@ def write_multiband_report(results: Mapping[str, Any], out_dir: str | Path) -> P
     lines += ["## Colours, gradients and size ratios of the noiseless profiles", "",
               "Δmean = mean(sample) - mean(truth) with its bootstrap error; scatter of the sample and of the "
               "per-galaxy difference; r = correlation of mock and truth values galaxy by galaxy.", "",
-              _markdown_table(("sample", "statistic", "n", "mean truth", "mean sample", "Δmean", "± Δmean",
+              markdown_table(("sample", "statistic", "n", "mean truth", "mean sample", "Δmean", "± Δmean",
                                "scatter truth", "scatter sample", "scatter of difference", "r mock/truth"),
                               [(r["sample"], r["statistic"], r["n"], r["mean_truth"], r["mean_other"], r["mean_diff"],
                                 r["mean_diff_err"], r["scatter_truth"], r["scatter_other"], r["scatter_diff"],
@@ -211,18 +204,12 @@ def write_multiband_report(results: Mapping[str, Any], out_dir: str | Path) -> P
     lines += ["## Per band, drawn with the band's PSF and noise (HSM)", "",
               "Δmean is relative for sigma and g; W is the Wasserstein distance, KS the Kolmogorov-Smirnov "
               "statistic.", "",
-              _markdown_table(("band", "statistic", "n truth", "n mock", "mean truth", "mean mock", "Δmean",
+              markdown_table(("band", "statistic", "n truth", "n mock", "mean truth", "mean mock", "Δmean",
                                "± Δmean", "W", "KS"), rows), "",
               "Per-galaxy residuals, mock vs the same galaxy's truth: size sigma_mock / sigma_truth - 1, "
               "magnitude m_mock - m_truth (HSM fluxes).", "",
-              _markdown_table(("band", "n", "size mean", "size scatter", "mag mean", "mag scatter"), scatter_rows),
+              markdown_table(("band", "n", "size mean", "size scatter", "mag mean", "mag scatter"), scatter_rows),
               ""]
-    figures = results.get("figures") or []
-    if figures:
-        lines += ["## Figures", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in figures] + [""]
-    path = out_dir / "validation.md"
-    path.write_text("\n".join(lines))
     numbers = {key: results[key] for key in ("metadata", "targets", "verdicts", "colour_comparison",
                                              "gradient_correlation", "comparisons", "residuals", "figures")}
-    (out_dir / "validation.json").write_text(json.dumps(_jsonable(numbers), indent=2, allow_nan=False))
-    return path
+    return write_report_files(out_dir, lines, results.get("figures") or [], numbers)

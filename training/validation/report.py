@@ -1,7 +1,6 @@
 """Validation targets, figures and the markdown/JSON report."""
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 from astropy.table import Table
 from scipy import ndimage
 
+from galsim_hub.training.validation.common import FigureWriter, format_value, markdown_table, write_report_files
 from galsim_hub.training.validation.statistics import MORPH_COLUMNS, valid_values
 
 __all__ = ["TARGETS", "evaluate_targets", "make_figures", "targets_markdown", "write_report"]
@@ -184,17 +184,10 @@ def make_figures(results: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writer = FigureWriter(out_dir, dpi=110)
+    save = writer.save
     stats_tables = results["stats"]
-    paths = []
 
-    def save(fig, name):
-        path = out_dir / name
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, column in zip(axes, ("sigma", "g")):
@@ -270,7 +263,7 @@ def make_figures(results: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
                 ax.set_yticks([])
             axes[row, 0].set_ylabel(sample)
         save(fig, "gallery.png")
-    return paths
+    return writer.paths
 
 
 def _noise_level(stamp: np.ndarray) -> float:
@@ -280,49 +273,11 @@ def _noise_level(stamp: np.ndarray) -> float:
     return mad if mad > 0 else float(np.max(np.abs(stamp))) / 100 or 1.0
 
 
-def _format(value: Any) -> str:
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return "nan" if not np.isfinite(value) else f"{value:.4g}"
-    return str(value)
-
-
-def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_format(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def targets_markdown(targets: Sequence[Mapping[str, Any]]) -> str:
     """The targets as a markdown table with a PASS/FAIL column."""
-    return _markdown_table(("target", "value", "± (bootstrap)", "requirement", "result"),
+    return markdown_table(("target", "value", "± (bootstrap)", "requirement", "result"),
                            [(t["name"], t["value"], t.get("error", math.nan), t["requirement"],
                              "PASS" if t["passed"] else "FAIL") for t in targets])
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Table):
-        return [{name: _jsonable(row[name]) for name in value.colnames} for row in value]
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, (str, type(None))):
-        return value
-    return str(value)
 
 
 def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
@@ -349,7 +304,7 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
     n_passed = sum(t["passed"] for t in targets)
     lines = ["# Validation report", ""]
     if metadata:
-        lines += [f"- {key}: {_format(value)}" for key, value in metadata.items()] + [""]
+        lines += [f"- {key}: {format_value(value)}" for key, value in metadata.items()] + [""]
     lines += [f"## Targets ({n_passed}/{len(targets)} passed)", "", targets_markdown(targets), ""]
 
     samples = list(comparisons)
@@ -365,12 +320,12 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
     lines += ["## Distributions compared with the real sample", "",
               "Δmean is relative for sigma and g; W is the Wasserstein distance (± its bootstrap "
               "standard deviation), KS the Kolmogorov-Smirnov statistic. `mock_fitted`: mocks of the "
-              "galaxies that have a parametric fit, the sample the parametric one is compared with.", "", _markdown_table(header, rows), ""]
+              "galaxies that have a parametric fit, the sample the parametric one is compared with.", "", markdown_table(header, rows), ""]
 
     residuals = results["residuals"]
     lines += ["## Residuals of mocks vs real galaxies with the same conditions", "",
               "size: sigma_mock / sigma_real - 1; magnitude: m_mock - m_real.", "",
-              _markdown_table(("condition", "bin", "n", "size mean", "size scatter", "mag mean", "mag scatter"),
+              markdown_table(("condition", "bin", "n", "size mean", "size scatter", "mag mean", "mag scatter"),
                               [(r["condition"], "all" if r["condition"] == "all" else
                                 f"{r['bin_lo']:.3g} - {r['bin_hi']:.3g}", r["n"], r["size_mean"],
                                 r["size_scatter"], r["mag_mean"], r["mag_scatter"]) for r in residuals]), ""]
@@ -379,12 +334,12 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
         lines += ["## Fluxes against the catalog", "",
                   "Median of m_mock - m_catalog per bin of catalog magnitude (m_mock from the mock's "
                   "noise-free flux, with the model's zero point; what `sample` returns by default).", "",
-                  _markdown_table(("magnitude bin", "n", "median offset (mag)"),
+                  markdown_table(("magnitude bin", "n", "median offset (mag)"),
                                   [(f"{b['lo']:g} - {b['hi']:g}", b["n"], b["median"]) for b in catalog_flux]), ""]
     reconstruction = results.get("reconstruction")
     if reconstruction:
         lines += ["## Autoencoder reconstructions", "",
-                  _markdown_table(("MSE reconstruction", "MSE noisy input", "ratio", "result"),
+                  markdown_table(("MSE reconstruction", "MSE noisy input", "ratio", "result"),
                                   [(reconstruction["mse_reconstruction"], reconstruction["mse_noisy"],
                                     reconstruction["ratio"], "PASS" if reconstruction["passed"] else "FAIL")]), ""]
     memorisation = results.get("memorisation")
@@ -393,23 +348,14 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
                   "Distance (shape: stamps divided by their L2 norm) from each held-out real galaxy and from "
                   "its mock to the nearest of the training stamps (every orientation and shift). A model "
                   "that copies its training set puts its mocks much nearer than new real galaxies are.", "",
-                  _markdown_table(("n", "training stamps", "median d real", "median d mock", "ratio",
+                  markdown_table(("n", "training stamps", "median d real", "median d mock", "ratio",
                                    "closest real d", "mock copies", "Mann-Whitney p (mock nearer)", "result"),
                                   [(memorisation["n"], memorisation["n_training"], memorisation["median_real"],
                                     memorisation["median_mock"], memorisation["ratio"],
                                     memorisation["copy_threshold"], memorisation["copy_fraction"],
                                     memorisation["mannwhitney_p"], "PASS" if memorisation["passed"] else "FAIL")]),
                   ""]
-    figures = results.get("figures") or []
-    if figures:
-        lines += ["## Figures", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in figures] + [""]
-    path = out_dir / "validation.md"
-    path.write_text("\n".join(lines))
-
     numbers = {key: results[key] for key in ("metadata", "targets", "comparisons", "residuals", "reconstruction",
                                              "memorisation", "catalog_flux", "figures")
                if key in results and results[key] is not None}
-    (out_dir / "validation.json").write_text(json.dumps(_jsonable(numbers), indent=2, allow_nan=False))
-    return path
-
-
+    return write_report_files(out_dir, lines, results.get("figures") or [], numbers)
