@@ -29,6 +29,7 @@ Usage::
 
     python benchmarks/bands_speed.py [--galaxies 20] [--repeat 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,14 @@ def band_set() -> BandSet:
     bands = []
     for name in BANDS:
         bandpass = galsim.Bandpass(f"LSST_{name}.dat", wave_type="nm")
-        bands.append({"name": name, "effective_wavelength": bandpass.effective_wavelength,
-                      "zero_point": 30.0, "bandpass": f"LSST_{name}.dat"})
+        bands.append(
+            {
+                "name": name,
+                "effective_wavelength": bandpass.effective_wavelength,
+                "zero_point": 30.0,
+                "bandpass": f"LSST_{name}.dat",
+            }
+        )
     return BandSet(bands)
 
 
@@ -117,8 +124,13 @@ def rows(bands: BandSet, psf: bool) -> dict:
         for _ in BANDS:
             draw(obj, psf, bands.bandpasses["r"])
 
-    return {"single-band": single, "per-band images": per_band, "chromatic": chromatic,
-            "through(bandpass)": through, "from_images (r only)": from_images}
+    return {
+        "single-band": single,
+        "per-band images": per_band,
+        "chromatic": chromatic,
+        "through(bandpass)": through,
+        "from_images (r only)": from_images,
+    }
 
 
 def measure(arrays: np.ndarray, repeat: int, psf: bool) -> dict:
@@ -141,8 +153,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     arrays = stamps(args.galaxies)
-    print(f"GalSim {galsim.__version__}, {platform.processor() or platform.machine()}, "
-          f"{args.galaxies} galaxies, {STAMP}x{STAMP} at {SCALE}\"/px, bands {', '.join(BANDS)}, best of {args.repeat}\n")
+    print(
+        f"GalSim {galsim.__version__}, {platform.processor() or platform.machine()}, "
+        f'{args.galaxies} galaxies, {STAMP}x{STAMP} at {SCALE}"/px, bands {", ".join(BANDS)}, best of {args.repeat}\n'
+    )
     results = {psf: measure(arrays, args.repeat, psf) for psf in (False, True)}
     print("| galaxy objects | ms per galaxy per band, no PSF | ratio | with Moffat PSF | ratio |")
     print("| --- | --- | --- | --- | --- |")

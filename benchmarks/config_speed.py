@@ -16,6 +16,7 @@ be identical. COSMOS rows need GalSim's RealGalaxyCatalog files (by default
 ``../shared/data/cosmos_btk100`` and ``../shared/data/cosmos_23.5_example`` next to the
 repository) and are skipped with a note when they are absent.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,16 @@ ROWS = {  # name: (YAML, what it needs)
 
 def run_galsim(workdir: Path, yaml_file: str, overrides: list[str], output: str) -> tuple[float, float]:
     """Wall-clock and CPU (user + system, all its processes) seconds of one ``python -m galsim`` run."""
-    command = [sys.executable, "-m", "galsim", "-v", "0", str(CONFIGS / yaml_file),
-               f"output.file_name={output}", *overrides]
+    command = [
+        sys.executable,
+        "-m",
+        "galsim",
+        "-v",
+        "0",
+        str(CONFIGS / yaml_file),
+        f"output.file_name={output}",
+        *overrides,
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, cwd=workdir, check=True)
@@ -76,8 +85,13 @@ print(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)
 """
     result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     values = [float(v) for v in result.stdout.split()]
-    names = ["import galsim, galsim_hub", "input object (handle, cache, metadata)", "import tensorflow",
-             "load the model", "first call (1 object)"]
+    names = [
+        "import galsim, galsim_hub",
+        "input object (handle, cache, metadata)",
+        "import tensorflow",
+        "load the model",
+        "first call (1 object)",
+    ]
     return dict(zip(names, values))
 
 
@@ -93,8 +107,9 @@ def main() -> None:
         "cosmos_real": args.cosmos_real / "real_galaxy_catalog_26_extension_example.fits",
         "cosmos_parametric": args.cosmos_parametric / "real_galaxy_catalog_23.5_example_fits.fits",
     }
-    rows = {name: spec for name, spec in ROWS.items()
-            if not args.only or any(word in name for word in args.only.split(","))}
+    rows = {
+        name: spec for name, spec in ROWS.items() if not args.only or any(word in name for word in args.only.split(","))
+    }
     for name, (_, need) in list(rows.items()):
         if need in needs and not needs[need].is_file():
             print(f"skipped '{name}': {needs[need]} not found")
@@ -113,33 +128,47 @@ def main() -> None:
             "cosmos_parametric": [f"input.cosmos_catalog.dir={args.cosmos_parametric}"],
         }
         times: dict[tuple[str, str], list[tuple[float, float]]] = {}
-        for round_ in range(args.rounds):
+        for _round in range(args.rounds):
             for name, (yaml_file, need) in rows.items():
-                for label, overrides in (("1 object", ["image.nx_tiles=1", "image.ny_tiles=1"]),
-                                         ("nproc 1", ["image.nproc=1"]), ("nproc 2", ["image.nproc=2"])):
+                for label, overrides in (
+                    ("1 object", ["image.nx_tiles=1", "image.ny_tiles=1"]),
+                    ("nproc 1", ["image.nproc=1"]),
+                    ("nproc 2", ["image.nproc=2"]),
+                ):
                     output = f"{yaml_file[:-5]}_{label.replace(' ', '')}.fits"
                     times.setdefault((name, label), []).append(
-                        run_galsim(workdir, yaml_file, extra[need] + overrides, output))
+                        run_galsim(workdir, yaml_file, extra[need] + overrides, output)
+                    )
                 one, two = (fits.getdata(workdir / f"{yaml_file[:-5]}_nproc{n}.fits") for n in (1, 2))
                 if not np.array_equal(one, two):
                     raise SystemExit(f"'{name}': nproc 1 and nproc 2 images differ")
         breakdown = startup_breakdown(args.model)
     load_after = os.getloadavg()
 
-    print(f"{NOBJECTS} objects, 64x64 stamps at 0.2\"/px, Moffat PSF, Gaussian noise, Tiled 40x25; "
-          f"model {args.model}; {os.cpu_count()} CPUs; best of {args.rounds} interleaved rounds")
+    print(
+        f'{NOBJECTS} objects, 64x64 stamps at 0.2"/px, Moffat PSF, Gaussian noise, Tiled 40x25; '
+        f"model {args.model}; {os.cpu_count()} CPUs; best of {args.rounds} interleaved rounds"
+    )
     print(f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after\n")
     print("Wall-clock seconds (best round):\n")
-    print("| gal | 1 object (start-up) | nproc 1 | nproc 2 | nproc 1 / nproc 2 | ms per object, nproc 1 "
-          "| ms per object, nproc 2 | per-object speed-up |")
+    print(
+        "| gal | 1 object (start-up) | nproc 1 | nproc 2 | nproc 1 / nproc 2 | ms per object, nproc 1 "
+        "| ms per object, nproc 2 | per-object speed-up |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in rows:
-        start, one, two = (min(wall for wall, _ in times[(name, label)]) for label in ("1 object", "nproc 1", "nproc 2"))
+        start, one, two = (
+            min(wall for wall, _ in times[(name, label)]) for label in ("1 object", "nproc 1", "nproc 2")
+        )
         per_one, per_two = ((t - start) / (NOBJECTS - 1) * 1e3 for t in (one, two))
-        print(f"| {name} | {start:.1f} | {one:.1f} | {two:.1f} | {one / two:.2f}x | {per_one:.2f} "
-              f"| {per_two:.2f} | {per_one / per_two:.2f}x |")
-    print("\nCPU seconds, user + system of all processes (best round; on a shared machine a steadier "
-          "measure of the work than wall-clock time):\n")
+        print(
+            f"| {name} | {start:.1f} | {one:.1f} | {two:.1f} | {one / two:.2f}x | {per_one:.2f} "
+            f"| {per_two:.2f} | {per_one / per_two:.2f}x |"
+        )
+    print(
+        "\nCPU seconds, user + system of all processes (best round; on a shared machine a steadier "
+        "measure of the work than wall-clock time):\n"
+    )
     print("| gal | 1 object (start-up) | nproc 1 | nproc 2 | ms per object, nproc 1 | ms per object, nproc 2 |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name in rows:

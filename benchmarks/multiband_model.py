@@ -22,6 +22,7 @@ Usage::
 
     python benchmarks/multiband_model.py [--repeat 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,10 @@ SCALE = 0.05
 
 
 def psf(band: str) -> galsim.GSObject:
-    return galsim.Convolve(galsim.Airy(lam=LAMBDAS[band], diam=2.4, obscuration=0.33, scale_unit=galsim.arcsec),
-                           galsim.Gaussian(sigma=0.02))
+    return galsim.Convolve(
+        galsim.Airy(lam=LAMBDAS[band], diam=2.4, obscuration=0.33, scale_unit=galsim.arcsec),
+        galsim.Gaussian(sigma=0.02),
+    )
 
 
 def rows(multi, single, catalog: Table) -> dict:
@@ -52,8 +55,13 @@ def rows(multi, single, catalog: Table) -> dict:
     bands = list(multi.bands)
     psfs = {band: psf(band) for band in bands}
     bandpasses = multi.band_set.bandpasses
-    single_cat = Table({"mag_auto": catalog["mag_f814w"], "flux_radius": catalog["flux_radius"] * SCALE / 0.03,
-                        "zphot": catalog["zphot"]})
+    single_cat = Table(
+        {
+            "mag_auto": catalog["mag_f814w"],
+            "flux_radius": catalog["flux_radius"] * SCALE / 0.03,
+            "zphot": catalog["zphot"],
+        }
+    )
     band_mags = {"f814w": catalog["mag_f814w"]}
     band_mags["f606w"] = band_mags["f814w"] + catalog["color_f606w_f814w"]
     band_mags["f435w"] = band_mags["f606w"] + catalog["color_f435w_f606w"]
@@ -64,7 +72,8 @@ def rows(multi, single, catalog: Table) -> dict:
         for i, galaxy in enumerate(galaxies):
             for band in bands:
                 galsim.Convolve(galaxy.withFlux(float(fluxes[band][i])), psfs[band]).drawImage(
-                    nx=64, ny=64, scale=SCALE)
+                    nx=64, ny=64, scale=SCALE
+                )
 
     def draw_images(galaxies):
         for galaxy in galaxies:
@@ -87,10 +96,12 @@ def rows(multi, single, catalog: Table) -> dict:
     def sample_multi():
         return multi.sample(conditions, seed=1)
 
-    return {"single-band model + catalog fluxes": (sample_single, draw_single),
-            "multi-band, per-band images": (sample_multi, draw_images),
-            "multi-band, chromatic": (sample_multi, draw_chromatic),
-            "multi-band, through(bandpass)": (sample_multi, draw_through)}
+    return {
+        "single-band model + catalog fluxes": (sample_single, draw_single),
+        "multi-band, per-band images": (sample_multi, draw_images),
+        "multi-band, chromatic": (sample_multi, draw_chromatic),
+        "multi-band, through(bandpass)": (sample_multi, draw_through),
+    }
 
 
 def main() -> None:
@@ -115,16 +126,22 @@ def main() -> None:
             drawn = time.perf_counter()
             best[name][0] = min(best[name][0], (sampled - start) / n)
             best[name][1] = min(best[name][1], (drawn - sampled) / (n * n_bands))
-    print(f"galsim-hub {galsim_hub.__version__}, GalSim {galsim.__version__}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, {n} galaxies, 3 bands, 64x64 stamps, best of {args.repeat}\n")
-    print("| galaxies | sampling, ms per galaxy | drawing, ms per galaxy per band | total, ms per galaxy per band | ratio |")
+    print(
+        f"galsim-hub {galsim_hub.__version__}, GalSim {galsim.__version__}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, {n} galaxies, 3 bands, 64x64 stamps, best of {args.repeat}\n"
+    )
+    print(
+        "| galaxies | sampling, ms per galaxy | drawing, ms per galaxy per band | total, ms per galaxy per band | ratio |"
+    )
     print("| --- | --- | --- | --- | --- |")
     reference = best["single-band model + catalog fluxes"]
     reference_total = reference[0] / n_bands + reference[1]
     for name, (sample_time, draw_time) in best.items():
         total = sample_time / n_bands + draw_time
-        print(f"| {name} | {1e3 * sample_time:.2f} | {1e3 * draw_time:.2f} | {1e3 * total:.2f} | "
-              f"{total / reference_total:.2f} |")
+        print(
+            f"| {name} | {1e3 * sample_time:.2f} | {1e3 * draw_time:.2f} | {1e3 * total:.2f} | "
+            f"{total / reference_total:.2f} |"
+        )
 
 
 if __name__ == "__main__":

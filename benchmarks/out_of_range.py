@@ -13,6 +13,7 @@ Usage::
 e.g. with GalSim's ``real_galaxy_catalog_23.5_example_fits.fits`` (columns ``mag_auto``,
 ``flux_radius``, ``zphot``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,15 +26,17 @@ from astropy.table import Table
 from galsim_hub import GenerativeGalaxyModel
 from galsim_hub.sampling.catalog import condition_matrix, outside_range
 from galsim_hub.sampling.fluxes import band_magnitudes, magnitude_to_flux
-from galsim_hub.sampling.plan import SamplingPlan, border_fractions, plausible
 from galsim_hub.sampling.noise import draw_base_noise
+from galsim_hub.sampling.plan import SamplingPlan, border_fractions, plausible
 
 
 def _row(label: str, images: np.ndarray, catalog_flux: np.ndarray) -> str:
     ratio = images.sum(axis=(1, 2), dtype=np.float64) / catalog_flux
     border = border_fractions(images)
-    return (f"{label:26s} {len(images):5d}  {ratio.min():9.3g} {np.median(ratio):9.3g} {ratio.max():9.3g}"
-            f"  {np.median(border):7.3f} {border.max():7.3f}")
+    return (
+        f"{label:26s} {len(images):5d}  {ratio.min():9.3g} {np.median(ratio):9.3g} {ratio.max():9.3g}"
+        f"  {np.median(border):7.3f} {border.max():7.3f}"
+    )
 
 
 def main() -> None:
@@ -53,8 +56,10 @@ def main() -> None:
     conditions = condition_matrix(table, metadata["conditions"])
     outside = outside_range(conditions, metadata["conditions"]).any(axis=1)
     beyond, within = table[outside], table[~outside]
-    print(f"model {args.model}; catalog {args.catalog}: {outside.sum()} of {len(table)} rows outside the "
-          f"training range; seed {args.seed}")
+    print(
+        f"model {args.model}; catalog {args.catalog}: {outside.sum()} of {len(table)} rows outside the "
+        f"training range; seed {args.seed}"
+    )
     print(f"{'policy / rows':26s} {'N':>5s}  {'flux/cat':>9s} {'median':>9s} {'max':>9s}  {'border':>7s} {'max':>7s}")
     flux = magnitude_to_flux(np.asarray(beyond[metadata["conditions"][index]["name"]]), zero_point)
     with warnings.catch_warnings():

@@ -16,6 +16,7 @@ Usage::
 
     python benchmarks/real_galaxies.py [--data ../shared/data] [--repeat 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,6 @@ from pathlib import Path
 import galsim
 import numpy as np
 from astropy.table import Table, vstack
-
 from speed import _best_time  # benchmarks/ is on sys.path when this script runs
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -34,9 +34,12 @@ SAMPLES = {  # folder: (RealGalaxyCatalog file, COSMOSCatalog exclusion level)
     "cosmos_btk100": ("real_galaxy_catalog_26_extension_example.fits", "none"),
 }
 GEOMETRIES = {  # name: (stamp pixels, arcsec per pixel, PSF)
-    "ground 64 px at 0.2\", Moffat 0.7\"": (64, 0.2, galsim.Moffat(beta=3.0, fwhm=0.7)),
-    "model's own 64 px at 0.07\", HST Airy": (64, 0.07, galsim.Airy(lam=814.0, diam=2.4, obscuration=0.33,
-                                                                      scale_unit=galsim.arcsec)),
+    'ground 64 px at 0.2", Moffat 0.7"': (64, 0.2, galsim.Moffat(beta=3.0, fwhm=0.7)),
+    "model's own 64 px at 0.07\", HST Airy": (
+        64,
+        0.07,
+        galsim.Airy(lam=814.0, diam=2.4, obscuration=0.33, scale_unit=galsim.arcsec),
+    ),
 }
 
 
@@ -49,8 +52,17 @@ def real_catalogs(data_dir: Path) -> list[tuple[galsim.COSMOSCatalog, Table]]:
         cosmos = galsim.COSMOSCatalog(file_name=file_name, dir=str(data_dir / folder), exclusion_level=exclusion)
         tables = (cosmos.param_cat, np.array(cosmos.real_cat.cat))
         rows = cosmos.orig_index
-        out.append((cosmos, Table({name: _lookup_column(tables, name)[rows].astype(np.float64)
-                                   for name in ("mag_auto", "flux_radius", "zphot")})))
+        out.append(
+            (
+                cosmos,
+                Table(
+                    {
+                        name: _lookup_column(tables, name)[rows].astype(np.float64)
+                        for name in ("mag_auto", "flux_radius", "zphot")
+                    }
+                ),
+            )
+        )
     return out
 
 
@@ -68,11 +80,14 @@ def main(argv: list[str] | None = None) -> None:
     catalogs = real_catalogs(args.data)
     conditions = vstack([table for _, table in catalogs])
     n = len(conditions)
-    print(f"machine: {platform.processor() or platform.machine()}, {n} real COSMOS galaxies, "
-          f"galsim {galsim.__version__}, best of {args.repeat}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {n} real COSMOS galaxies, "
+        f"galsim {galsim.__version__}, best of {args.repeat}"
+    )
     models = {handle: galsim_hub.GenerativeGalaxyModel(handle) for handle in args.models}
     rows = []
     for geometry, (stamp, scale, psf) in GEOMETRIES.items():
+
         def draw(profile):
             return galsim.Convolve(profile, psf).drawImage(nx=stamp, ny=stamp, scale=scale)
 
@@ -92,9 +107,16 @@ def main(argv: list[str] | None = None) -> None:
                 for index in range(cosmos.nobjects):
                     draw(cosmos.makeGalaxy(index, gal_type="real"))
 
-        rows.append((geometry, "galsim.RealGalaxy: build + convolve + draw", 1e3 * _best_time(real_galaxies, args.repeat) / n))
-        rows.append((geometry, "COSMOSCatalog.makeGalaxy(real): build + convolve + draw",
-                     1e3 * _best_time(cosmos_catalog, args.repeat) / n))
+        rows.append(
+            (geometry, "galsim.RealGalaxy: build + convolve + draw", 1e3 * _best_time(real_galaxies, args.repeat) / n)
+        )
+        rows.append(
+            (
+                geometry,
+                "COSMOSCatalog.makeGalaxy(real): build + convolve + draw",
+                1e3 * _best_time(cosmos_catalog, args.repeat) / n,
+            )
+        )
     print("\n| stamps | what | ms per galaxy |\n| --- | --- | --- |")
     for geometry, what, ms in rows:
         print(f"| {geometry} | {what} | {ms:.2f} |")

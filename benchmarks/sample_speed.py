@@ -9,6 +9,7 @@ Usage::
 
     python benchmarks/sample_speed.py [--model hub:synthetic_bdk] [--n 512]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,6 @@ import time
 
 import galsim
 import numpy as np
-
 from speed import uniform_catalog  # benchmarks/ is on sys.path when this script runs
 
 
@@ -77,17 +77,20 @@ def main(argv=None) -> None:
     conditions = model.conditions(cat[:batch])
     noise = draw_base_noise(batch, model.latent_dim, galsim.BaseDeviate(args.seed))
     loaded = model._model
-    rows.append((f"raw 'sample' signature, batch {batch}", _rate(lambda: loaded.sample_images(conditions, noise), batch)))
+    rows.append(
+        (f"raw 'sample' signature, batch {batch}", _rate(lambda: loaded.sample_images(conditions, noise), batch))
+    )
     if loaded.format == "galsim-hub-1":
         z = np.random.default_rng(args.seed).standard_normal((batch, model.latent_dim)).astype(np.float32)
         rows.append((f"raw 'decode' signature, batch {batch}", _rate(lambda: loaded.decode(z), batch)))
     draw_bulge_disc = _bulge_disc_stamps(args.n_galsim, model.stamp_size, model.pixel_scale, 1)
     rows.append(("GalSim bulge+disc drawImage", _rate(draw_bulge_disc, args.n_galsim, repeat=1)))
 
-    print(f"model {args.model}: {model.stamp_size}x{model.stamp_size} px at {model.pixel_scale}\"/px, "
-          f"latent {model.latent_dim}, device {model.device}, load {load_time:.2f} s")
-    print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}, "
-          f"galsim {galsim.__version__}")
+    print(
+        f'model {args.model}: {model.stamp_size}x{model.stamp_size} px at {model.pixel_scale}"/px, '
+        f"latent {model.latent_dim}, device {model.device}, load {load_time:.2f} s"
+    )
+    print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}, galsim {galsim.__version__}")
     print(f"| {'what':42s} | {'galaxies/s':>11s} |")
     print(f"| {'-' * 42} | {'-' * 11} |")
     for label, rate in rows:

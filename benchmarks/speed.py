@@ -24,6 +24,7 @@ Usage::
 
     python benchmarks/speed.py [--model hub:synthetic_bdk] [--cosmos-dir DIR] [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -114,8 +115,9 @@ def end_to_end(model, n: int, cosmos_dir: Path, repeat: int) -> list[tuple[str, 
                 _draw(galsim.RealGalaxy(catalog, index=i))
 
         # The warm-up pass opens the FITS files; the timed passes read the HDUs again.
-        rows.append((f"GalSim RealGalaxy (COSMOS, {n_real} galaxies)",
-                     1e3 * _best_time(real_galaxies, repeat) / n_real))
+        rows.append(
+            (f"GalSim RealGalaxy (COSMOS, {n_real} galaxies)", 1e3 * _best_time(real_galaxies, repeat) / n_real)
+        )
     else:
         print(f"note: no {COSMOS_CATALOG} in {cosmos_dir}: RealGalaxy skipped (use --cosmos-dir)")
     return rows
@@ -142,11 +144,11 @@ def throughput(model, batch_sizes: list[int], n: int, repeat: int) -> list[tuple
 
         def raw_sample():
             for start in range(0, count, batch):
-                loaded.sample_images(conditions[start:start + batch], noise[start:start + batch])
+                loaded.sample_images(conditions[start : start + batch], noise[start : start + batch])
 
         def raw_decode():
             for start in range(0, count, batch):
-                loaded.decode(z[start:start + batch])
+                loaded.decode(z[start : start + batch])
 
         functions = (
             lambda: model.sample(subset, seed=1),
@@ -196,8 +198,13 @@ def cold_start(handle: str, runs: int) -> list[dict]:
         for run in range(runs):
             env = dict(os.environ, GALSIM_HUB_CACHE=empty_cache) if run == 0 else None
             start = time.perf_counter()
-            output = subprocess.run([sys.executable, "-c", _COLD_START.format(handle=handle)], check=True,
-                                    capture_output=True, text=True, env=env).stdout
+            output = subprocess.run(
+                [sys.executable, "-c", _COLD_START.format(handle=handle)],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=env,
+            ).stdout
             total = time.perf_counter() - start
             parts = eval(output.strip().splitlines()[-1], {})  # a dict literal printed by the child
             results.append({**parts, "process": total, "cache": "empty" if run == 0 else "filled"})
@@ -210,13 +217,22 @@ def cold_start(handle: str, runs: int) -> list[dict]:
 def _config(handle: str, catalog: Path, conditions: list[str], nobjects: int, batch_size: int) -> dict:
     return {
         "modules": ["galsim_hub"],
-        "input": {"catalog": {"file_name": str(catalog)},
-                  "generative_model": {"file_name": handle, "batch_size": batch_size}},
+        "input": {
+            "catalog": {"file_name": str(catalog)},
+            "generative_model": {"file_name": handle, "batch_size": batch_size},
+        },
         "gal": {"type": "GenerativeGalaxy", **{name: {"type": "Catalog", "col": name} for name in conditions}},
         "psf": {"type": "Moffat", "beta": 3.0, "fwhm": 0.7},
-        "image": {"type": "Scattered", "size": 2048, "pixel_scale": SCALE, "nobjects": nobjects,
-                  "stamp_size": STAMP, "random_seed": 1, "nproc": 1,
-                  "noise": {"type": "Gaussian", "sigma": 0.01}},
+        "image": {
+            "type": "Scattered",
+            "size": 2048,
+            "pixel_scale": SCALE,
+            "nobjects": nobjects,
+            "stamp_size": STAMP,
+            "random_seed": 1,
+            "nproc": 1,
+            "noise": {"type": "Gaussian", "sigma": 0.01},
+        },
         "output": {"file_name": "bench.fits"},
     }
 
@@ -277,8 +293,12 @@ def peak_memory(handle: str, sizes: list[int], batch: int) -> list[dict]:
     """Peak RSS (MiB) of a fresh process streaming ``n`` galaxies, for each ``n``."""
     results = []
     for n in sizes:
-        output = subprocess.run([sys.executable, "-c", _MEMORY.format(handle=handle, batch=batch, n=n)],
-                                check=True, capture_output=True, text=True).stdout
+        output = subprocess.run(
+            [sys.executable, "-c", _MEMORY.format(handle=handle, batch=batch, n=n)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         results.append(eval(output.strip().splitlines()[-1], {}))
     return results
 
@@ -309,8 +329,12 @@ def _verdict(met: bool) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="hub:synthetic_bdk", help="model handle (default hub:synthetic_bdk)")
-    parser.add_argument("--cosmos-dir", type=Path, default=DEFAULT_COSMOS_DIR,
-                        help=f"folder with {COSMOS_CATALOG} and its image files (default {DEFAULT_COSMOS_DIR})")
+    parser.add_argument(
+        "--cosmos-dir",
+        type=Path,
+        default=DEFAULT_COSMOS_DIR,
+        help=f"folder with {COSMOS_CATALOG} and its image files (default {DEFAULT_COSMOS_DIR})",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer galaxies everywhere (a smoke run)")
     parser.add_argument("--memory-n", type=int, default=None, help="galaxies streamed for peak memory (default 100000)")
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: e2e,batch,cold,config,memory")
@@ -329,15 +353,19 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()
     started = time.perf_counter()
     report = []
-    report.append(f"model `{args.model}`: {model.stamp_size}x{model.stamp_size} px at {model.pixel_scale}\"/px, "
-                  f"latent {model.latent_dim}, conditions {', '.join(model.quantities)}, device {model.device}, "
-                  f"default batch {model.batch_size}")
+    report.append(
+        f'model `{args.model}`: {model.stamp_size}x{model.stamp_size} px at {model.pixel_scale}"/px, '
+        f"latent {model.latent_dim}, conditions {', '.join(model.quantities)}, device {model.device}, "
+        f"default batch {model.batch_size}"
+    )
     import tensorflow as tf
 
-    report.append(f"machine: {_cpu_model()}, {os.cpu_count()} cores, {platform.system()}, python "
-                  f"{platform.python_version()}, galsim {galsim.__version__}, tensorflow {tf.__version__}, "
-                  f"GPUs seen by TensorFlow: {len(tf.config.list_physical_devices('GPU'))}")
-    report.append(f"stamps drawn: {STAMP}x{STAMP} at {SCALE}\"/px, convolved with Moffat(beta=3, fwhm=0.7\")")
+    report.append(
+        f"machine: {_cpu_model()}, {os.cpu_count()} cores, {platform.system()}, python "
+        f"{platform.python_version()}, galsim {galsim.__version__}, tensorflow {tf.__version__}, "
+        f"GPUs seen by TensorFlow: {len(tf.config.list_physical_devices('GPU'))}"
+    )
+    report.append(f'stamps drawn: {STAMP}x{STAMP} at {SCALE}"/px, convolved with Moffat(beta=3, fwhm=0.7")')
 
     if "e2e" not in skip:
         rows = end_to_end(model, n_e2e, args.cosmos_dir, repeat)
@@ -345,36 +373,78 @@ def main(argv: list[str] | None = None) -> None:
         generative = rows[0][1]
         bulge_disc = per_galaxy["GalSim bulge+disc (DeVaucouleurs + Exponential)"]
         table = [[label, f"{ms:.3f}", f"{ms / bulge_disc:.2f}x"] for label, ms in rows]
-        report.append(f"\n### 1. End-to-end cost per galaxy ({n_e2e} galaxies, best of {repeat})\n\n"
-                      + _table(["what", "ms / galaxy", "vs bulge+disc"], table)
-                      + f"\n\ntarget generative <= 3x bulge+disc: {generative / bulge_disc:.2f}x, "
-                        f"{_verdict(generative <= 3 * bulge_disc)}")
+        report.append(
+            f"\n### 1. End-to-end cost per galaxy ({n_e2e} galaxies, best of {repeat})\n\n"
+            + _table(["what", "ms / galaxy", "vs bulge+disc"], table)
+            + f"\n\ntarget generative <= 3x bulge+disc: {generative / bulge_disc:.2f}x, "
+            f"{_verdict(generative <= 3 * bulge_disc)}"
+        )
 
     if "batch" not in skip:
         rows = throughput(model, [1, 16, 64, 256, 1024], n_batch, repeat)
-        table = [[str(b), f"{s:.0f}", f"{it:.0f}", f"{rs:.0f}", f"{rd:.0f}", f"{100 * s / rd:.0f}%"]
-                 for b, s, it, rs, rd in rows]
+        table = [
+            [str(b), f"{s:.0f}", f"{it:.0f}", f"{rs:.0f}", f"{rd:.0f}", f"{100 * s / rd:.0f}%"]
+            for b, s, it, rs, rd in rows
+        ]
         at_default = {b: s / rd for b, s, _, _, rd in rows}.get(model.batch_size)
-        verdict = "" if at_default is None else (
-            f"\n\ntarget sample() >= 80% of raw decode at batch {model.batch_size}: {100 * at_default:.0f}%, "
-            f"{_verdict(at_default >= 0.8)}")
-        report.append(f"\n### 2. Throughput vs batch size ({n_batch} galaxies, 64 at batch 1; galaxies/s, "
-                      f"best of {repeat + 1} interleaved rounds)\n\n"
-                      + _table(["batch", "sample() -> InterpolatedImage", "iter_sample() arrays",
-                                "raw `sample` signature", "raw `decode` signature", "sample() / decode"], table)
-                      + verdict)
+        verdict = (
+            ""
+            if at_default is None
+            else (
+                f"\n\ntarget sample() >= 80% of raw decode at batch {model.batch_size}: {100 * at_default:.0f}%, "
+                f"{_verdict(at_default >= 0.8)}"
+            )
+        )
+        report.append(
+            f"\n### 2. Throughput vs batch size ({n_batch} galaxies, 64 at batch 1; galaxies/s, "
+            f"best of {repeat + 1} interleaved rounds)\n\n"
+            + _table(
+                [
+                    "batch",
+                    "sample() -> InterpolatedImage",
+                    "iter_sample() arrays",
+                    "raw `sample` signature",
+                    "raw `decode` signature",
+                    "sample() / decode",
+                ],
+                table,
+            )
+            + verdict
+        )
 
     if "cold" not in skip:
         runs = cold_start(args.model, 3)
-        table = [[str(i + 1), r["cache"], f"{r['import']:.2f}", f"{r['load']:.2f}", f"{r['first']:.2f}",
-                  f"{r['import'] + r['load'] + r['first']:.2f}", f"{r['process']:.2f}"] for i, r in enumerate(runs)]
+        table = [
+            [
+                str(i + 1),
+                r["cache"],
+                f"{r['import']:.2f}",
+                f"{r['load']:.2f}",
+                f"{r['first']:.2f}",
+                f"{r['import'] + r['load'] + r['first']:.2f}",
+                f"{r['process']:.2f}",
+            ]
+            for i, r in enumerate(runs)
+        ]
         worst = max(r["import"] + r["load"] + r["first"] for r in runs[1:])
-        report.append("\n### 3. Cold start in a fresh interpreter (seconds)\n\n"
-                      + _table(["run", "cache", "import galsim, galsim_hub", "load model (TensorFlow import included)",
-                                "first galaxy drawn", "sum", "whole process"], table)
-                      + f"\n\ntarget <= 5 s (import + load + first galaxy, worst run with a filled cache; the "
-                        f"whole process adds interpreter start and exit): {worst:.2f} s, "
-                        f"{_verdict(worst <= 5)}")
+        report.append(
+            "\n### 3. Cold start in a fresh interpreter (seconds)\n\n"
+            + _table(
+                [
+                    "run",
+                    "cache",
+                    "import galsim, galsim_hub",
+                    "load model (TensorFlow import included)",
+                    "first galaxy drawn",
+                    "sum",
+                    "whole process",
+                ],
+                table,
+            )
+            + f"\n\ntarget <= 5 s (import + load + first galaxy, worst run with a filled cache; the "
+            f"whole process adds interpreter start and exit): {worst:.2f} s, "
+            f"{_verdict(worst <= 5)}"
+        )
 
     if "config" not in skip:
         rows = config_run(model, args.model, nobjects, [model.batch_size, 1])
@@ -383,32 +453,46 @@ def main(argv: list[str] | None = None) -> None:
         table = []
         for batch in (batched, single):
             total, startup = seconds[(batch, nobjects)], seconds[(batch, 1)]
-            table.append([str(batch), f"{total:.1f}", f"{startup:.1f}", f"{total - startup:.1f}",
-                          f"{(nobjects - 1) / max(total - startup, 1e-9):.0f}"])
+            table.append(
+                [
+                    str(batch),
+                    f"{total:.1f}",
+                    f"{startup:.1f}",
+                    f"{total - startup:.1f}",
+                    f"{(nobjects - 1) / max(total - startup, 1e-9):.0f}",
+                ]
+            )
         wall = seconds[(single, nobjects)] / seconds[(batched, nobjects)]
         net = (seconds[(single, nobjects)] - seconds[(single, 1)]) / max(
-            seconds[(batched, nobjects)] - seconds[(batched, 1)], 1e-9)
-        report.append(f"\n### 4. `galsim` config run, {nobjects} objects, nproc 1 (seconds)\n\n"
-                      + _table(["batch_size", f"{nobjects} objects", "1 object (start-up)",
-                                "difference", "objects/s"], table)
-                      + f"\n\nbatched vs per object: {wall:.2f}x on wall time, {net:.2f}x without start-up; "
-                        f"target >= 10x: {_verdict(wall >= 10)}")
+            seconds[(batched, nobjects)] - seconds[(batched, 1)], 1e-9
+        )
+        report.append(
+            f"\n### 4. `galsim` config run, {nobjects} objects, nproc 1 (seconds)\n\n"
+            + _table(["batch_size", f"{nobjects} objects", "1 object (start-up)", "difference", "objects/s"], table)
+            + f"\n\nbatched vs per object: {wall:.2f}x on wall time, {net:.2f}x without start-up; "
+            f"target >= 10x: {_verdict(wall >= 10)}"
+        )
 
     if "memory" not in skip:
         sizes = [memory_n // 10, memory_n]
         runs = peak_memory(args.model, sizes, model.batch_size)
-        table = [[str(r["n"]), f"{r['seconds']:.0f}", f"{r['peak_after_first_batch']:.0f}", f"{r['peak']:.0f}"]
-                 for r in runs]
+        table = [
+            [str(r["n"]), f"{r['seconds']:.0f}", f"{r['peak_after_first_batch']:.0f}", f"{r['peak']:.0f}"] for r in runs
+        ]
         growth = runs[1]["peak"] - runs[0]["peak"]
-        report.append(f"\n### 5. Peak memory streaming galaxies with iter_sample (batch {model.batch_size})\n\n"
-                      + _table(["galaxies", "seconds", "peak RSS after first batch (MiB)", "peak RSS (MiB)"], table)
-                      + f"\n\ngrowth from {sizes[0]} to {sizes[1]} galaxies: {growth:+.0f} MiB "
-                        f"({100 * growth / runs[0]['peak']:+.1f}%); target flat (< 5%): "
-                        f"{_verdict(abs(growth) < 0.05 * runs[0]['peak'])}")
+        report.append(
+            f"\n### 5. Peak memory streaming galaxies with iter_sample (batch {model.batch_size})\n\n"
+            + _table(["galaxies", "seconds", "peak RSS after first batch (MiB)", "peak RSS (MiB)"], table)
+            + f"\n\ngrowth from {sizes[0]} to {sizes[1]} galaxies: {growth:+.0f} MiB "
+            f"({100 * growth / runs[0]['peak']:+.1f}%); target flat (< 5%): "
+            f"{_verdict(abs(growth) < 0.05 * runs[0]['peak'])}"
+        )
 
     load_after = os.getloadavg()
-    report.append(f"\nrun took {time.perf_counter() - started:.0f} s; 1-minute load average {load_before[0]:.2f} "
-                  f"before, {load_after[0]:.2f} after (above 0 means other processes shared the CPU)")
+    report.append(
+        f"\nrun took {time.perf_counter() - started:.0f} s; 1-minute load average {load_before[0]:.2f} "
+        f"before, {load_after[0]:.2f} after (above 0 means other processes shared the CPU)"
+    )
     print("\n".join(report))
 
 

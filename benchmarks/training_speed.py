@@ -8,6 +8,7 @@ only grows, so configs are measured small first.
 
     python benchmarks/training_speed.py [--steps 5] [--only default|paper]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from galsim_hub.training.networks import likelihood as lk
 from galsim_hub.training.fitting.config import load_config
-from galsim_hub.training.networks.flow import ConditionalMAF
 from galsim_hub.training.fitting.train import _make_optimizer
+from galsim_hub.training.networks import likelihood as lk
+from galsim_hub.training.networks.flow import ConditionalMAF
 from galsim_hub.training.networks.vae import VAE
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
@@ -92,7 +93,11 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
     parser.add_argument("--only", choices=("default", "paper"))
     args = parser.parse_args(argv)
-    device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({tf.config.threading.get_inter_op_parallelism_threads() or 'all'} threads)"
+    device = (
+        "GPU"
+        if tf.config.list_physical_devices("GPU")
+        else f"CPU ({tf.config.threading.get_inter_op_parallelism_threads() or 'all'} threads)"
+    )
     runs = [("default", "synthetic_default.yaml"), ("paper", "cosmos25.2_paper.yaml")]
     print(f"device: {device}, timed steps: {args.steps}\n")
     print("| config | model | stamp | batch | params | steps/s | full run (steps) | peak RSS (MiB) |")
@@ -107,8 +112,11 @@ def main(argv=None) -> int:
         ):
             rate, params = bench(config, args.steps)
             hours = steps / rate / 3600
-            print(f"| {label} | {model} | {config.dataset.stamp_size} | {batch} | {params:,} | "
-                  f"{rate:.2f} | {hours:.2f} h ({steps}) | {_peak_rss_mib():.0f} |", flush=True)
+            print(
+                f"| {label} | {model} | {config.dataset.stamp_size} | {batch} | {params:,} | "
+                f"{rate:.2f} | {hours:.2f} h ({steps}) | {_peak_rss_mib():.0f} |",
+                flush=True,
+            )
     return 0
 
 

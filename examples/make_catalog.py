@@ -7,6 +7,7 @@ flux units (``flux_i`` is that of ``mag_auto`` at the zero point 25.94; ``r - i`
 colours are drawn in [0.1, 0.6] and [0.2, 1.2] mag). Run
 ``python examples/make_catalog.py [N] [OUT]``.
 """
+
 from __future__ import annotations
 
 import sys

@@ -7,6 +7,7 @@ Columns: ``x``, ``y`` (pixel position in the 400x400 field of 0.05" pixels), ``m
 ``color_f435w_f606w``, ``color_f606w_f814w`` (AB), ``flux_radius`` (F814W, pixels of 0.05") and
 ``zphot``. Run ``python examples/make_chromatic_catalog.py [N] [OUT]``.
 """
+
 from __future__ import annotations
 
 import sys
@@ -36,13 +37,15 @@ def make_chromatic_catalog(n_galaxies: int = 40, seed: int = 2027, field_size: i
     astropy.table.Table
     """
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = build_chromatic_dataset(Path(tmp) / "set", n_galaxies, stamp_size=64, pixel_scale=0.05,
-                                          seed=seed, progress=False)
+        dataset = build_chromatic_dataset(
+            Path(tmp) / "set", n_galaxies, stamp_size=64, pixel_scale=0.05, seed=seed, progress=False
+        )
         names = [c["name"] for c in read_dataset_metadata(dataset)["conditions"]]
         conditions = load_arrays(dataset, ("conditions",))["conditions"]
     rng = np.random.default_rng(seed)
-    catalog = Table({"x": rng.uniform(32, field_size - 32, n_galaxies),
-                     "y": rng.uniform(32, field_size - 32, n_galaxies)})
+    catalog = Table(
+        {"x": rng.uniform(32, field_size - 32, n_galaxies), "y": rng.uniform(32, field_size - 32, n_galaxies)}
+    )
     for i, name in enumerate(names):
         catalog[name] = conditions[:, i]
     return catalog

@@ -9,6 +9,7 @@ galaxies held out from ``hub:cosmos_real``'s training whose values lie outside i
 come last, so that the first rows sample without a range warning. Run from the
 repository root: ``python examples/make_cosmos_catalog.py [DATA_DIR] [OUT]``.
 """
+
 from __future__ import annotations
 
 import sys
@@ -29,10 +30,14 @@ HOLDOUT = Path(__file__).resolve().parents[1] / "training" / "configs" / "cosmos
 
 def make_catalog(data_dir: Path) -> Table:
     """The catalog values of every kept galaxy, in a reproducible random order."""
-    galaxies = _select_galaxies([CatalogSpec(str(data_dir / folder), file, level) for folder, file, level in CATALOGS],
-                                CONDITIONS, None, None)
-    table = Table(rows=[(g.ident, *g.conditions) for g in galaxies], names=("IDENT",) + CONDITIONS,
-                  dtype=(np.int64, np.float32, np.float32, np.float32))
+    galaxies = _select_galaxies(
+        [CatalogSpec(str(data_dir / folder), file, level) for folder, file, level in CATALOGS], CONDITIONS, None, None
+    )
+    table = Table(
+        rows=[(g.ident, *g.conditions) for g in galaxies],
+        names=("IDENT",) + CONDITIONS,
+        dtype=(np.int64, np.float32, np.float32, np.float32),
+    )
     table = table[np.random.default_rng(2026).permutation(len(table))]
     training = [g for g in galaxies if g.ident not in set(read_holdout(HOLDOUT))]
     low = np.min([g.conditions for g in training], axis=0)

@@ -9,6 +9,7 @@ Usage (from the repository root)::
 
     python examples/make_multiband_figure.py [--out docs/images/three_band_field.png]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,7 +67,7 @@ def main() -> None:
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("hub:synthetic_chromatic: one morphology in three bands (20\" x 20\" at 0.05\"/px)")
+    fig.suptitle('hub:synthetic_chromatic: one morphology in three bands (20" x 20" at 0.05"/px)')
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=90)

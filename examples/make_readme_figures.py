@@ -15,6 +15,7 @@ Usage (from the repository root; step 1 needs the held-out data set)::
         --work-dir runs/cosmos_real_heldout
     python examples/make_readme_figures.py --heldout runs/cosmos_real_heldout/dataset
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,10 @@ def real_vs_mock(heldout: Path, out: Path, models: list[str], seed: int) -> Path
     # The brightest held-out galaxies show their morphology best.
     rows = np.sort(np.argsort(arrays["conditions"][:, names.index("mag_auto")])[:N_SHOWN])
     cat = Table(arrays["conditions"][rows], names=names)
-    psfs = [galsim.InterpolatedImage(galsim.Image(p.astype(np.float64), scale=scale), use_true_center=False)
-            for p in arrays["psf"][rows]]
+    psfs = [
+        galsim.InterpolatedImage(galsim.Image(p.astype(np.float64), scale=scale), use_true_center=False)
+        for p in arrays["psf"][rows]
+    ]
     panels = [("real (observed)", arrays["image"][rows])]
     rng = np.random.default_rng(seed)
     for handle in models:
@@ -60,8 +63,22 @@ def real_vs_mock(heldout: Path, out: Path, models: list[str], seed: int) -> Path
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             profiles = model.sample(cat[list(model.quantities)], seed=seed, return_arrays=True)
-        panels.append((handle, draw_observed(profiles, model.pixel_scale, psfs, scale, stamp, None, rng,
-                                             method="no_pixel", noise_power=arrays["noise_ps"][rows])))
+        panels.append(
+            (
+                handle,
+                draw_observed(
+                    profiles,
+                    model.pixel_scale,
+                    psfs,
+                    scale,
+                    stamp,
+                    None,
+                    rng,
+                    method="no_pixel",
+                    noise_power=arrays["noise_ps"][rows],
+                ),
+            )
+        )
     noise = np.sqrt(arrays["noise_var"][rows])
     fig, axes = plt.subplots(len(panels), N_SHOWN, figsize=(1.5 * N_SHOWN, 1.6 * len(panels)), squeeze=False)
     for row, (label, images) in enumerate(panels):
@@ -73,8 +90,9 @@ def real_vs_mock(heldout: Path, out: Path, models: list[str], seed: int) -> Path
             if row == 0:
                 ax.set_title(f"m={cat['mag_auto'][column]:.1f}", fontsize=8)
         axes[row, 0].set_ylabel(label, fontsize=8)
-    fig.suptitle("Held-out real COSMOS galaxies and mocks with the same mag_auto, flux_radius, zphot, "
-                 "PSF and noise", fontsize=9)
+    fig.suptitle(
+        "Held-out real COSMOS galaxies and mocks with the same mag_auto, flux_radius, zphot, PSF and noise", fontsize=9
+    )
     fig.tight_layout()
     path = out / "real_vs_mock.png"
     fig.savefig(path, dpi=100)
@@ -101,10 +119,12 @@ def field(out: Path, handle: str, seed: int) -> Path:
     psf = galsim.Airy(lam=814.0, diam=2.4, obscuration=0.33, scale_unit=galsim.arcsec)
     sigma = 0.0026 * scale / 0.03
     image = galsim.ImageF(size, size, scale=scale)
-    for galaxy, x, y, angle in zip(galaxies, rng.uniform(20, size - 20, n), rng.uniform(20, size - 20, n),
-                                   rng.uniform(0, 360, n)):
+    for galaxy, x, y, angle in zip(
+        galaxies, rng.uniform(20, size - 20, n), rng.uniform(20, size - 20, n), rng.uniform(0, 360, n)
+    ):
         stamp = galsim.Convolve(galaxy.rotate(angle * galsim.degrees), psf).drawImage(
-            nx=64, ny=64, scale=scale, center=galsim.PositionD(x, y))
+            nx=64, ny=64, scale=scale, center=galsim.PositionD(x, y)
+        )
         bounds = stamp.bounds & image.bounds
         image[bounds] += stamp[bounds]
     image.addNoise(galsim.GaussianNoise(galsim.BaseDeviate(seed), sigma=sigma))
@@ -113,7 +133,7 @@ def field(out: Path, handle: str, seed: int) -> Path:
     ax.imshow(_stretch(image.array, sigma), origin="lower", cmap="gray")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"{handle}: {n} sampled galaxies, 0.07\"/px, HST-like PSF and noise", fontsize=9)
+    ax.set_title(f'{handle}: {n} sampled galaxies, 0.07"/px, HST-like PSF and noise', fontsize=9)
     fig.tight_layout()
     path = out / "field.png"
     fig.savefig(path, dpi=100)
@@ -134,14 +154,20 @@ def report_pedestals(model, catalog: Table, seed: int, psf: galsim.GSObject, sca
         warnings.simplefilter("ignore")
         profiles = model.sample(catalog, seed=seed, return_arrays=True)[bright]
     levels = pedestal_levels(profiles, model.pixel_scale, psf, scale, sigma)
-    print(f"pedestal check, {int(bright.sum())} mocks with mag_auto < {BRIGHT_MAG}: mean level outside "
-          "4 r_half in noise sigma per pixel / in standard errors of the annulus mean")
+    print(
+        f"pedestal check, {int(bright.sum())} mocks with mag_auto < {BRIGHT_MAG}: mean level outside "
+        "4 r_half in noise sigma per pixel / in standard errors of the annulus mean"
+    )
     for mag, row in zip(np.asarray(catalog["mag_auto"])[bright], levels):
-        print(f"  mag_auto {mag:5.2f}  r_half {row['r_half']:.2f}\"  {row['region']:7s} n {row['n_annulus']:5d}  "
-              f"{row['level_sigma']:+.4f} sigma  {row['level_error']:+.2f} standard errors")
+        print(
+            f'  mag_auto {mag:5.2f}  r_half {row["r_half"]:.2f}"  {row["region"]:7s} n {row["n_annulus"]:5d}  '
+            f"{row['level_sigma']:+.4f} sigma  {row['level_error']:+.2f} standard errors"
+        )
     within = np.abs(levels["level_error"]) < 1
-    print(f"  within 1 standard error: {int(within.sum())} of {len(levels)}; largest |level| "
-          f"{np.abs(levels['level_sigma']).max():.4f} sigma per pixel")
+    print(
+        f"  within 1 standard error: {int(within.sum())} of {len(levels)}; largest |level| "
+        f"{np.abs(levels['level_sigma']).max():.4f} sigma per pixel"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,19 +8,20 @@ Examples
 >>> model = galsim_hub.GenerativeGalaxyModel("hub:synthetic_bdk")  # doctest: +SKIP
 >>> galaxies = model.sample(catalog, seed=42)                  # doctest: +SKIP
 """
+
 import os as _os
 
 from galsim_hub._version import __version__
 from galsim_hub.errors import (
-    GalSimHubError,
-    HandleError,
-    DownloadError,
+    CatalogError,
     ChecksumError,
     ConcurrentPublishError,
-    UnsafeArchiveError,
+    DownloadError,
+    GalSimHubError,
+    HandleError,
     MetadataError,
-    CatalogError,
     ModelOutputWarning,
+    UnsafeArchiveError,
 )
 from galsim_hub.sampling.catalog import OutOfRangeWarning
 

@@ -3,6 +3,7 @@
 Every error names the problem (the handle, the column, the file) so that a user can fix
 the input without reading the source.
 """
+
 import errno
 
 #: errno values of a local disk that cannot take a write (full, quota, read-only, too large, not

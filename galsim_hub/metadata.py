@@ -3,6 +3,7 @@
 No TensorFlow here: the metadata is plain JSON so that ``galsim-hub info`` and the index
 tools can read it without loading a model.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,13 @@ def _finite_number(value: object) -> bool:
 def _positive_number(metadata: dict, key: str, source: str, integer: bool = False) -> None:
     value = metadata.get(key)
     valid_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not valid_type or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not valid_type
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         kind = "a positive integer" if integer else "a positive number"
         raise MetadataError(f"{source}: metadata '{key}' must be {kind}, got {value!r}")
 
@@ -92,7 +99,7 @@ def validate_metadata(metadata: dict, source: str = "model") -> dict:
             continue
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high)):
             raise MetadataError(f"{source}: condition '{name}' needs finite numbers 'min' and 'max'")
-        if low > high:
+        if low > high:  # type: ignore[operator]  # both checked finite numbers above
             raise MetadataError(f"{source}: condition '{name}' has min {low} > max {high}")
         names.append(name)
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -115,9 +122,11 @@ def validate_metadata(metadata: dict, source: str = "model") -> dict:
     if "stamp_window" in metadata:
         window = metadata["stamp_window"]
         inner = window.get("inner") if isinstance(window, dict) else None
-        if not (_finite_number(inner) and 0.0 < inner < 1.0):
-            raise MetadataError(f"{source}: 'stamp_window' must be {{\"inner\": f}} with 0 < f < 1 (the fraction "
-                                f"of the stamp's half-width where the circular taper starts), got {window!r}")
+        if not (isinstance(inner, (int, float)) and _finite_number(inner) and 0.0 < inner < 1.0):
+            raise MetadataError(
+                f"{source}: 'stamp_window' must be {{\"inner\": f}} with 0 < f < 1 (the fraction "
+                f"of the stamp's half-width where the circular taper starts), got {window!r}"
+            )
     if "bands" in metadata:
         if metadata["format"] < MULTIBAND_FORMAT_VERSION:
             raise MetadataError(
@@ -144,16 +153,20 @@ def validate_flux_calibration(metadata: dict, source: str = "model") -> dict:
     """
     calibration = metadata["flux_calibration"]
     if not isinstance(calibration, dict) or not isinstance(calibration.get("condition"), str):
-        raise MetadataError(f"{source}: 'flux_calibration' must be an object with a string 'condition', "
-                            f"got {calibration!r}")
+        raise MetadataError(
+            f"{source}: 'flux_calibration' must be an object with a string 'condition', got {calibration!r}"
+        )
     name = calibration["condition"]
     units = {c.get("name"): c.get("unit") for c in metadata["conditions"] if isinstance(c, dict)}
     if units.get(name) != "mag":
-        raise MetadataError(f"{source}: 'flux_calibration' names condition {name!r}, which is not a "
-                            f"condition of unit 'mag' (conditions: {', '.join(map(str, units))})")
+        raise MetadataError(
+            f"{source}: 'flux_calibration' names condition {name!r}, which is not a "
+            f"condition of unit 'mag' (conditions: {', '.join(map(str, units))})"
+        )
     if not _finite_number(metadata.get("zero_point")):
-        raise MetadataError(f"{source}: 'flux_calibration' needs a finite 'zero_point', got "
-                            f"{metadata.get('zero_point')!r}")
+        raise MetadataError(
+            f"{source}: 'flux_calibration' needs a finite 'zero_point', got {metadata.get('zero_point')!r}"
+        )
     if "bands" in metadata:
         raise MetadataError(f"{source}: 'flux_calibration' is for single-band models; this one has bands")
     return calibration
@@ -214,8 +227,10 @@ def _check_bandpass(bandpass: object, name: str, source: str) -> None:
             raise MetadataError(f"{source}: band '{name}' has an empty bandpass file name")
         return
     rows = bandpass if isinstance(bandpass, list) else None
-    if rows is None or len(rows) < 2 or not all(
-        isinstance(row, list) and len(row) == 2 and all(_finite_number(v) for v in row) for row in rows
+    if (
+        rows is None
+        or len(rows) < 2
+        or not all(isinstance(row, list) and len(row) == 2 and all(_finite_number(v) for v in row) for row in rows)
     ):
         raise MetadataError(
             f"{source}: band '{name}' bandpass must be a GalSim bandpass file name or a table "

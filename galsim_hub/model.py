@@ -10,6 +10,7 @@ Every model runs through one pipeline with a band axis (``B = 1`` for a single-b
 The public outputs keep the shapes users know: a single-band model returns ``[N, S, S]``
 arrays and InterpolatedImages, a multi-band one ``[N, S, S, B]`` arrays and MultiBandGalaxy objects.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,6 @@ from galsim_hub.sampling.catalog import condition_matrix
 from galsim_hub.sampling.fluxes import catalog_band_fluxes
 from galsim_hub.sampling.noise import draw_base_noise, generator, standard_normal
 from galsim_hub.sampling.plan import DEFAULT_OUT_OF_RANGE, SamplingPlan
-
 
 
 class GenerativeGalaxyModel:
@@ -92,8 +92,8 @@ class GenerativeGalaxyModel:
         entry = self._entry_metadata
         if entry and {"latent_dim", "stamp_size", "conditions", "pixel_scale"} <= set(entry):
             metadata = dict(entry, format=1)
-            metadata.setdefault("name", self.source.entry["name"])
-            metadata.setdefault("version", self.source.entry["version"])
+            metadata.setdefault("name", entry.get("name", self.source.entry and self.source.entry["name"]))
+            metadata.setdefault("version", entry.get("version", self.source.entry and self.source.entry["version"]))
             return validate_metadata(metadata, source=self.file_name)
         return None
 
@@ -187,10 +187,18 @@ class GenerativeGalaxyModel:
     def _in_batches(self, function: Callable[..., np.ndarray], *arrays: np.ndarray) -> Iterator[np.ndarray]:
         """``function`` applied to consecutive slices of :attr:`batch_size` rows of ``arrays``."""
         for start in range(0, len(arrays[0]), self.batch_size):
-            yield function(*(array[start:start + self.batch_size] for array in arrays))
+            yield function(*(array[start : start + self.batch_size] for array in arrays))
 
-    def plan(self, cat: Any, conditions: np.ndarray, out_of_range: str = DEFAULT_OUT_OF_RANGE, flux: Any = None,
-             mag: Any = None, zero_point: Any = None, stacklevel: int = 2) -> SamplingPlan:
+    def plan(
+        self,
+        cat: Any,
+        conditions: np.ndarray,
+        out_of_range: str = DEFAULT_OUT_OF_RANGE,
+        flux: Any = None,
+        mag: Any = None,
+        zero_point: Any = None,
+        stacklevel: int = 2,
+    ) -> SamplingPlan:
         """The :class:`~galsim_hub.sampling.plan.SamplingPlan` of sampling ``cat``: its out-of-range
         decisions and the ``[N, B]`` catalog fluxes (``flux``, ``mag``, ``zero_point`` of :meth:`sample`)."""
         metadata = self._loaded().metadata
@@ -265,8 +273,15 @@ class GenerativeGalaxyModel:
         return self.wrap(images, ProfileOptions(x_interpolant, k_interpolant, pad_factor, gsparams))
 
     def iter_sample(
-        self, cat: Any, rng: galsim.BaseDeviate | None = None, seed: int | None = None, *,
-        out_of_range: str = DEFAULT_OUT_OF_RANGE, flux: Any = None, mag: Any = None, zero_point: float | None = None,
+        self,
+        cat: Any,
+        rng: galsim.BaseDeviate | None = None,
+        seed: int | None = None,
+        *,
+        out_of_range: str = DEFAULT_OUT_OF_RANGE,
+        flux: Any = None,
+        mag: Any = None,
+        zero_point: float | None = None,
     ) -> Iterator[np.ndarray]:
         """Like ``sample(..., return_arrays=True)``, one batch at a time, to bound memory.
 

@@ -1,4 +1,5 @@
 """The bundled hub: ``index.json``, one folder per model with its model card, and the default model."""
+
 from pathlib import Path
 
 HUB_DIR = Path(__file__).resolve().parent

@@ -1,4 +1,5 @@
 """Shared pytest fixtures: a loopback HTTP server and an isolated model cache."""
+
 from __future__ import annotations
 
 import collections
@@ -144,8 +145,15 @@ def hub_cache(tmp_path, monkeypatch):
 
 def minimal_metadata(name: str = "toy", version: str = "1.0") -> dict:
     """Valid single-band metadata of a model that handle and cache tests never load."""
-    return {"format": 1, "name": name, "version": version, "stamp_size": 32, "pixel_scale": 0.1,
-            "latent_dim": 4, "conditions": [{"name": "mag_auto", "unit": "mag", "min": 20.0, "max": 25.0}]}
+    return {
+        "format": 1,
+        "name": name,
+        "version": version,
+        "stamp_size": 32,
+        "pixel_scale": 0.1,
+        "latent_dim": 4,
+        "conditions": [{"name": "mag_auto", "unit": "mag", "min": 20.0, "max": 25.0}],
+    }
 
 
 def _model_files(name: str, version: str) -> dict:

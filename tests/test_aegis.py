@@ -1,4 +1,5 @@
 """The real two-band AEGIS check (galsim_hub.training.validation.aegis) on the copy in tests/data/aegis_2band."""
+
 import json
 from pathlib import Path
 
@@ -28,9 +29,11 @@ class AnalyticModel:
         self.ratio = ratio
         self.bands = list(bands) if bands else None
         self.quantities = list(CONDITIONS)
-        self.metadata = {"bands": [{"name": b, "zero_point": ZERO_POINTS[b]} for b in bands or ()],
-                         "conditions": [{"name": c, "min": -10.0, "max": 50.0} for c in CONDITIONS],
-                         "condition_mean": [24.0, 0.7, 0.8, 4.0, 1.0]}
+        self.metadata = {
+            "bands": [{"name": b, "zero_point": ZERO_POINTS[b]} for b in bands or ()],
+            "conditions": [{"name": c, "min": -10.0, "max": 50.0} for c in CONDITIONS],
+            "condition_mean": [24.0, 0.7, 0.8, 4.0, 1.0],
+        }
         self.calls = []
 
     def sample(self, cat, seed=None):
@@ -41,8 +44,10 @@ class AnalyticModel:
             flux_i = 10 ** (-0.4 * (cat["mag_f814w"][row] - ZERO_POINTS["f814w"]))
             flux_v = 10 ** (-0.4 * (cat["mag_f814w"][row] + cat["color_f606w_f814w"][row] - ZERO_POINTS["f606w"]))
             galaxy = type("Galaxy", (), {})()
-            galaxy.images = {"f814w": galsim.Exponential(half_light_radius=hlr, flux=flux_i),
-                             "f606w": galsim.Exponential(half_light_radius=self.ratio * hlr, flux=flux_v)}
+            galaxy.images = {
+                "f814w": galsim.Exponential(half_light_radius=hlr, flux=flux_i),
+                "f606w": galsim.Exponential(half_light_radius=self.ratio * hlr, flux=flux_v),
+            }
             galaxies.append(galaxy)
         return galaxies
 
@@ -63,8 +68,9 @@ def test_real_stamp_colours_follow_the_catalog_magnitudes():
     colours, catalog, ratios = [], [], []
     for galaxy in aegis.read_aegis(AEGIS_DIR):
         v, i = galaxy["bands"]["f606w"], galaxy["bands"]["f814w"]
-        measured = aegis.measure_pair(v["image"], i["image"], v["noise_variance"] ** 0.5,
-                                      i["noise_variance"] ** 0.5, zp)
+        measured = aegis.measure_pair(
+            v["image"], i["image"], v["noise_variance"] ** 0.5, i["noise_variance"] ** 0.5, zp
+        )
         colours.append(measured["color"])
         catalog.append(v["mag"] - i["mag"])
         ratios.append(measured["ratio"])
@@ -102,7 +108,7 @@ def test_correlated_noise_has_the_real_variance_and_correlation():
     image = galsim.ImageD(200, 200, scale=0.03)
     image.addNoise(noise)
     pixels = image.array
-    assert pixels.std() == pytest.approx(7e-6 ** 0.5, rel=0.05)
+    assert pixels.std() == pytest.approx(7e-6**0.5, rel=0.05)
     assert 0.35 < np.corrcoef(pixels[:, 1:].ravel(), pixels[:, :-1].ravel())[0, 1] < 0.6
 
 
@@ -111,8 +117,15 @@ def test_missing_conditions_come_from_the_nearest_reference_rows():
     rng = np.random.default_rng(0)
     mag = rng.uniform(20, 26, 500)
     colour = rng.uniform(0, 1.5, 500)
-    reference = Table({"mag_f814w": mag, "color_f606w_f814w": colour, "flux_radius": np.full(500, 3.0),
-                       "color_f435w_f606w": colour + 0.5, "zphot": mag / 10})
+    reference = Table(
+        {
+            "mag_f814w": mag,
+            "color_f606w_f814w": colour,
+            "flux_radius": np.full(500, 3.0),
+            "color_f435w_f606w": colour + 0.5,
+            "zphot": mag / 10,
+        }
+    )
     known = {"mag_f814w": 24.0, "color_f606w_f814w": 1.0, "flux_radius": 5.0}
     values, note = aegis.aegis_conditions(model, known, reference, n_neighbours=10)
     assert values["flux_radius"] == 5.0 and values["mag_f814w"] == 24.0

@@ -1,4 +1,5 @@
 """Multi-band (format 2) models: metadata, the chromatic construction, sampling and fluxes."""
+
 from __future__ import annotations
 
 import copy
@@ -10,13 +11,6 @@ import galsim
 import numpy as np
 import pytest
 from astropy.table import Table
-
-from galsim_hub.profiles.bands import BandSet, MultiBandGalaxy
-from galsim_hub.sampling.catalog import OutOfRangeWarning
-from galsim_hub.errors import CatalogError, MetadataError
-from galsim_hub.metadata import validate_bands, validate_metadata
-from galsim_hub.model import GenerativeGalaxyModel
-
 from toy_models import (
     BAND_FLUX_FACTORS,
     CONDITIONS,
@@ -26,6 +20,12 @@ from toy_models import (
     build_toy_model,
     toy_bands_metadata,
 )
+
+from galsim_hub.errors import CatalogError, MetadataError
+from galsim_hub.metadata import validate_bands, validate_metadata
+from galsim_hub.model import GenerativeGalaxyModel
+from galsim_hub.profiles.bands import BandSet, MultiBandGalaxy
+from galsim_hub.sampling.catalog import OutOfRangeWarning
 
 SCALE = 0.2
 DRAW = dict(nx=48, ny=48, scale=SCALE)
@@ -38,50 +38,72 @@ def lsst_band_set() -> BandSet:
 def galaxy_from_profiles(band_set: BandSet, profiles) -> MultiBandGalaxy:
     """A MultiBandGalaxy whose band stamps are the given profiles drawn at 0.2"/px."""
     arrays = np.stack([p.drawImage(nx=32, ny=32, scale=SCALE, method="no_pixel").array for p in profiles], axis=-1)
-    images = [galsim.InterpolatedImage(galsim.Image(np.ascontiguousarray(arrays[..., b]), scale=SCALE))
-              for b in range(arrays.shape[-1])]
+    images = [
+        galsim.InterpolatedImage(galsim.Image(np.ascontiguousarray(arrays[..., b]), scale=SCALE))
+        for b in range(arrays.shape[-1])
+    ]
     return MultiBandGalaxy(band_set, images, arrays)
 
 
 def colourful_galaxy(band_set: BandSet) -> MultiBandGalaxy:
     """Bluer bands larger and fainter, one band off-centre: a galaxy with colour gradients."""
-    return galaxy_from_profiles(band_set, [
-        galsim.Exponential(half_light_radius=0.9, flux=60.0),
-        galsim.Sersic(n=2.0, half_light_radius=0.7, flux=100.0),
-        galsim.Gaussian(sigma=0.4, flux=130.0).shift(0.2, -0.1),
-    ])
+    return galaxy_from_profiles(
+        band_set,
+        [
+            galsim.Exponential(half_light_radius=0.9, flux=60.0),
+            galsim.Sersic(n=2.0, half_light_radius=0.7, flux=100.0),
+            galsim.Gaussian(sigma=0.4, flux=130.0).shift(0.2, -0.1),
+        ],
+    )
 
 
 # -- metadata -----------------------------------------------------------------------------------
 
+
 def format2_metadata() -> dict:
-    return {"format": 2, "name": "m", "version": "1", "stamp_size": 32, "pixel_scale": 0.1, "latent_dim": 4,
-            "conditions": copy.deepcopy(CONDITIONS), "bands": toy_bands_metadata()}
+    return {
+        "format": 2,
+        "name": "m",
+        "version": "1",
+        "stamp_size": 32,
+        "pixel_scale": 0.1,
+        "latent_dim": 4,
+        "conditions": copy.deepcopy(CONDITIONS),
+        "bands": toy_bands_metadata(),
+    }
 
 
 def test_format2_metadata_is_valid_and_bands_need_format_2():
     metadata = format2_metadata()
     assert validate_metadata(metadata) is metadata
-    assert validate_metadata({**metadata, "bands": [{**metadata["bands"][0], "bandpass": [[400, 0], [450, 1], [500, 0]]}]})
+    assert validate_metadata(
+        {**metadata, "bands": [{**metadata["bands"][0], "bandpass": [[400, 0], [450, 1], [500, 0]]}]}
+    )
     with pytest.raises(MetadataError, match="'bands' needs metadata format 2"):
         validate_metadata({**metadata, "format": 1})
     with pytest.raises(MetadataError, match="format 3 is not supported"):
         validate_metadata({**metadata, "format": 3})
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda b: b.__setitem__(0, "g"), "band #0 needs a non-empty string 'name'"),
-    (lambda b: b[1].pop("zero_point"), "band 'r' lacks zero_point"),
-    (lambda b: b[0].__setitem__("effective_wavelength", -5), "band 'g' needs a positive 'effective_wavelength'"),
-    (lambda b: b[2].__setitem__("zero_point", float("nan")), "band 'i' needs a finite 'zero_point'"),
-    (lambda b: b[1].__setitem__("name", "g"), "duplicate band name"),
-    (lambda b: b.reverse(), "increasing effective wavelength, but 'r'"),
-    (lambda b: b[0].__setitem__("bandpass", [[400, 1]]), "band 'g' bandpass must be a GalSim bandpass file name or a table"),
-    (lambda b: b[0].__setitem__("bandpass", [[500, 1], [400, 1]]), "wavelengths must be positive and increasing"),
-    (lambda b: b[0].__setitem__("bandpass", [[400, 0], [500, 0]]), "non-negative and not all zero"),
-    (lambda b: b[0].__setitem__("bandpass", 7), "band 'g' bandpass must be"),
-    (lambda b: b.clear(), "non-empty list of band objects"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda b: b.__setitem__(0, "g"), "band #0 needs a non-empty string 'name'"),
+        (lambda b: b[1].pop("zero_point"), "band 'r' lacks zero_point"),
+        (lambda b: b[0].__setitem__("effective_wavelength", -5), "band 'g' needs a positive 'effective_wavelength'"),
+        (lambda b: b[2].__setitem__("zero_point", float("nan")), "band 'i' needs a finite 'zero_point'"),
+        (lambda b: b[1].__setitem__("name", "g"), "duplicate band name"),
+        (lambda b: b.reverse(), "increasing effective wavelength, but 'r'"),
+        (
+            lambda b: b[0].__setitem__("bandpass", [[400, 1]]),
+            "band 'g' bandpass must be a GalSim bandpass file name or a table",
+        ),
+        (lambda b: b[0].__setitem__("bandpass", [[500, 1], [400, 1]]), "wavelengths must be positive and increasing"),
+        (lambda b: b[0].__setitem__("bandpass", [[400, 0], [500, 0]]), "non-negative and not all zero"),
+        (lambda b: b[0].__setitem__("bandpass", 7), "band 'g' bandpass must be"),
+        (lambda b: b.clear(), "non-empty list of band objects"),
+    ],
+)
 def test_bad_bands_metadata_names_the_problem(change, message):
     bands = toy_bands_metadata()
     change(bands)
@@ -96,13 +118,16 @@ def test_band_set_refuses_unknown_files_wavelengths_outside_and_indistinct_bands
     with pytest.raises(MetadataError, match=r"band 'r' effective wavelength 900 nm lies outside its bandpass"):
         BandSet([bands[0], {**bands[1], "effective_wavelength": 900.0}])
     table = [[400.0, 1.0], [700.0, 1.0]]
-    twins = [{"name": "a", "effective_wavelength": 549.0, "zero_point": 25.0, "bandpass": table},
-             {"name": "b", "effective_wavelength": 551.0, "zero_point": 25.0, "bandpass": table}]
+    twins = [
+        {"name": "a", "effective_wavelength": 549.0, "zero_point": 25.0, "bandpass": table},
+        {"name": "b", "effective_wavelength": 551.0, "zero_point": 25.0, "bandpass": table},
+    ]
     with pytest.raises(MetadataError, match="overlap too much to be told apart"):
         BandSet(twins)
 
 
 # -- the chromatic object -----------------------------------------------------------------------
+
 
 def test_chromatic_object_reproduces_every_training_band():
     band_set = lsst_band_set()
@@ -121,8 +146,9 @@ def test_chromatic_object_interpolates_between_bands_and_extrapolates_flat():
     galaxy = colourful_galaxy(band_set)
     between = galsim.Bandpass(galsim.LookupTable([520.0, 560.0, 600.0], [0.0, 1.0, 0.0], "linear"), "nm")
     drawn = galaxy.chromatic.drawImage(between, **DRAW).array
-    np.testing.assert_allclose(drawn, galaxy.through(between).drawImage(**DRAW).array, rtol=1e-5,
-                               atol=1e-6 * drawn.max())
+    np.testing.assert_allclose(
+        drawn, galaxy.through(between).drawImage(**DRAW).array, rtol=1e-5, atol=1e-6 * drawn.max()
+    )
     assert drawn.sum() > 0
     # Far red of the reddest band the galaxy is its reddest profile J_B, flat in wavelength: two
     # equal-area top hats at 1500 and 3000 nm see the same image.
@@ -132,7 +158,8 @@ def test_chromatic_object_interpolates_between_bands_and_extrapolates_flat():
     # GalSim's own interpolation cannot draw through the outer training bands.
     interpolated = galsim.InterpolatedChromaticObject.from_images(
         [galsim.Image(np.ascontiguousarray(galaxy.arrays[..., b]), scale=SCALE) for b in range(3)],
-        list(band_set.wavelengths)) * galsim.SED("1", "nm", "fphotons")
+        list(band_set.wavelengths),
+    ) * galsim.SED("1", "nm", "fphotons")
     with pytest.raises(galsim.GalSimRangeError):
         interpolated.drawImage(band_set.bandpasses["g"], **DRAW)
 
@@ -143,20 +170,35 @@ def test_flat_spectrum_galaxy_is_flat_at_every_wavelength():
     throughputs = [galsim.SED("1", "nm", "fphotons").calculateFlux(band_set.bandpasses[n]) for n in TOY_BANDS]
     galaxy = galaxy_from_profiles(band_set, [profile * t for t in throughputs])
     reference = galaxy.images["r"].drawImage(**DRAW).array / throughputs[1]
-    for bandpass in (galsim.Bandpass("LSST_u.dat", "nm"), galsim.Bandpass("LSST_y.dat", "nm"),
-                     galsim.Bandpass(galsim.LookupTable([520.0, 600.0], [1.0, 1.0], "linear"), "nm")):
+    for bandpass in (
+        galsim.Bandpass("LSST_u.dat", "nm"),
+        galsim.Bandpass("LSST_y.dat", "nm"),
+        galsim.Bandpass(galsim.LookupTable([520.0, 600.0], [1.0, 1.0], "linear"), "nm"),
+    ):
         expected = reference * galsim.SED("1", "nm", "fphotons").calculateFlux(bandpass)
         drawn = galaxy.chromatic.drawImage(bandpass, **DRAW).array
         np.testing.assert_allclose(drawn, expected, rtol=1e-4, atol=1e-5 * expected.max())
 
 
 def test_throughput_table_bands_are_reproduced():
-    bands = [{"name": "blue", "effective_wavelength": 450.0, "zero_point": 28.0,
-              "bandpass": [[380.0, 0.0], [400.0, 0.8], [500.0, 0.8], [520.0, 0.0]]},
-             {"name": "red", "effective_wavelength": 600.0, "zero_point": 28.0,
-              "bandpass": [[500.0, 0.0], [520.0, 0.5], [680.0, 0.9], [700.0, 0.0]]}]
+    bands = [
+        {
+            "name": "blue",
+            "effective_wavelength": 450.0,
+            "zero_point": 28.0,
+            "bandpass": [[380.0, 0.0], [400.0, 0.8], [500.0, 0.8], [520.0, 0.0]],
+        },
+        {
+            "name": "red",
+            "effective_wavelength": 600.0,
+            "zero_point": 28.0,
+            "bandpass": [[500.0, 0.0], [520.0, 0.5], [680.0, 0.9], [700.0, 0.0]],
+        },
+    ]
     band_set = BandSet(bands)
-    galaxy = galaxy_from_profiles(band_set, [galsim.Gaussian(sigma=0.5, flux=2.0), galsim.Gaussian(sigma=0.3, flux=5.0)])
+    galaxy = galaxy_from_profiles(
+        band_set, [galsim.Gaussian(sigma=0.5, flux=2.0), galsim.Gaussian(sigma=0.3, flux=5.0)]
+    )
     for name in band_set.names:
         drawn = galaxy.chromatic.drawImage(band_set.bandpasses[name], **DRAW).array
         np.testing.assert_allclose(drawn, galaxy[name].drawImage(**DRAW).array, rtol=1e-5, atol=1e-6 * drawn.max())
@@ -197,6 +239,7 @@ def test_band_flux_arguments_are_checked():
 
 # -- a multi-band model -------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def toy_dir(tmp_path_factory):
     return build_multiband_toy_model(tmp_path_factory.mktemp("models") / "toy_bands")
@@ -214,8 +257,14 @@ def isolated_cache(tmp_path, monkeypatch):
 
 
 def catalog() -> Table:
-    return Table({"mag_auto": [21.0, 22.0, 23.0, 24.0, 22.5], "flux_radius": [2.0, 2.5, 3.0, 4.0, 3.5],
-                  "flux_g": [50.0, 20.0, 8.0, 3.0, 11.0], "mag_i": [20.5, 21.5, 22.5, 23.5, 22.0]})
+    return Table(
+        {
+            "mag_auto": [21.0, 22.0, 23.0, 24.0, 22.5],
+            "flux_radius": [2.0, 2.5, 3.0, 4.0, 3.5],
+            "flux_g": [50.0, 20.0, 8.0, 3.0, 11.0],
+            "mag_i": [20.5, 21.5, 22.5, 23.5, 22.0],
+        }
+    )
 
 
 def test_multiband_model_loads_and_samples_per_band_images(toy):
@@ -258,8 +307,12 @@ def test_multiband_catalog_fluxes_apply_per_band(toy):
     np.testing.assert_allclose(flux[:, 2], 10 ** (-0.4 * (cat["mag_i"] - ZERO_POINT)), rtol=1e-5)
     np.testing.assert_array_equal(scaled[..., 1], plain[..., 1])
     # the morphology is unchanged: each band is only rescaled
-    np.testing.assert_allclose(scaled[..., 0] / flux[:, None, None, 0],
-                               plain[..., 0] / plain[..., 0].sum(axis=(1, 2))[:, None, None], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(
+        scaled[..., 0] / flux[:, None, None, 0],
+        plain[..., 0] / plain[..., 0].sum(axis=(1, 2))[:, None, None],
+        rtol=1e-4,
+        atol=1e-7,
+    )
     batches = np.concatenate(list(toy.iter_sample(cat, seed=5, flux={"g": "flux_g"}, mag={"i": "mag_i"})))
     np.testing.assert_allclose(batches, scaled, rtol=1e-5)
     with pytest.raises(ValueError, match="takes mag= as a dict"):
@@ -278,19 +331,34 @@ def test_multiband_out_of_range_rows_are_clipped_or_refused(toy):
         toy.sample(cat, seed=2, out_of_range="error")
 
 
-
 def chromatic_metadata() -> dict:
     """Metadata of a three-band model conditioned on a magnitude and two colours (no weights needed)."""
-    bands = [{"name": name, "effective_wavelength": wavelength, "zero_point": zero_point,
-              "bandpass": f"ACS_wfc_{name.upper()}.dat"}
-             for name, wavelength, zero_point in (("f435w", 433.7, 25.67), ("f606w", 595.8, 26.50),
-                                                  ("f814w", 808.7, 25.94))]
-    conditions = [{"name": "mag_f814w", "unit": "mag", "min": 20.0, "max": 25.0},
-                  {"name": "color_f435w_f606w", "unit": "mag", "min": 0.2, "max": 1.5},
-                  {"name": "color_f606w_f814w", "unit": "mag", "min": 0.5, "max": 1.6},
-                  {"name": "zphot", "unit": "", "min": 0.1, "max": 2.0}]
-    return {"format": 2, "name": "chromatic", "version": "1", "stamp_size": 16, "pixel_scale": 0.05,
-            "latent_dim": 2, "zero_point": 25.94, "bands": bands, "conditions": conditions}
+    bands = [
+        {
+            "name": name,
+            "effective_wavelength": wavelength,
+            "zero_point": zero_point,
+            "bandpass": f"ACS_wfc_{name.upper()}.dat",
+        }
+        for name, wavelength, zero_point in (("f435w", 433.7, 25.67), ("f606w", 595.8, 26.50), ("f814w", 808.7, 25.94))
+    ]
+    conditions = [
+        {"name": "mag_f814w", "unit": "mag", "min": 20.0, "max": 25.0},
+        {"name": "color_f435w_f606w", "unit": "mag", "min": 0.2, "max": 1.5},
+        {"name": "color_f606w_f814w", "unit": "mag", "min": 0.5, "max": 1.6},
+        {"name": "zphot", "unit": "", "min": 0.1, "max": 2.0},
+    ]
+    return {
+        "format": 2,
+        "name": "chromatic",
+        "version": "1",
+        "stamp_size": 16,
+        "pixel_scale": 0.05,
+        "latent_dim": 2,
+        "zero_point": 25.94,
+        "bands": bands,
+        "conditions": conditions,
+    }
 
 
 def test_band_magnitudes_follow_from_a_magnitude_and_colours():
@@ -308,9 +376,13 @@ def test_clipped_multiband_rows_get_their_catalog_magnitude_in_every_band():
     from galsim_hub.sampling.plan import SamplingPlan
 
     metadata = chromatic_metadata()
-    rows = np.array([[22.0, 0.8, 1.0, 0.5],     # inside
-                     [19.0, 0.8, 1.0, 0.5],     # too bright: clipped to 20
-                     [23.0, 2.0, 1.0, 2.5]])    # too red in F435W - F606W, too far
+    rows = np.array(
+        [
+            [22.0, 0.8, 1.0, 0.5],  # inside
+            [19.0, 0.8, 1.0, 0.5],  # too bright: clipped to 20
+            [23.0, 2.0, 1.0, 2.5],
+        ]
+    )  # too red in F435W - F606W, too far
     with pytest.warns(OutOfRangeWarning, match="set from the catalog's magnitude and colours"):
         plan = SamplingPlan(rows, metadata)
     np.testing.assert_allclose(plan.inputs[1], [20.0, 0.8, 1.0, 0.5])
@@ -343,7 +415,9 @@ def test_implausible_clipped_multiband_rows_are_pulled_in_like_single_band_ones(
         for i, row in enumerate(conditions):
             for b, magnitude in enumerate(magnitudes):
                 shape = np.ones_like(blob) if (b == 0 and row[3] > 1.5) else blob
-                stamps[i, ..., b] = shape / shape.sum() * magnitude_to_flux(magnitude.of(row[None]), magnitude.zero_point)
+                stamps[i, ..., b] = (
+                    shape / shape.sum() * magnitude_to_flux(magnitude.of(row[None]), magnitude.zero_point)
+                )
         return stamps
 
     with pytest.warns(OutOfRangeWarning):
@@ -351,7 +425,6 @@ def test_implausible_clipped_multiband_rows_are_pulled_in_like_single_band_ones(
     images = plan.images(decode, np.zeros((1, 2), np.float32))
     assert len(calls) > 1 and calls[-1][0, 3] <= 1.5  # pulled in until F435W was plausible too
     np.testing.assert_allclose(images.sum(axis=(1, 2))[0], plan.targets[0], rtol=1e-5)
-
 
 
 @pytest.fixture(scope="module")
@@ -390,15 +463,28 @@ def test_bad_multiband_models_are_refused_at_load(toy_dir, tmp_path):
 
 # -- GalSim config --------------------------------------------------------------------------------
 
+
 def field_config(model_dir, catalog_path, band: str, batch_size: int = 3) -> dict:
     return {
         "modules": ["galsim_hub"],
-        "input": {"catalog": {"file_name": str(catalog_path)},
-                  "generative_model": {"file_name": str(model_dir), "batch_size": batch_size}},
-        "gal": {"type": "GenerativeGalaxy", "mag_auto": {"type": "Catalog", "col": "mag_auto"},
-                "flux_radius": {"type": "Catalog", "col": "flux_radius"}},
-        "image": {"type": "Tiled", "nx_tiles": 3, "ny_tiles": 2, "stamp_size": 32, "pixel_scale": 0.1,
-                  "random_seed": 9, "bandpass": {"file_name": f"LSST_{band}.dat", "wave_type": "nm"}},
+        "input": {
+            "catalog": {"file_name": str(catalog_path)},
+            "generative_model": {"file_name": str(model_dir), "batch_size": batch_size},
+        },
+        "gal": {
+            "type": "GenerativeGalaxy",
+            "mag_auto": {"type": "Catalog", "col": "mag_auto"},
+            "flux_radius": {"type": "Catalog", "col": "flux_radius"},
+        },
+        "image": {
+            "type": "Tiled",
+            "nx_tiles": 3,
+            "ny_tiles": 2,
+            "stamp_size": 32,
+            "pixel_scale": 0.1,
+            "random_seed": 9,
+            "bandpass": {"file_name": f"LSST_{band}.dat", "wave_type": "nm"},
+        },
     }
 
 
@@ -414,8 +500,12 @@ def test_config_draws_the_chromatic_object_through_the_image_bandpass(toy_dir, t
         image = galsim.config.BuildImage(field_config(toy_dir, path, band)).array
         stamps[band] = image.reshape(2, 32, 3, 32).transpose(0, 2, 1, 3).reshape(6, 32, 32)
     per_object = galsim.config.BuildImage(field_config(toy_dir, path, "r", batch_size=1)).array
-    np.testing.assert_allclose(per_object.reshape(2, 32, 3, 32).transpose(0, 2, 1, 3).reshape(6, 32, 32),
-                               stamps["r"], rtol=1e-4, atol=1e-6 * stamps["r"].max())
+    np.testing.assert_allclose(
+        per_object.reshape(2, 32, 3, 32).transpose(0, 2, 1, 3).reshape(6, 32, 32),
+        stamps["r"],
+        rtol=1e-4,
+        atol=1e-6 * stamps["r"].max(),
+    )
     flux = {band: stamps[band].sum(axis=(1, 2)) for band in TOY_BANDS}
     # one morphology in every band: the toy's colours, and its bluer bands are larger
     np.testing.assert_allclose(flux["g"] / flux["r"], BAND_FLUX_FACTORS[0], rtol=1e-2)
@@ -425,6 +515,7 @@ def test_config_draws_the_chromatic_object_through_the_image_bandpass(toy_dir, t
 
 
 # -- command line ---------------------------------------------------------------------------------
+
 
 def test_cli_sample_writes_one_cube_per_band(toy, toy_dir, single_band_dir, tmp_path, capsys):
     from astropy.io import fits
@@ -443,29 +534,68 @@ def test_cli_sample_writes_one_cube_per_band(toy, toy_dir, single_band_dir, tmp_
         for b, band in enumerate(TOY_BANDS):
             np.testing.assert_allclose(hdus[band].data, expected[..., b], rtol=1e-6)
     some = tmp_path / "ri.fits"
-    assert main(["sample", str(toy_dir), "--n", "2", "--seed", "4", "--bands", "r,i", "--psf", "0.3",
-                 "--out", str(some)]) == 0
+    assert (
+        main(["sample", str(toy_dir), "--n", "2", "--seed", "4", "--bands", "r,i", "--psf", "0.3", "--out", str(some)])
+        == 0
+    )
     with fits.open(some) as hdus:
         assert [hdu.name for hdu in hdus] == ["PRIMARY", "R", "I", "CATALOG"] and hdus["R"].data.shape[0] == 2
         assert (hdus["I"].data.sum(axis=(1, 2)) > hdus["R"].data.sum(axis=(1, 2))).all()
     # Per-band catalog fluxes: BAND=COLUMN pairs, magnitudes with each band's zero point.
     fluxed = tmp_path / "fluxed.fits"
-    assert main(["sample", str(toy_dir), "--catalog", str(path), "--seed", "4", "--flux-column", "g=flux_g",
-                 "--out", str(fluxed)]) == 0
-    assert main(["sample", str(toy_dir), "--catalog", str(path), "--seed", "4", "--mag-column", "i=mag_i",
-                 "--out", str(tmp_path / "mag.fits")]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(toy_dir),
+                "--catalog",
+                str(path),
+                "--seed",
+                "4",
+                "--flux-column",
+                "g=flux_g",
+                "--out",
+                str(fluxed),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "sample",
+                str(toy_dir),
+                "--catalog",
+                str(path),
+                "--seed",
+                "4",
+                "--mag-column",
+                "i=mag_i",
+                "--out",
+                str(tmp_path / "mag.fits"),
+            ]
+        )
+        == 0
+    )
     with fits.open(fluxed) as hdus, fits.open(tmp_path / "mag.fits") as mags:
         np.testing.assert_allclose(hdus["G"].data.sum(axis=(1, 2)), catalog()["flux_g"], rtol=1e-5)
         np.testing.assert_allclose(hdus["R"].data, expected[..., 1], rtol=1e-6)  # bands not given keep their flux
-        np.testing.assert_allclose(ZERO_POINT - 2.5 * np.log10(mags["I"].data.sum(axis=(1, 2))), catalog()["mag_i"],
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            ZERO_POINT - 2.5 * np.log10(mags["I"].data.sum(axis=(1, 2))), catalog()["mag_i"], atol=1e-5
+        )
     capsys.readouterr()
-    for options, message in ((["--bands", "z"], "--bands 'z': the model's bands are g,r,i"),
-                             (["--catalog", str(path), "--mag-column", "mag_i"], "takes BAND=COLUMN pairs"),
-                             (["--catalog", str(path), "--flux-column", "u=flux_g"], "over its bands g,r,i"),
-                             (["--catalog", str(path), "--mag-column", "i=mag_i", "--zero-point", "28"],
-                              "--zero-point applies to single-band models")):
-        assert main(["sample", str(toy_dir), "--n", "2", "--seed", "1", *options, "--out", str(tmp_path / "x.fits")]) == 1
+    for options, message in (
+        (["--bands", "z"], "--bands 'z': the model's bands are g,r,i"),
+        (["--catalog", str(path), "--mag-column", "mag_i"], "takes BAND=COLUMN pairs"),
+        (["--catalog", str(path), "--flux-column", "u=flux_g"], "over its bands g,r,i"),
+        (
+            ["--catalog", str(path), "--mag-column", "i=mag_i", "--zero-point", "28"],
+            "--zero-point applies to single-band models",
+        ),
+    ):
+        assert (
+            main(["sample", str(toy_dir), "--n", "2", "--seed", "1", *options, "--out", str(tmp_path / "x.fits")]) == 1
+        )
         assert message in capsys.readouterr().err
     assert main(["sample", str(single_band_dir), "--n", "2", "--bands", "g", "--out", str(tmp_path / "x.fits")]) == 1
     assert "--bands needs a multi-band model" in capsys.readouterr().err
@@ -481,12 +611,14 @@ def test_a_multiband_model_publishes_and_samples_from_its_hub(toy, toy_dir, tmp_
     monkeypatch.setenv("GALSIM_HUB_INDEX", str(hub / "index.json"))
     model = GenerativeGalaxyModel("hub:toy_bands")
     assert model.bands == list(TOY_BANDS)
-    np.testing.assert_allclose(model.sample(catalog(), seed=8, return_arrays=True),
-                               toy.sample(catalog(), seed=8, return_arrays=True), rtol=1e-6)
+    np.testing.assert_allclose(
+        model.sample(catalog(), seed=8, return_arrays=True),
+        toy.sample(catalog(), seed=8, return_arrays=True),
+        rtol=1e-6,
+    )
     broken = _rewrite_metadata(toy_dir, tmp_path / "broken", lambda m: m["bands"][2].update(bandpass="nope.dat"))
     with pytest.raises(MetadataError, match="band 'i' bandpass 'nope.dat'"):
         publish(broken, hub, version="2.0")
-
 
 
 def test_config_with_an_achromatic_psf_draws_the_galaxy_through_the_bandpass_once(toy_dir, tmp_path, monkeypatch):

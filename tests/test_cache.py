@@ -1,4 +1,5 @@
 """Model cache: download, verification, safe extraction, atomicity, locking, offline mode."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,10 +19,9 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from galsim_hub.hub import cache
-from galsim_hub.hub import settings
-from galsim_hub.hub.cache import cache_root, clear, fetch, is_offline, list_entries
 from galsim_hub.errors import ChecksumError, DownloadError, HandleError, MetadataError, UnsafeArchiveError
+from galsim_hub.hub import cache, settings
+from galsim_hub.hub.cache import cache_root, clear, fetch, is_offline, list_entries
 from galsim_hub.hub.handle import ModelSource, resolve
 
 
@@ -176,7 +176,9 @@ def test_size_differing_from_index_is_detected(http_server, hub_cache, make_mode
     size = archive.stat().st_size
     with pytest.raises(DownloadError, match=rf"truncated archive .*{size} bytes, the index says {size + 10}"):
         fetch(hub_source(url, sha256=None, size=size + 10))
-    with pytest.raises(DownloadError, match=rf"announces {size} bytes, more than the size the index gives \({size - 10} bytes\)"):
+    with pytest.raises(
+        DownloadError, match=rf"announces {size} bytes, more than the size the index gives \({size - 10} bytes\)"
+    ):
         fetch(hub_source(url, sha256=None, size=size - 10))
     assert_no_leftovers(hub_cache)
 
@@ -209,7 +211,9 @@ def test_connection_error_for_hub_model_gives_offline_advice(hub_cache):
 
 
 @pytest.mark.parametrize("known", ["sha256", "prefix_and_size"])
-def test_locally_fetched_archive_serves_hub_entry_offline(known, http_server, hub_cache, make_model_archive, monkeypatch):
+def test_locally_fetched_archive_serves_hub_entry_offline(
+    known, http_server, hub_cache, make_model_archive, monkeypatch
+):
     url, archive = served_archive(http_server, make_model_archive)
     source = hub_source(url, archive)
     if known == "prefix_and_size":
@@ -256,7 +260,9 @@ def unsafe_archive(path: Path, kind: str) -> Path:
     with tarfile.open(path, "w:gz") as tar:
         marker = tarfile.TarInfo("model/galsim_hub.json")
         tar.addfile(marker, io.BytesIO(b""))
-        info = tarfile.TarInfo({"dotdot": "model/../../evil.txt", "absolute": "/tmp/galsim_hub_evil.txt"}.get(kind, "model/link"))
+        info = tarfile.TarInfo(
+            {"dotdot": "model/../../evil.txt", "absolute": "/tmp/galsim_hub_evil.txt"}.get(kind, "model/link")
+        )
         if kind == "symlink_out":
             info.type, info.linkname = tarfile.SYMTYPE, "../../outside.txt"
         elif kind == "symlink_abs":
@@ -377,7 +383,9 @@ def test_work_folder_of_a_running_fetch_is_kept(http_server, hub_cache, make_mod
     assert not busy.exists() and not elsewhere.exists()
 
 
-def test_entry_renamed_into_place_by_another_process_is_accepted(http_server, hub_cache, make_model_archive, monkeypatch):
+def test_entry_renamed_into_place_by_another_process_is_accepted(
+    http_server, hub_cache, make_model_archive, monkeypatch
+):
     """Without a working lock two processes may build the same entry: the second rename is success."""
     url, archive = served_archive(http_server, make_model_archive)
     source = hub_source(url, archive)
@@ -476,8 +484,7 @@ def test_cache_entries_and_data_sets_follow_the_umask(model_archive, hub_cache, 
         model = fetch(resolve(model_archive))
         entry = model.relative_to(hub_cache).parts[0]
         assert (hub_cache / entry).stat().st_mode & 0o777 == 0o775
-        data = build_synthetic_dataset(tmp_path / "data", 4, stamp_size=16, noise_sigma=0.01, seed=0,
-                                       shard_size=4)
+        data = build_synthetic_dataset(tmp_path / "data", 4, stamp_size=16, noise_sigma=0.01, seed=0, shard_size=4)
         assert all(p.stat().st_mode & 0o777 == 0o664 for p in data.iterdir() if p.is_file())
     finally:
         os.umask(old)

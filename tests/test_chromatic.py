@@ -1,4 +1,5 @@
 """The multi-band synthetic population and multi-band training: colours, gradients, bands, export."""
+
 import json
 from pathlib import Path
 
@@ -17,8 +18,15 @@ STAMP, SCALE = 32, 0.05
 
 @pytest.fixture(scope="module")
 def small_set(tmp_path_factory):
-    return build_chromatic_dataset(tmp_path_factory.mktemp("chromatic") / "set", 24, stamp_size=STAMP,
-                                   pixel_scale=SCALE, seed=3, shard_size=10, progress=False)
+    return build_chromatic_dataset(
+        tmp_path_factory.mktemp("chromatic") / "set",
+        24,
+        stamp_size=STAMP,
+        pixel_scale=SCALE,
+        seed=3,
+        shard_size=10,
+        progress=False,
+    )
 
 
 def test_band_zero_points_are_the_acs_ones():
@@ -52,7 +60,12 @@ def test_data_set_arrays_carry_the_band_axis(small_set):
     assert arrays["noise_var"].shape == (n, bands)
     assert arrays["noise_ps"].shape == (n, STAMP, STAMP // 2 + 1, bands)
     assert [c["name"] for c in metadata["conditions"]] == [
-        "mag_f814w", "color_f435w_f606w", "color_f606w_f814w", "flux_radius", "zphot"]
+        "mag_f814w",
+        "color_f435w_f606w",
+        "color_f606w_f814w",
+        "flux_radius",
+        "zphot",
+    ]
     # Noise rms per band, scaled from the 0.03" pixels to 0.05" (1.3x noisier in F435W).
     sigmas = np.sqrt(arrays["noise_var"][0])
     np.testing.assert_allclose(sigmas, np.array([1.3, 1.0, 1.0]) * 2.6e-3 * SCALE / 0.03, rtol=1e-5)
@@ -97,23 +110,32 @@ def test_galaxies_are_redder_inside_than_outside(small_set):
 
 
 def test_builds_are_reproducible_and_independent_of_jobs(small_set, tmp_path):
-    again = build_chromatic_dataset(tmp_path / "again", 24, stamp_size=STAMP, pixel_scale=SCALE, seed=3,
-                                    shard_size=24, jobs=2, progress=False)
+    again = build_chromatic_dataset(
+        tmp_path / "again", 24, stamp_size=STAMP, pixel_scale=SCALE, seed=3, shard_size=24, jobs=2, progress=False
+    )
     first, second = load_arrays(small_set), load_arrays(again)
     for key in first:
         np.testing.assert_array_equal(first[key], second[key])
-    other = load_arrays(build_chromatic_dataset(tmp_path / "other", 4, stamp_size=STAMP, pixel_scale=SCALE,
-                                                seed=4, progress=False))
+    other = load_arrays(
+        build_chromatic_dataset(tmp_path / "other", 4, stamp_size=STAMP, pixel_scale=SCALE, seed=4, progress=False)
+    )
     assert not np.allclose(other["image"], first["image"][:4])
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"bands": [{"name": "f606w", "bandpass": "ACS_wfc_F606W.dat", "noise_sigma": 1e-3}]},
-     "must include the reference band 'f814w'"),
-    ({"bands": [{"name": "f814w", "bandpass": "ACS_wfc_F814W.dat", "noise_sigma": -1}]},
-     "noise_sigma of band 'f814w' must be a positive number"),
-    ({"jobs": 0}, "jobs must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"bands": [{"name": "f606w", "bandpass": "ACS_wfc_F606W.dat", "noise_sigma": 1e-3}]},
+            "must include the reference band 'f814w'",
+        ),
+        (
+            {"bands": [{"name": "f814w", "bandpass": "ACS_wfc_F814W.dat", "noise_sigma": -1}]},
+            "noise_sigma of band 'f814w' must be a positive number",
+        ),
+        ({"jobs": 0}, "jobs must be an integer >= 1"),
+    ],
+)
 def test_bad_builder_arguments_name_the_problem(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         build_chromatic_dataset(tmp_path / "bad", 2, stamp_size=STAMP, **kwargs)
@@ -123,9 +145,9 @@ def test_bad_builder_arguments_name_the_problem(tmp_path, kwargs, message):
 # ----------------------------------------------------------------------------- training
 
 
-from galsim_hub.training.networks import likelihood as lk  # noqa: E402
 from galsim_hub.training.fitting import train  # noqa: E402
 from galsim_hub.training.fitting.config import config_from_dict  # noqa: E402
+from galsim_hub.training.networks import likelihood as lk  # noqa: E402
 from galsim_hub.training.networks.vae import VAE  # noqa: E402
 
 
@@ -134,15 +156,19 @@ def test_band_likelihood_is_the_sum_of_single_band_ones():
     observed = rng.normal(size=(2, 16, 16, 3)).astype(np.float32)
     model = rng.normal(size=(2, 16, 16, 3)).astype(np.float32)
     noise_var = rng.uniform(0.5, 2.0, size=(2, 3)).astype(np.float32)
-    together = lk.pixel_log_likelihood(lk.bands_first(observed), lk.bands_first(model),
-                                       noise_var[:, :, None, None]).numpy()
+    together = lk.pixel_log_likelihood(
+        lk.bands_first(observed), lk.bands_first(model), noise_var[:, :, None, None]
+    ).numpy()
     for b in range(3):
         alone = lk.pixel_log_likelihood(observed[..., b], model[..., b], noise_var[:, b]).numpy()
         np.testing.assert_allclose(together[:, b], alone, rtol=1e-5)
     psf = np.zeros((2, 16, 16, 3), np.float32)
     psf[:, 8, 8, :] = 1.0
-    np.testing.assert_allclose(lk.convolve_with_psf(lk.bands_first(model), lk.bands_first(psf)).numpy(),
-                               lk.bands_first(model).numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        lk.convolve_with_psf(lk.bands_first(model), lk.bands_first(psf)).numpy(),
+        lk.bands_first(model).numpy(),
+        atol=1e-5,
+    )
     assert lk.total_variation(lk.bands_first(model)).shape == (2,)
 
 
@@ -160,8 +186,16 @@ def test_multiband_vae_reads_and_writes_every_band():
 
 TINY = {
     "dataset": {"source": "chromatic", "stamp_size": STAMP, "pixel_scale": SCALE, "n_examples": 24},
-    "vae": {"latent_dim": 4, "num_stages": 2, "base_depth": 8, "max_depth": 16, "batch_size": 8,
-            "steps": 40, "warmup_steps": 10, "checkpoint_every": 20},
+    "vae": {
+        "latent_dim": 4,
+        "num_stages": 2,
+        "base_depth": 8,
+        "max_depth": 16,
+        "batch_size": 8,
+        "steps": 40,
+        "warmup_steps": 10,
+        "checkpoint_every": 20,
+    },
     "flow": {"n_blocks": 2, "hidden_units": [16], "steps": 30, "batch_size": 16, "warmup_steps": 10},
     "export": {"name": "tiny-chromatic", "version": "0.1"},
 }
@@ -192,8 +226,9 @@ def test_multiband_model_trains_exports_and_draws_through_its_bands(small_set, t
     np.testing.assert_array_equal(arrays, model.sample(table, seed=5, return_arrays=True))
     galaxy = model.sample(table, seed=5)[0]
     for band in model.bands:
-        drawn = galaxy.chromatic.drawImage(model.band_set.bandpasses[band], nx=STAMP, ny=STAMP,
-                                           scale=SCALE, method="no_pixel").array
+        drawn = galaxy.chromatic.drawImage(
+            model.band_set.bandpasses[band], nx=STAMP, ny=STAMP, scale=SCALE, method="no_pixel"
+        ).array
         alone = galaxy.images[band].drawImage(nx=STAMP, ny=STAMP, scale=SCALE, method="no_pixel").array
         np.testing.assert_allclose(drawn, alone, rtol=1e-4, atol=1e-5 * alone.max())
     # The exported encoder takes every band with its PSF.
@@ -203,8 +238,9 @@ def test_multiband_model_trains_exports_and_draws_through_its_bands(small_set, t
 
 
 def test_the_bundled_multiband_model_samples_offline_and_keeps_catalog_magnitudes(tmp_path, monkeypatch):
-    import galsim_hub
     from astropy.table import Table
+
+    import galsim_hub
 
     monkeypatch.setenv("GALSIM_HUB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("GALSIM_HUB_OFFLINE", "1")
@@ -220,7 +256,8 @@ def test_the_bundled_multiband_model_samples_offline_and_keeps_catalog_magnitude
     assert mags["f606w"] - mags["f814w"] == pytest.approx(catalog["color_f606w_f814w"][0], abs=1e-3)
     assert mags["f435w"] - mags["f606w"] == pytest.approx(catalog["color_f435w_f606w"][0], abs=1e-3)
     for band in model.bands:  # the chromatic object through a training band is that band's image
-        drawn = first.chromatic.drawImage(model.band_set.bandpasses[band], nx=64, ny=64, scale=0.05,
-                                          method="no_pixel").array
+        drawn = first.chromatic.drawImage(
+            model.band_set.bandpasses[band], nx=64, ny=64, scale=0.05, method="no_pixel"
+        ).array
         alone = first.images[band].drawImage(nx=64, ny=64, scale=0.05, method="no_pixel").array
         np.testing.assert_allclose(drawn, alone, rtol=1e-4, atol=1e-5 * alone.max())

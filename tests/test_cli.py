@@ -1,4 +1,5 @@
 """The galsim-hub command line, every verb end to end (in process, plus one real subprocess)."""
+
 from __future__ import annotations
 
 import io
@@ -11,11 +12,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
+from toy_models import ZERO_POINT, build_toy_model
 
 from galsim_hub.cli import main
 from galsim_hub.model import GenerativeGalaxyModel
-
-from toy_models import ZERO_POINT, build_toy_model
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,9 @@ def test_sample_with_catalog_matches_python_api(hub, toy, tmp_path, capsys):
     catalog = tmp_path / "cat.fits"
     Table({"mag_auto": [21.0, 22.0, 23.0, 24.0], "flux_radius": [2.0, 3.0, 4.0, 2.5]}).write(catalog)
     out = tmp_path / "out.fits"
-    status, _, err = run(capsys, "sample", "hub:clitoy", "--catalog", str(catalog), "--n", "3", "--seed", "9",
-                         "--out", str(out))
+    status, _, err = run(
+        capsys, "sample", "hub:clitoy", "--catalog", str(catalog), "--n", "3", "--seed", "9", "--out", str(out)
+    )
     assert status == 0, err
     with fits.open(out) as hdus:
         cube, header, table = hdus[0].data, hdus[0].header, Table(hdus["CATALOG"].data)
@@ -81,8 +82,21 @@ def test_sample_with_catalog_matches_python_api(hub, toy, tmp_path, capsys):
 
 def test_sample_without_catalog_and_with_psf(hub, tmp_path, capsys):
     out = tmp_path / "psf.fits"
-    status, _, err = run(capsys, "sample", "hub:clitoy", "--n", "5", "--seed", "1", "--psf", "0.1",
-                         "--psf-scale", "0.06", "--out", str(out))
+    status, _, err = run(
+        capsys,
+        "sample",
+        "hub:clitoy",
+        "--n",
+        "5",
+        "--seed",
+        "1",
+        "--psf",
+        "0.1",
+        "--psf-scale",
+        "0.06",
+        "--out",
+        str(out),
+    )
     assert status == 0, err
     with fits.open(out) as hdus:
         cube, table = hdus[0].data, Table(hdus["CATALOG"].data)
@@ -120,8 +134,9 @@ def test_python_m_entry_point(hub, tmp_path):
     result = subprocess.run([sys.executable, "-m", "galsim_hub", "list"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "hub:clitoy" in result.stdout
-    result = subprocess.run([sys.executable, "-m", "galsim_hub", "info", "hub:nope"], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "galsim_hub", "info", "hub:nope"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     index = json.loads((hub / "index.json").read_text())
     assert [entry["name"] for entry in index["models"]] == ["clitoy"]

@@ -1,4 +1,5 @@
 """Colour measurements (galsim_hub.training.validation.colours) on analytic multi-band galaxies."""
+
 import galsim
 import numpy as np
 import pytest
@@ -16,13 +17,16 @@ def _draw(profile, stamp=STAMP, scale=SCALE):
     return profile.drawImage(nx=stamp, ny=stamp, scale=scale, dtype=np.float64).array
 
 
-def bulge_disc(bulge_fluxes=(0.2, 0.7, 1.0), disc_fluxes=(1.0, 1.0, 1.0), bulge_hlr=0.08, disc_hlr=0.35,
-               offset=(0.0, 0.0)):
+def bulge_disc(
+    bulge_fluxes=(0.2, 0.7, 1.0), disc_fluxes=(1.0, 1.0, 1.0), bulge_hlr=0.08, disc_hlr=0.35, offset=(0.0, 0.0)
+):
     """``[S, S, B]`` stamp of a compact bulge and an exponential disc, with a flux per band each."""
     bulge = galsim.DeVaucouleurs(half_light_radius=bulge_hlr).shift(*offset)
     disc = galsim.Exponential(half_light_radius=disc_hlr).shear(g1=0.2, g2=-0.1).shift(*offset)
-    return np.stack([_draw(galsim.Add([bulge.withFlux(fb), disc.withFlux(fd)]))
-                     for fb, fd in zip(bulge_fluxes, disc_fluxes)], axis=-1)
+    return np.stack(
+        [_draw(galsim.Add([bulge.withFlux(fb), disc.withFlux(fd)])) for fb, fd in zip(bulge_fluxes, disc_fluxes)],
+        axis=-1,
+    )
 
 
 def _colour(f_blue, f_red, zp_blue, zp_red):
@@ -38,7 +42,8 @@ def test_red_bulge_blue_disc_has_a_positive_gradient_bounded_by_the_components()
         # Inside is redder (larger colour) than outside, but no redder than a pure bulge is
         # compared with a pure disc.
         span = _colour(bulge[i], bulge[i + 1], ZERO_POINTS[i], ZERO_POINTS[i + 1]) - _colour(
-            disc[i], disc[i + 1], ZERO_POINTS[i], ZERO_POINTS[i + 1])
+            disc[i], disc[i + 1], ZERO_POINTS[i], ZERO_POINTS[i + 1]
+        )
         assert 0.1 < gradient < span
         total = _colour(bulge[i] + disc[i], bulge[i + 1] + disc[i + 1], ZERO_POINTS[i], ZERO_POINTS[i + 1])
         assert table[f"color_{blue}_{red}"][0] == pytest.approx(total, abs=2e-3)
@@ -114,8 +119,7 @@ def test_compare_colours_measures_shifts_and_bootstrap_errors():
     truth = Table({"grad": rng.normal(0.2, 0.1, 200)})
     shifted = Table({"grad": truth["grad"] + 0.05 + rng.normal(0, 0.02, 200)})
     zero = Table({"grad": np.zeros(200)})
-    result = colours.compare_colours(truth, {"mock": shifted, "no_gradient": zero}, ["grad"], n_bootstrap=200,
-                                     rng=2)
+    result = colours.compare_colours(truth, {"mock": shifted, "no_gradient": zero}, ["grad"], n_bootstrap=200, rng=2)
     mock, flat = result[0], result[1]
     assert (mock["sample"], flat["sample"]) == ("mock", "no_gradient")
     assert mock["mean_diff"] == pytest.approx(0.05, abs=0.01) and 0 < mock["mean_diff_err"] < 0.01
@@ -132,8 +136,11 @@ def test_observed_photometry_is_robust_to_noise_and_detached_neighbours():
     galaxy = galsim.Exponential(half_light_radius=0.2)
     neighbour = galsim.Gaussian(sigma=0.03).shift(0.8, 0.8)  # detached: outside the aperture
     fluxes = (20.0, 40.0)
-    stamps = [_draw(galsim.Add([galaxy.withFlux(f), neighbour.withFlux(0.2 * f)]), size, scale)
-              + rng.normal(0, sigma, (size, size)) for f in fluxes]
+    stamps = [
+        _draw(galsim.Add([galaxy.withFlux(f), neighbour.withFlux(0.2 * f)]), size, scale)
+        + rng.normal(0, sigma, (size, size))
+        for f in fluxes
+    ]
     result = colours.observed_photometry(stamps, [sigma, sigma], [26.4955, 25.94])
     colour = result["mag"][0] - result["mag"][1]
     assert colour == pytest.approx(_colour(*fluxes, 26.4955, 25.94), abs=0.05)

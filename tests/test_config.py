@@ -1,4 +1,5 @@
 """GalSim config types: the real ``galsim`` executable on the example YAML, and bad input."""
+
 from __future__ import annotations
 
 import copy
@@ -15,10 +16,9 @@ import pytest
 import yaml
 from astropy.io import fits
 from astropy.table import Table
+from toy_models import CONDITIONS, ZERO_POINT, _affine_parameters, _render_gaussians
 
 import galsim_hub  # noqa: F401  (registers the config types)
-
-from toy_models import CONDITIONS, ZERO_POINT, _affine_parameters, _render_gaussians
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -50,9 +50,19 @@ def build_field_model(path: Path, stamp_size: int = 32, latent_dim: int = 4) -> 
 
     zphot = {"name": "zphot", "unit": "", "description": "photometric redshift", "min": 0.0, "max": 3.0}
     return export_model(
-        path, flow=Flow(), decoder=Decoder(), conditions=CONDITIONS + [zphot], latent_dim=latent_dim,
-        stamp_size=stamp_size, pixel_scale=0.03, name="field_toy", version="1.0", zero_point=ZERO_POINT,
-        condition_mean=[22.5, 3.0, 1.5], condition_std=[2.5, 1.5, 1.5], training={"dataset": "none"},
+        path,
+        flow=Flow(),
+        decoder=Decoder(),
+        conditions=CONDITIONS + [zphot],
+        latent_dim=latent_dim,
+        stamp_size=stamp_size,
+        pixel_scale=0.03,
+        name="field_toy",
+        version="1.0",
+        zero_point=ZERO_POINT,
+        condition_mean=[22.5, 3.0, 1.5],
+        condition_std=[2.5, 1.5, 1.5],
+        training={"dataset": "none"},
     )
 
 
@@ -104,8 +114,14 @@ def base_config(model_dir: Path, catalog: Path, **gal) -> dict:
             "zphot": {"type": "Catalog", "col": "zphot"},
             **gal,
         },
-        "image": {"type": "Tiled", "nx_tiles": 3, "ny_tiles": 2, "stamp_size": 32, "pixel_scale": 0.03,
-                  "random_seed": 5},
+        "image": {
+            "type": "Tiled",
+            "nx_tiles": 3,
+            "ny_tiles": 2,
+            "stamp_size": 32,
+            "pixel_scale": 0.03,
+            "random_seed": 5,
+        },
     }
     return config
 
@@ -113,8 +129,9 @@ def base_config(model_dir: Path, catalog: Path, **gal) -> dict:
 @pytest.fixture
 def catalog(tmp_path):
     path = tmp_path / "cat.fits"
-    Table({"mag_auto": np.linspace(21, 24, 6), "flux_radius": np.linspace(2, 4, 6),
-           "zphot": np.full(6, 0.5)}).write(path)
+    Table({"mag_auto": np.linspace(21, 24, 6), "flux_radius": np.linspace(2, 4, 6), "zphot": np.full(6, 0.5)}).write(
+        path
+    )
     return path
 
 
@@ -198,10 +215,11 @@ def count_model_calls(monkeypatch) -> dict:
 
 RANDOM_CONDITIONS = {
     "Random": {"mag_auto": {"type": "Random", "min": 21, "max": 24}},
-    "RandomGaussian": {"zphot": {"type": "RandomGaussian", "mean": 0.8, "sigma": 0.3, "min": 0.1},
-                       "flux_radius": {"type": "RandomGaussian", "mean": 3.0, "sigma": 0.5}},
-    "RandomDistribution": {"flux_radius": {"type": "RandomDistribution", "x": [2.0, 3.0, 4.0],
-                                           "f": [1.0, 2.0, 1.0]}},
+    "RandomGaussian": {
+        "zphot": {"type": "RandomGaussian", "mean": 0.8, "sigma": 0.3, "min": 0.1},
+        "flux_radius": {"type": "RandomGaussian", "mean": 3.0, "sigma": 0.5},
+    },
+    "RandomDistribution": {"flux_radius": {"type": "RandomDistribution", "x": [2.0, 3.0, 4.0], "f": [1.0, 2.0, 1.0]}},
     "Eval of Random": {"mag_auto": "$21 + 3 * galsim.UniformDeviate(rng)()"},
 }
 
@@ -222,10 +240,17 @@ def test_random_conditions_are_batched_from_each_object_rng(field_model, catalog
 
 def test_random_conditions_after_random_positions_are_batched(field_model, catalog, caplog, monkeypatch):
     """GalSim draws a Scattered position from the object rng before the galaxy: blocks replay it."""
-    config = base_config(field_model, catalog, mag_auto={"type": "Random", "min": 21, "max": 24},
-                         rotate={"type": "Random"})
-    config["image"] = {"type": "Scattered", "size": 96, "nobjects": 6, "stamp_size": 32, "pixel_scale": 0.03,
-                       "random_seed": 5}
+    config = base_config(
+        field_model, catalog, mag_auto={"type": "Random", "min": 21, "max": 24}, rotate={"type": "Random"}
+    )
+    config["image"] = {
+        "type": "Scattered",
+        "size": 96,
+        "nobjects": 6,
+        "stamp_size": 32,
+        "pixel_scale": 0.03,
+        "random_seed": 5,
+    }
     calls = count_model_calls(monkeypatch)
     batched = build_logged(config, caplog)
     assert not fallback_messages(caplog)
@@ -252,10 +277,10 @@ def test_position_dependent_condition_is_decoded_per_object(field_model, catalog
 def test_random_and_position_conditions_identical_for_nproc_and_jobs(tmp_path, field_model):
     """A position-dependent condition, Random and RandomGaussian, one per file: nproc 1 vs 2, same bytes."""
     cat = tmp_path / "cat.fits"
-    Table({"mag_auto": np.linspace(21, 24, 12), "flux_radius": np.linspace(2, 4, 12),
-           "zphot": np.full(12, 0.5)}).write(cat)
-    kinds = [{"mag_auto": "$21 + 0.02 * image_pos.x"}, RANDOM_CONDITIONS["Random"],
-             RANDOM_CONDITIONS["RandomGaussian"]]
+    Table({"mag_auto": np.linspace(21, 24, 12), "flux_radius": np.linspace(2, 4, 12), "zphot": np.full(12, 0.5)}).write(
+        cat
+    )
+    kinds = [{"mag_auto": "$21 + 0.02 * image_pos.x"}, RANDOM_CONDITIONS["Random"], RANDOM_CONDITIONS["RandomGaussian"]]
     items = [base_config(field_model, cat, **kind)["gal"] for kind in kinds]
     config = base_config(field_model, cat)
     config.update(
@@ -310,8 +335,7 @@ def test_import_and_input_object_load_no_tensorflow(field_model):
         "import sys, galsim_hub.config as c; m = c.GenerativeModelInput(sys.argv[1]); "
         "assert m.getMetadata()['name'] == 'field_toy'; print('tensorflow' in sys.modules)"
     )
-    result = subprocess.run([sys.executable, "-c", code, str(field_model)], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run([sys.executable, "-c", code, str(field_model)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
 
@@ -357,8 +381,7 @@ model.prefetchBlock(key, conditions, noise, ("lanczos15", 4, ()), "clip")
 raise SystemExit("a config error raised while the block decodes")
 """)
     env = dict(os.environ, GALSIM_HUB_CACHE=str(tmp_path / "cache"))
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
-                            timeout=RUN_TIMEOUT)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT)
     assert result.returncode == 1, result.stderr[-2000:]
     assert "a config error raised while the block decodes" in result.stderr
     assert marker.read_text() == "done"

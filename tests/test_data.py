@@ -1,4 +1,5 @@
 """Tests of galsim_hub.training.datasets.data: synthetic and COSMOS data sets, reading and streaming."""
+
 import json
 import pathlib
 
@@ -19,8 +20,7 @@ N_SYNTHETIC = 24
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic") / "set"
-    data.build_synthetic_dataset(out, N_SYNTHETIC, stamp_size=STAMP, seed=3, shard_size=10,
-                                 progress=False)
+    data.build_synthetic_dataset(out, N_SYNTHETIC, stamp_size=STAMP, seed=3, shard_size=10, progress=False)
     return out
 
 
@@ -35,14 +35,16 @@ def test_synthetic_metadata_and_arrays(synthetic):
     assert meta["config"]["seed"] == 3
 
     arrays = data.load_arrays(synthetic)
-    expected = {"image": ((N_SYNTHETIC, STAMP, STAMP), np.float32),
-                "psf": ((N_SYNTHETIC, STAMP, STAMP), np.float32),
-                "noise_var": ((N_SYNTHETIC,), np.float32),
-                "noise_ps": ((N_SYNTHETIC, STAMP, STAMP // 2 + 1), np.float32),
-                "conditions": ((N_SYNTHETIC, 3), np.float32),
-                "ident": ((N_SYNTHETIC,), np.int64),
-                "truth": ((N_SYNTHETIC, STAMP, STAMP), np.float32),
-                "truth_smooth": ((N_SYNTHETIC, STAMP, STAMP), np.float32)}
+    expected = {
+        "image": ((N_SYNTHETIC, STAMP, STAMP), np.float32),
+        "psf": ((N_SYNTHETIC, STAMP, STAMP), np.float32),
+        "noise_var": ((N_SYNTHETIC,), np.float32),
+        "noise_ps": ((N_SYNTHETIC, STAMP, STAMP // 2 + 1), np.float32),
+        "conditions": ((N_SYNTHETIC, 3), np.float32),
+        "ident": ((N_SYNTHETIC,), np.int64),
+        "truth": ((N_SYNTHETIC, STAMP, STAMP), np.float32),
+        "truth_smooth": ((N_SYNTHETIC, STAMP, STAMP), np.float32),
+    }
     assert set(arrays) == set(expected)
     for key, (shape, dtype) in expected.items():
         assert arrays[key].shape == shape, key
@@ -62,8 +64,7 @@ def test_synthetic_physics(synthetic):
     np.testing.assert_allclose(arrays["psf"].sum(axis=(1, 2)), 1.0, rtol=1e-5)
     assert np.unravel_index(arrays["psf"][0].argmax(), (STAMP, STAMP)) == (STAMP // 2,) * 2
     # Noise: the corners are pure noise at the COSMOS level; white noise has a flat spectrum.
-    corners = np.concatenate([arrays["image"][:, :5, :5].ravel(),
-                              arrays["image"][:, -5:, -5:].ravel()])
+    corners = np.concatenate([arrays["image"][:, :5, :5].ravel(), arrays["image"][:, -5:, -5:].ravel()])
     assert corners.std() == pytest.approx(data.COSMOS_NOISE_SIGMA, rel=0.15)
     np.testing.assert_allclose(arrays["noise_var"], data.COSMOS_NOISE_SIGMA**2, rtol=1e-5)
     np.testing.assert_allclose(arrays["noise_ps"], data.COSMOS_NOISE_SIGMA**2, rtol=1e-5)
@@ -81,13 +82,11 @@ def test_synthetic_physics(synthetic):
 
 
 def test_synthetic_is_reproducible(synthetic, tmp_path):
-    again = data.build_synthetic_dataset(tmp_path / "again", 12, stamp_size=STAMP, seed=3,
-                                         shard_size=5, progress=False)
+    again = data.build_synthetic_dataset(tmp_path / "again", 12, stamp_size=STAMP, seed=3, shard_size=5, progress=False)
     first, second = data.load_arrays(synthetic), data.load_arrays(again)
     for key in first:
         np.testing.assert_array_equal(first[key][:12], second[key], err_msg=key)
-    other = data.build_synthetic_dataset(tmp_path / "other", 12, stamp_size=STAMP, seed=4,
-                                         progress=False)
+    other = data.build_synthetic_dataset(tmp_path / "other", 12, stamp_size=STAMP, seed=4, progress=False)
     assert not np.allclose(data.load_arrays(other, ["image"])["image"], first["image"][:12])
 
 
@@ -103,8 +102,7 @@ def test_flux_radius_of_a_gaussian():
     sigma_pixels = 3.0
     image = galsim.Gaussian(sigma=sigma_pixels).drawImage(nx=64, ny=64, scale=1.0).array
     # Half-light radius of a circular Gaussian: sigma * sqrt(2 ln 2).
-    assert data.flux_radius_pixels(image) == pytest.approx(sigma_pixels * np.sqrt(2 * np.log(2)),
-                                                           rel=0.03)
+    assert data.flux_radius_pixels(image) == pytest.approx(sigma_pixels * np.sqrt(2 * np.log(2)), rel=0.03)
 
 
 def test_correlated_noise_power_spectrum_is_true():
@@ -112,8 +110,7 @@ def test_correlated_noise_power_spectrum_is_true():
     rng = np.random.default_rng(0)
     samples = np.array([model.sample(rng) for _ in range(4000)])
     measured = (np.abs(np.fft.rfft2(samples)) ** 2).mean(axis=0) / 16**2
-    np.testing.assert_allclose(measured, model.power_spectrum, rtol=0.15,
-                               atol=0.02 * model.power_spectrum.max())
+    np.testing.assert_allclose(measured, model.power_spectrum, rtol=0.15, atol=0.02 * model.power_spectrum.max())
     assert samples.var() == pytest.approx(0.25, rel=0.03)
     # The inverse transform of the spectrum at lag 0 is the variance.
     assert np.fft.irfft2(model.power_spectrum, s=(16, 16))[0, 0] == pytest.approx(0.25, rel=1e-6)
@@ -123,16 +120,24 @@ def test_correlated_noise_power_spectrum_is_true():
 
 
 def test_synthetic_custom_psf_and_correlated_noise(tmp_path):
-    out = data.build_synthetic_dataset(tmp_path / "set", 4, stamp_size=STAMP,
-                                       psf=galsim.Gaussian(fwhm=0.1), noise_sigma=0.01,
-                                       correlated_noise=True, progress=False)
+    out = data.build_synthetic_dataset(
+        tmp_path / "set",
+        4,
+        stamp_size=STAMP,
+        psf=galsim.Gaussian(fwhm=0.1),
+        noise_sigma=0.01,
+        correlated_noise=True,
+        progress=False,
+    )
     meta = data.read_dataset_metadata(out)
     assert meta["psf"]["type"] == "galsim" and "Gaussian" in meta["psf"]["repr"]
     assert meta["noise"]["type"] == "correlated_gaussian"
     arrays = data.load_arrays(out, ["psf", "noise_ps", "noise_var"])
-    expected_psf = galsim.Gaussian(fwhm=0.1).drawImage(nx=STAMP, ny=STAMP, scale=0.03,
-                                                       method="no_pixel",
-                                                       use_true_center=False).array
+    expected_psf = (
+        galsim.Gaussian(fwhm=0.1)
+        .drawImage(nx=STAMP, ny=STAMP, scale=0.03, method="no_pixel", use_true_center=False)
+        .array
+    )
     np.testing.assert_allclose(arrays["psf"][0], expected_psf / expected_psf.sum(), atol=1e-6)
     assert arrays["noise_ps"][0].max() > 2 * arrays["noise_ps"][0].min()
     variance = np.fft.irfft2(arrays["noise_ps"][0], s=(STAMP, STAMP))[0, 0]
@@ -144,17 +149,21 @@ def test_build_refuses_non_empty_directory(tmp_path):
     data.build_synthetic_dataset(out, 2, stamp_size=STAMP, progress=False)
     with pytest.raises(FileExistsError, match="overwrite=True"):
         data.build_synthetic_dataset(out, 2, stamp_size=STAMP, progress=False)
-    data.build_synthetic_dataset(out, 3, stamp_size=STAMP, shard_size=2, overwrite=True,
-                                 progress=False)
+    data.build_synthetic_dataset(out, 3, stamp_size=STAMP, shard_size=2, overwrite=True, progress=False)
     assert data.read_dataset_metadata(out)["n_examples"] == 3
     assert sorted(p.name for p in out.glob("*.npz")) == ["shard-00000.npz", "shard-00001.npz"]
 
 
-@pytest.mark.parametrize("kwargs, name", [({"n_examples": 0}, "n_examples"),
-                                          ({"stamp_size": 8}, "stamp_size"),
-                                          ({"pixel_scale": -1}, "pixel_scale"),
-                                          ({"psf": "jwst"}, "psf"),
-                                          ({"noise_sigma": -1.0}, "noise_sigma")])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"n_examples": 0}, "n_examples"),
+        ({"stamp_size": 8}, "stamp_size"),
+        ({"pixel_scale": -1}, "pixel_scale"),
+        ({"psf": "jwst"}, "psf"),
+        ({"noise_sigma": -1.0}, "noise_sigma"),
+    ],
+)
 def test_synthetic_invalid_arguments(tmp_path, kwargs, name):
     args = {"n_examples": 2, "stamp_size": STAMP, "progress": False, **kwargs}
     with pytest.raises(ValueError, match=name):
@@ -169,8 +178,11 @@ def test_unfinished_or_malformed_dataset_is_rejected(synthetic, tmp_path):
     with pytest.raises(MetadataError, match="did not finish"):
         data.read_dataset_metadata(unfinished)
     meta = json.loads((synthetic / "dataset.json").read_text())
-    cases = [({"format": 2}, "format 2"), ({"shards": ["nope.npz"]}, "nope.npz"),
-             ({"conditions": [{"name": "x"}]}, "condition 0")]
+    cases = [
+        ({"format": 2}, "format 2"),
+        ({"shards": ["nope.npz"]}, "nope.npz"),
+        ({"conditions": [{"name": "x"}]}, "condition 0"),
+    ]
     for i, (change, message) in enumerate(cases):
         broken = tmp_path / f"broken{i}"
         broken.mkdir()
@@ -183,8 +195,7 @@ def test_unfinished_or_malformed_dataset_is_rejected(synthetic, tmp_path):
 
 def test_tf_dataset_streams_batches(synthetic):
     batch = 8
-    stream = data.make_tf_dataset(synthetic, batch, keys=("image", "conditions", "noise_ps"),
-                                  repeat=False, seed=1)
+    stream = data.make_tf_dataset(synthetic, batch, keys=("image", "conditions", "noise_ps"), repeat=False, seed=1)
     batches = list(stream.as_numpy_iterator())
     assert len(batches) == N_SYNTHETIC // batch
     for item in batches:
@@ -196,8 +207,14 @@ def test_tf_dataset_streams_batches(synthetic):
     all_mags = data.load_arrays(synthetic, ["conditions"])["conditions"][:, 0]
     assert len(np.unique(seen)) == N_SYNTHETIC and np.isin(seen, all_mags).all()
     assert not np.array_equal(seen, all_mags)
-    again = np.concatenate([b["conditions"][:, 0] for b in data.make_tf_dataset(
-        synthetic, batch, keys=("conditions",), repeat=False, seed=1).as_numpy_iterator()])
+    again = np.concatenate(
+        [
+            b["conditions"][:, 0]
+            for b in data.make_tf_dataset(
+                synthetic, batch, keys=("conditions",), repeat=False, seed=1
+            ).as_numpy_iterator()
+        ]
+    )
     np.testing.assert_array_equal(seen, again)
     ordered = data.make_tf_dataset(synthetic, 5, keys=("ident",), shuffle=False, repeat=True)
     idents = np.concatenate([b["ident"] for b in ordered.take(6).as_numpy_iterator()])
@@ -223,8 +240,7 @@ def write_cosmos_sample(directory: pathlib.Path, n: int = 5, nan_ident: int | No
         flux = 5.0 * (i + 1)
         galaxy = galsim.Sersic(n=0.5 + 0.25 * i, half_light_radius=0.08 + 0.01 * i, flux=flux)
         size = 36 + 4 * (i % 3)
-        image = galsim.Convolve(galaxy.shear(e1=0.2, e2=-0.1), psf).drawImage(
-            nx=size, ny=size, scale=0.03).array
+        image = galsim.Convolve(galaxy.shear(e1=0.2, e2=-0.1), psf).drawImage(nx=size, ny=size, scale=0.03).array
         image += rng.normal(0.0, np.sqrt(COSMOS_VARIANCE), image.shape)
         ident = 1000 + i
         if ident == nan_ident:
@@ -234,20 +250,54 @@ def write_cosmos_sample(directory: pathlib.Path, n: int = 5, nan_ident: int | No
         gal_hdus.append(hdu(image.astype(np.float32)))
         psf_hdus.append(hdu(psf_image.astype(np.float32)))
         mag = 25.94 - 2.5 * np.log10(flux)
-        rows.append((ident, 150.0, 2.0, mag, "F814W", 1.0, "gals.fits", "psfs.fits", i, i, 0.03,
-                     0.0, COSMOS_VARIANCE, "cf.fits", float(image.sum())))
+        rows.append(
+            (
+                ident,
+                150.0,
+                2.0,
+                mag,
+                "F814W",
+                1.0,
+                "gals.fits",
+                "psfs.fits",
+                i,
+                i,
+                0.03,
+                0.0,
+                COSMOS_VARIANCE,
+                "cf.fits",
+                float(image.sum()),
+            )
+        )
         fit_rows.append((ident, mag + 0.01, 5.0 + i, 0.3 + 0.2 * i))
     fits.HDUList(gal_hdus).writeto(directory / "gals.fits")
     fits.HDUList(psf_hdus).writeto(directory / "psfs.fits")
     cf = np.zeros((9, 9))
     cf[4, 4] = 1.0  # uncorrelated noise
     fits.PrimaryHDU(cf).writeto(directory / "cf.fits")
-    Table(rows=rows, names=["IDENT", "RA", "DEC", "MAG", "BAND", "WEIGHT", "GAL_FILENAME",
-                            "PSF_FILENAME", "GAL_HDU", "PSF_HDU", "PIXEL_SCALE", "NOISE_MEAN",
-                            "NOISE_VARIANCE", "NOISE_FILENAME", "stamp_flux"]
-          ).write(directory / CATALOG)
-    Table(rows=fit_rows, names=["IDENT", "mag_auto", "flux_radius", "ZPHOT"]
-          ).write(directory / CATALOG.replace(".fits", "_fits.fits"))
+    Table(
+        rows=rows,
+        names=[
+            "IDENT",
+            "RA",
+            "DEC",
+            "MAG",
+            "BAND",
+            "WEIGHT",
+            "GAL_FILENAME",
+            "PSF_FILENAME",
+            "GAL_HDU",
+            "PSF_HDU",
+            "PIXEL_SCALE",
+            "NOISE_MEAN",
+            "NOISE_VARIANCE",
+            "NOISE_FILENAME",
+            "stamp_flux",
+        ],
+    ).write(directory / CATALOG)
+    Table(rows=fit_rows, names=["IDENT", "mag_auto", "flux_radius", "ZPHOT"]).write(
+        directory / CATALOG.replace(".fits", "_fits.fits")
+    )
 
 
 @pytest.fixture
@@ -259,9 +309,15 @@ def cosmos_dir(tmp_path):
 
 
 def test_cosmos_dataset(cosmos_dir, tmp_path):
-    out = data.build_cosmos_dataset(tmp_path / "set", cosmos_dir, catalog_file=CATALOG,
-                                    stamp_size=STAMP, exclusion_level="none", shard_size=2,
-                                    progress=False)
+    out = data.build_cosmos_dataset(
+        tmp_path / "set",
+        cosmos_dir,
+        catalog_file=CATALOG,
+        stamp_size=STAMP,
+        exclusion_level="none",
+        shard_size=2,
+        progress=False,
+    )
     meta = data.read_dataset_metadata(out)
     assert meta["source"] == "cosmos" and meta["n_examples"] == 5 and len(meta["shards"]) == 3
     assert [c["name"] for c in meta["conditions"]] == ["mag_auto", "flux_radius", "zphot"]
@@ -271,9 +327,11 @@ def test_cosmos_dataset(cosmos_dir, tmp_path):
     assert arrays["noise_ps"].shape == (5, STAMP, STAMP // 2 + 1)
     np.testing.assert_array_equal(arrays["ident"], 1000 + np.arange(5))
     fits_cat = Table.read(cosmos_dir / CATALOG.replace(".fits", "_fits.fits"))
-    np.testing.assert_allclose(arrays["conditions"],
-                               np.stack([fits_cat["mag_auto"], fits_cat["flux_radius"],
-                                         fits_cat["ZPHOT"]], axis=1), rtol=1e-6)
+    np.testing.assert_allclose(
+        arrays["conditions"],
+        np.stack([fits_cat["mag_auto"], fits_cat["flux_radius"], fits_cat["ZPHOT"]], axis=1),
+        rtol=1e-6,
+    )
     # Uncorrelated catalog noise: a flat power spectrum at the catalog variance at low
     # frequencies, cut beyond the PSF's maxk by the deconvolution and reconvolution.
     np.testing.assert_allclose(arrays["noise_ps"][:, :3, :3], COSMOS_VARIANCE, rtol=0.05)
@@ -286,25 +344,38 @@ def test_cosmos_dataset(cosmos_dir, tmp_path):
     # The galaxy keeps its flux and sits at the centre; noise padding fills the whole stamp.
     flux = 10 ** (-0.4 * (Table.read(cosmos_dir / CATALOG)["MAG"] - 25.94))
     np.testing.assert_allclose(arrays["image"].sum(axis=(1, 2)), flux, rtol=0.05)
-    assert np.unravel_index(arrays["image"][0].argmax(), (STAMP, STAMP)) in {
-        (r, c) for r in (15, 16) for c in (15, 16)}
+    assert np.unravel_index(arrays["image"][0].argmax(), (STAMP, STAMP)) in {(r, c) for r in (15, 16) for c in (15, 16)}
     corners = arrays["image"][:, :4, :4]
     assert corners.std() == pytest.approx(np.sqrt(arrays["noise_var"].mean()), rel=0.15)
     assert np.count_nonzero(corners == 0) == 0
 
 
 def test_cosmos_cuts_columns_and_subsets(cosmos_dir, tmp_path):
-    out = data.build_cosmos_dataset(tmp_path / "a", cosmos_dir, catalog_file=CATALOG,
-                                    stamp_size=STAMP, exclusion_level="none",
-                                    conditions=("MAG", "zphot"), max_mag=23.2,
-                                    min_flux_radius=6.0, progress=False)
+    out = data.build_cosmos_dataset(
+        tmp_path / "a",
+        cosmos_dir,
+        catalog_file=CATALOG,
+        stamp_size=STAMP,
+        exclusion_level="none",
+        conditions=("MAG", "zphot"),
+        max_mag=23.2,
+        min_flux_radius=6.0,
+        progress=False,
+    )
     arrays = data.load_arrays(out, ["ident", "conditions"])
     # flux_radius >= 6 drops 1000; mag_auto <= 23.2 drops 1000 (24.2) and 1001 (23.45).
     np.testing.assert_array_equal(arrays["ident"], [1002, 1003, 1004])
     assert [c["name"] for c in data.read_dataset_metadata(out)["conditions"]] == ["MAG", "zphot"]
-    subset = data.build_cosmos_dataset(tmp_path / "b", cosmos_dir, catalog_file=CATALOG,
-                                       stamp_size=STAMP, exclusion_level="none",
-                                       max_galaxies=2, seed=5, progress=False)
+    subset = data.build_cosmos_dataset(
+        tmp_path / "b",
+        cosmos_dir,
+        catalog_file=CATALOG,
+        stamp_size=STAMP,
+        exclusion_level="none",
+        max_galaxies=2,
+        seed=5,
+        progress=False,
+    )
     idents = data.load_arrays(subset, ["ident"])["ident"]
     assert len(idents) == 2 and set(idents) <= set(range(1000, 1005))
 
@@ -313,8 +384,9 @@ def test_cosmos_missing_files(cosmos_dir, tmp_path):
     (cosmos_dir / "gals.fits").unlink()
     (cosmos_dir / "cf.fits").unlink()
     with pytest.raises(data.CosmosFilesNotFoundError) as info:
-        data.build_cosmos_dataset(tmp_path / "set", cosmos_dir, catalog_file=CATALOG,
-                                  exclusion_level="none", progress=False)
+        data.build_cosmos_dataset(
+            tmp_path / "set", cosmos_dir, catalog_file=CATALOG, exclusion_level="none", progress=False
+        )
     message = str(info.value)
     assert "gals.fits" in message and "cf.fits" in message and "psfs.fits" not in message
     assert str(cosmos_dir) in message and "galsim_download_cosmos -s 25.2" in message
@@ -325,17 +397,24 @@ def test_cosmos_missing_files(cosmos_dir, tmp_path):
 
 def test_cosmos_missing_condition_column(cosmos_dir, tmp_path):
     with pytest.raises(CatalogError, match="'sfr'") as info:
-        data.build_cosmos_dataset(tmp_path / "set", cosmos_dir, catalog_file=CATALOG,
-                                  exclusion_level="none", conditions=("mag_auto", "sfr"),
-                                  progress=False)
+        data.build_cosmos_dataset(
+            tmp_path / "set",
+            cosmos_dir,
+            catalog_file=CATALOG,
+            exclusion_level="none",
+            conditions=("mag_auto", "sfr"),
+            progress=False,
+        )
     assert "flux_radius" in str(info.value) and "ZPHOT" in str(info.value)
     # Quality cuts that need parametric fits say how to do without them.
     with pytest.raises(CatalogError, match="exclusion_level='none'"):
-        data.build_cosmos_dataset(tmp_path / "set", cosmos_dir, catalog_file=CATALOG,
-                                  exclusion_level="bad_fits", progress=False)
+        data.build_cosmos_dataset(
+            tmp_path / "set", cosmos_dir, catalog_file=CATALOG, exclusion_level="bad_fits", progress=False
+        )
     with pytest.raises(ValueError, match="exclusion_level"):
-        data.build_cosmos_dataset(tmp_path / "set", cosmos_dir, catalog_file=CATALOG,
-                                  exclusion_level="strict", progress=False)
+        data.build_cosmos_dataset(
+            tmp_path / "set", cosmos_dir, catalog_file=CATALOG, exclusion_level="strict", progress=False
+        )
 
 
 def test_cosmos_nan_stamp_names_the_galaxy(tmp_path):
@@ -343,6 +422,7 @@ def test_cosmos_nan_stamp_names_the_galaxy(tmp_path):
     directory.mkdir()
     write_cosmos_sample(directory, n=3, nan_ident=1001)
     with pytest.raises(CatalogError, match="IDENT 1001"):
-        data.build_cosmos_dataset(tmp_path / "set", directory, catalog_file=CATALOG,
-                                  stamp_size=STAMP, exclusion_level="none", progress=False)
+        data.build_cosmos_dataset(
+            tmp_path / "set", directory, catalog_file=CATALOG, stamp_size=STAMP, exclusion_level="none", progress=False
+        )
     assert not (tmp_path / "set" / "dataset.json").exists()

@@ -18,6 +18,7 @@ repository's ``examples/`` folder, with ``GALSIM_HUB_CACHE`` pointing at a fresh
 ``GALSIM_HUB_OFFLINE=1``; other environment variables (``GALSIM_HUB_INDEX`` included) pass
 through.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,13 +44,13 @@ ALLOWED_COMMANDS = re.compile(r"^(galsim-hub(\s|$)|python -m galsim_hub(\.\w+)*(
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=\S*\s+")
 #: Pages that may hold blocks marked ``.norun``, and how many.
 NORUN_ALLOWED = {
-    "install.md": 3,       # pip install, from PyPI and from a checkout
-    "handles.md": 2,       # the 52 MB download of hub:Lanusse2020 and its offline install
+    "install.md": 3,  # pip install, from PyPI and from a checkout
+    "handles.md": 2,  # the 52 MB download of hub:Lanusse2020 and its offline install
     "model_format.md": 1,  # publishing to an HTTP hub needs a server and a token
-    "training.md": 5,      # COSMOS download, full-size trainings (hours), the real-galaxy and multi-band models (an hour each)
-    "validation.md": 2,    # the full-size validation of the default model; the AEGIS check (reads ../shared)
-    "real_galaxies.md": 1, # validations on the real galaxies of ../shared/data
-    "migration.md": 1,     # upstream TF1 galsim_hub code
+    "training.md": 5,  # COSMOS download, full-size trainings (hours), the real-galaxy and multi-band models (an hour each)
+    "validation.md": 2,  # the full-size validation of the default model; the AEGIS check (reads ../shared)
+    "real_galaxies.md": 1,  # validations on the real galaxies of ../shared/data
+    "migration.md": 1,  # upstream TF1 galsim_hub code
 }
 BLOCK_TIMEOUT_S = 300
 
@@ -104,8 +105,18 @@ def shell_commands(body: str) -> list[str]:
 
 
 def test_docs_exist():
-    expected = {"index.md", "install.md", "quickstart.md", "handles.md", "model_format.md", "config.md",
-                "cli.md", "training.md", "validation.md", "migration.md"}
+    expected = {
+        "index.md",
+        "install.md",
+        "quickstart.md",
+        "handles.md",
+        "model_format.md",
+        "config.md",
+        "cli.md",
+        "training.md",
+        "validation.md",
+        "migration.md",
+    }
     assert expected <= set(PAGES), f"missing pages: {sorted(expected - set(PAGES))}"
 
 
@@ -113,7 +124,10 @@ def test_mkdocs_build_strict(tmp_path):
     result = subprocess.run(
         # Not --quiet: it hides the warnings from --strict, which then passes anything.
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0 and "WARNING" not in output, f"mkdocs build --strict failed:\n{output}"
@@ -166,10 +180,13 @@ def test_config_page_shows_the_example_yaml():
 def test_training_page_lists_every_config_key():
     from galsim_hub.training.fitting import config as training_config
 
-    sections = {"dataset": training_config.DatasetConfig, "vae": training_config.VAEConfig,
-                "flow": training_config.FlowConfig, "export": training_config.ExportConfig}
-    expected = {f"{name}.{field.name}" for name, cls in sections.items()
-                for field in dataclasses.fields(cls)}
+    sections = {
+        "dataset": training_config.DatasetConfig,
+        "vae": training_config.VAEConfig,
+        "flow": training_config.FlowConfig,
+        "export": training_config.ExportConfig,
+    }
+    expected = {f"{name}.{field.name}" for name, cls in sections.items() for field in dataclasses.fields(cls)}
     text = (DOCS / "training.md").read_text(encoding="utf-8")
     first_cells = re.findall(r"^\|([^|\n]*)\|", text, re.MULTILINE)
     documented = {key for cell in first_cells for key in re.findall(r"`((?:dataset|vae|flow|export)\.\w+)`", cell)}
@@ -183,8 +200,12 @@ def _run_bash(block: Block, cwd: Path) -> None:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block.body], cwd=cwd, env=env,
-        capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S,
+        ["bash", "-euo", "pipefail", "-c", block.body],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BLOCK_TIMEOUT_S,
     )
     assert result.returncode == 0, (
         f"{block.where}: bash block failed (status {result.returncode})\n{block.body}\n"

@@ -2,6 +2,7 @@
 multi-file sources checked by git blob id, Git LFS pointers, retries, resumed transfers,
 a minimum rate and a deadline, one User-Agent, and lock holders that say who they are.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from galsim_hub.errors import ChecksumError, DownloadError
 from galsim_hub.hub import http as hub_http
 from galsim_hub.hub import settings
 from galsim_hub.hub.cache import fetch, list_entries
-from galsim_hub.errors import ChecksumError, DownloadError
 from galsim_hub.hub.handle import load_index, resolve
 from galsim_hub.hub.locks import EntryLock
 
@@ -44,8 +45,8 @@ class RealWorldServer:
         self.trickle: dict[str, tuple[int, float]] = {}
         self.unavailable: dict[str, int] = {}
         self.ranges = True
-        self.etags = False                       # send an ETag (the content's sha1) and honour If-Range
-        self.range_offset: dict[str, int] = {}   # answer a Range request from this many bytes later
+        self.etags = False  # send an ETag (the content's sha1) and honour If-Range
+        self.range_offset: dict[str, int] = {}  # answer a Range request from this many bytes later
         self.stall: dict[str, tuple[int, float]] = {}  # send this many bytes, then go silent
         server = self
 
@@ -94,13 +95,13 @@ class RealWorldServer:
                     self.wfile.flush()
                     self.close_connection = True
                     return
-                if path in server.stall:      # one piece, then silence
+                if path in server.stall:  # one piece, then silence
                     size, pause = server.stall[path]
                     self._paced([body[:size]], pause)
                     return
-                if path in server.trickle:    # piece after piece, a pause after each
+                if path in server.trickle:  # piece after piece, a pause after each
                     size, pause = server.trickle[path]
-                    self._paced([body[offset:offset + size] for offset in range(0, len(body), size)], pause)
+                    self._paced([body[offset : offset + size] for offset in range(0, len(body), size)], pause)
                     return
                 self.wfile.write(body)
 
@@ -140,8 +141,13 @@ def serve_module(world: RealWorldServer, folder: str = "repo/generator") -> list
         target = world.root / folder / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-        files.append({"path": path, "size": None if path.endswith("saved_model.pb") else len(data),
-                      "git_blob_sha1": blob_id(data)})
+        files.append(
+            {
+                "path": path,
+                "size": None if path.endswith("saved_model.pb") else len(data),
+                "git_blob_sha1": blob_id(data),
+            }
+        )
     return files
 
 
@@ -154,15 +160,27 @@ def use_index(tmp_path: Path, monkeypatch, entries: list[dict]) -> None:
 
 def two_source_entry(world: RealWorldServer, files: list[dict]) -> dict:
     return {
-        "name": "paper", "version": "1.0", "url": world.base_url + "lfs/model.tar.gz", "size": 52063270,
+        "name": "paper",
+        "version": "1.0",
+        "url": world.base_url + "lfs/model.tar.gz",
+        "size": 52063270,
         "sha256_prefix": "ff2f097c",
         "sources": [{"base_url": world.base_url + "repo/generator/", "files": files}],
     }
 
 
 def test_multi_file_source_is_downloaded_and_verified_by_git_blob_id(world, tmp_path, monkeypatch):
-    use_index(tmp_path, monkeypatch, [{"name": "paper", "version": "1.0", "sources": [
-        {"base_url": world.base_url + "repo/generator/", "files": serve_module(world)}]}])
+    use_index(
+        tmp_path,
+        monkeypatch,
+        [
+            {
+                "name": "paper",
+                "version": "1.0",
+                "sources": [{"base_url": world.base_url + "repo/generator/", "files": serve_module(world)}],
+            }
+        ],
+    )
     model = fetch(resolve("hub:paper"))
     for path, data in MODULE_FILES.items():
         assert (model / path).read_bytes() == data
@@ -174,8 +192,17 @@ def test_multi_file_source_is_downloaded_and_verified_by_git_blob_id(world, tmp_
 def test_a_wrong_file_fails_its_git_blob_id(world, tmp_path, monkeypatch):
     files = serve_module(world)
     (world.root / "repo/generator/variables/variables.index").write_bytes(b"tampered!!!")
-    use_index(tmp_path, monkeypatch, [{"name": "paper", "version": "1.0", "sources": [
-        {"base_url": world.base_url + "repo/generator/", "files": files}]}])
+    use_index(
+        tmp_path,
+        monkeypatch,
+        [
+            {
+                "name": "paper",
+                "version": "1.0",
+                "sources": [{"base_url": world.base_url + "repo/generator/", "files": files}],
+            }
+        ],
+    )
     with pytest.raises(ChecksumError, match=r"git blob id mismatch for .*variables/variables.index"):
         fetch(resolve("hub:paper"))
     assert list_entries() == []
@@ -242,14 +269,20 @@ def test_bundled_lanusse2020_has_a_verified_second_source(hub_cache):
         "0a1d62b3393cd54f5737047373ee375a51c34596/modules/flow_vae_maf_16/generator/"
     )
     files = {path: (size, blob) for path, size, blob in second.files}
-    assert set(files) == {"saved_model.pb", "tfhub_module.pb", "variables/variables.index",
-                          "variables/variables.data-00000-of-00001"}
+    assert set(files) == {
+        "saved_model.pb",
+        "tfhub_module.pb",
+        "variables/variables.index",
+        "variables/variables.data-00000-of-00001",
+    }
     assert files["tfhub_module.pb"] == (2, blob_id(b"\x08\x03"))  # ModuleDef{format: 3}
 
 
 def test_extra_index_cannot_shadow_a_bundled_model_with_a_newer_version(tmp_path, hub_cache, monkeypatch):
     """Defect 3: synthetic_bdk@99 of a third party must not become hub:synthetic_bdk."""
-    use_index(tmp_path, monkeypatch, [{"name": "synthetic_bdk", "version": "99", "url": "https://evil.example/m.tar.gz"}])
+    use_index(
+        tmp_path, monkeypatch, [{"name": "synthetic_bdk", "version": "99", "url": "https://evil.example/m.tar.gz"}]
+    )
     with pytest.warns(UserWarning, match="cannot shadow a bundled model"):
         source = resolve("hub:synthetic_bdk")
     assert source.entry["version"] == "1.0" and "evil" not in source.location
@@ -309,8 +342,17 @@ def test_unavailable_server_is_retried_with_the_user_agent(world):
 
 def test_waiting_for_a_lock_says_who_holds_it(world, tmp_path, monkeypatch, caplog, hub_cache):
     files = serve_module(world)
-    use_index(tmp_path, monkeypatch, [{"name": "paper", "version": "1.0", "sources": [
-        {"base_url": world.base_url + "repo/generator/", "files": files}]}])
+    use_index(
+        tmp_path,
+        monkeypatch,
+        [
+            {
+                "name": "paper",
+                "version": "1.0",
+                "sources": [{"base_url": world.base_url + "repo/generator/", "files": files}],
+            }
+        ],
+    )
     monkeypatch.setattr(settings, "LOCK_REPORT_AFTER", 0.2)
     source = resolve("hub:paper")
     from galsim_hub.hub.cache import _entry_key
@@ -335,6 +377,7 @@ def test_waiting_for_a_lock_says_who_holds_it(world, tmp_path, monkeypatch, capl
 
 # ------------------------------------------------------------- hardening, round 3 (issue 17)
 
+
 def test_resumed_answer_from_the_wrong_offset_restarts_the_download(world):
     """A 206 whose Content-Range does not start where the download stopped is not appended."""
     data = bytes(range(256)) * 400
@@ -356,6 +399,7 @@ def test_resume_sends_if_range_and_a_changed_file_starts_again(world):
 
     class Changing:
         """Replace the file between the broken transfer and the resumed request."""
+
         def __init__(self):
             self.calls = 0
 
@@ -371,10 +415,10 @@ def test_resume_sends_if_range_and_a_changed_file_starts_again(world):
         assert hub_http.download(world.base_url + "big.bin", target) == len(new)
     finally:
         hub_http.request = original
-    assert target.read_bytes() == new          # never the first 30000 bytes of the old file + the rest
+    assert target.read_bytes() == new  # never the first 30000 bytes of the old file + the rest
     first, second = world.gets("big.bin")
     assert second["Range"] == "bytes=30000-"
-    assert second["If-Range"] == f'"{hashlib.sha1(old).hexdigest()}"'   # the first answer's ETag
+    assert second["If-Range"] == f'"{hashlib.sha1(old).hexdigest()}"'  # the first answer's ETag
 
 
 def test_download_is_capped_at_the_index_size(world):
@@ -394,7 +438,7 @@ def test_download_without_announced_length_is_capped_while_streaming(world, tmp_
 
         def do_GET(self):
             self.send_response(200)
-            self.end_headers()     # no Content-Length: the body ends when the connection closes
+            self.end_headers()  # no Content-Length: the body ends when the connection closes
             for _ in range(100):
                 self.wfile.write(bytes(1000))
 

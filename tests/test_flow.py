@@ -1,6 +1,6 @@
 """Conditional MAF: invertibility, densities, autoregressive structure, checkpoints, fitting."""
-import numpy as np
 
+import numpy as np
 import tensorflow as tf
 
 from galsim_hub.training.networks.flow import ConditionalMAF, block_orders  # noqa: E402
@@ -33,7 +33,7 @@ def test_fresh_and_zero_weight_flows_are_identity():
     for v in flow.trainable_variables:
         v.assign(tf.zeros_like(v))
     np.testing.assert_allclose(flow.sample(noise, cond).numpy(), noise, atol=1e-6)
-    expected = -0.5 * np.sum(noise ** 2 + np.log(2 * np.pi), axis=1)
+    expected = -0.5 * np.sum(noise**2 + np.log(2 * np.pi), axis=1)
     np.testing.assert_allclose(flow.log_prob(noise, cond).numpy(), expected, rtol=1e-5)
 
 
@@ -113,8 +113,9 @@ def test_fit_conditional_gaussian():
     rng = np.random.default_rng(7)
     n = 4096
     c = rng.normal(size=(n, 1)).astype(np.float32)
-    z = np.concatenate([2.0 * c + 0.5 * rng.normal(size=(n, 1)),
-                        -c + 0.3 * rng.normal(size=(n, 1))], axis=1).astype(np.float32)
+    z = np.concatenate([2.0 * c + 0.5 * rng.normal(size=(n, 1)), -c + 0.3 * rng.normal(size=(n, 1))], axis=1).astype(
+        np.float32
+    )
     tf.keras.utils.set_random_seed(0)
     flow = ConditionalMAF(2, 1, n_blocks=2, hidden_units=(32, 32))
     optimizer = tf.keras.optimizers.Adam(3e-3)
@@ -127,7 +128,7 @@ def test_fit_conditional_gaussian():
         optimizer.apply_gradients(zip(grads, flow.trainable_variables))
         return loss
 
-    for i in range(600):
+    for _i in range(600):
         idx = rng.integers(0, n, 256)
         step(z[idx], c[idx])
     for value in (-1.0, 1.0):

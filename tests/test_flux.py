@@ -1,4 +1,5 @@
 """Catalog fluxes (``flux=`` / ``mag=`` + ``zero_point=``) and the pieces of the out-of-range policy."""
+
 from __future__ import annotations
 
 import copy
@@ -11,16 +12,15 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
+from toy_models import CONDITIONS, ZERO_POINT
 
 import galsim_hub  # noqa: F401  (registers the config types)
-from galsim_hub.sampling.catalog import OutOfRangeWarning
 from galsim_hub.cli import main
 from galsim_hub.errors import CatalogError
+from galsim_hub.model import GenerativeGalaxyModel
+from galsim_hub.sampling.catalog import OutOfRangeWarning
 from galsim_hub.sampling.fluxes import catalog_fluxes, magnitude_to_flux, set_fluxes
 from galsim_hub.sampling.plan import SamplingPlan, plausible
-from galsim_hub.model import GenerativeGalaxyModel
-
-from toy_models import CONDITIONS, ZERO_POINT
 
 STAMP = 32
 
@@ -34,13 +34,15 @@ def gaussian(flux: float = 1.0, sigma: float = 2.0, size: int = STAMP) -> np.nda
 
 def bands() -> Table:
     """Three galaxies with fluxes in two bands and a magnitude in a third."""
-    return Table({
-        "mag_auto": [21.0, 22.5, 24.0],
-        "flux_radius": [2.0, 3.0, 4.0],
-        "flux_g": [120.0, 30.0, 4.0],
-        "flux_r": [200.0, 41.0, 9.5],
-        "mag_i": [21.5, 23.0, 24.2],
-    })
+    return Table(
+        {
+            "mag_auto": [21.0, 22.5, 24.0],
+            "flux_radius": [2.0, 3.0, 4.0],
+            "flux_g": [120.0, 30.0, 4.0],
+            "flux_r": [200.0, 41.0, 9.5],
+            "mag_i": [21.5, 23.0, 24.2],
+        }
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -51,6 +53,7 @@ def isolated_cache(tmp_path, monkeypatch):
 
 # -- catalog fluxes -----------------------------------------------------------------------------
 
+
 def test_magnitude_to_flux():
     np.testing.assert_allclose(magnitude_to_flux([25.94, 20.94, 28.44], 25.94), [1.0, 100.0, 0.1])
 
@@ -59,10 +62,12 @@ def test_catalog_fluxes_from_columns_and_values():
     cat = bands()
     assert catalog_fluxes(cat, 3) is None
     np.testing.assert_array_equal(catalog_fluxes(cat, 3, flux="flux_g"), cat["flux_g"])
-    np.testing.assert_allclose(catalog_fluxes(cat, 3, mag="mag_i", zero_point=28.0),
-                               10 ** (-0.4 * (np.asarray(cat["mag_i"]) - 28.0)))
-    np.testing.assert_allclose(catalog_fluxes(cat, 3, mag="mag_i", default_zero_point=25.94),
-                               magnitude_to_flux(cat["mag_i"], 25.94))
+    np.testing.assert_allclose(
+        catalog_fluxes(cat, 3, mag="mag_i", zero_point=28.0), 10 ** (-0.4 * (np.asarray(cat["mag_i"]) - 28.0))
+    )
+    np.testing.assert_allclose(
+        catalog_fluxes(cat, 3, mag="mag_i", default_zero_point=25.94), magnitude_to_flux(cat["mag_i"], 25.94)
+    )
     np.testing.assert_array_equal(catalog_fluxes(cat, 3, flux=[1.0, 2.0, 3.0]), [1.0, 2.0, 3.0])
 
 
@@ -71,7 +76,11 @@ def test_catalog_fluxes_from_columns_and_values():
     [
         ({"flux": "flux_z"}, CatalogError, r"no flux column 'flux_z' \(catalog columns: mag_auto, .*flux_g"),
         ({"flux": [1.0, np.nan, 2.0]}, CatalogError, r"flux values is NaN or infinite in rows 1"),
-        ({"flux": [1.0, 0.0, -3.0]}, CatalogError, r"flux values is zero or negative in rows 1, 2; every galaxy needs a positive flux"),
+        (
+            {"flux": [1.0, 0.0, -3.0]},
+            CatalogError,
+            r"flux values is zero or negative in rows 1, 2; every galaxy needs a positive flux",
+        ),
         ({"flux": [1.0, 2.0]}, CatalogError, r"shape \(2,\); expected one value per row \(3\)"),
         ({"mag": "mag_i"}, ValueError, "mag= needs a finite zero_point="),
         ({"mag": [21.0, np.inf, 22.0], "zero_point": 28.0}, CatalogError, "NaN or infinite in rows 1"),
@@ -107,6 +116,7 @@ def test_set_fluxes_rescales_and_leaves_nan_rows_alone():
 
 # -- plausibility and the clip policy, on a fake model ---------------------------------------
 
+
 def test_plausible():
     square = np.full((STAMP, STAMP), 1.0, np.float32)
     images = np.stack([gaussian(100.0), square, gaussian(100.0), gaussian(100.0) * np.nan])
@@ -120,12 +130,16 @@ METADATA = {"conditions": CONDITIONS, "zero_point": ZERO_POINT, "condition_mean"
 
 def fake_decoder(calls: list):
     """A model that returns stamp-filling squares above flux_radius 3.5, round Gaussians below."""
+
     def decode(conditions, noise):
         calls.append(np.array(conditions))
         flux = magnitude_to_flux(conditions[:, 0], ZERO_POINT)
-        images = [np.full((STAMP, STAMP), f / STAMP**2, np.float32) if r > 3.5 else gaussian(f, r)
-                  for f, r in zip(flux, conditions[:, 1])]
+        images = [
+            np.full((STAMP, STAMP), f / STAMP**2, np.float32) if r > 3.5 else gaussian(f, r)
+            for f, r in zip(flux, conditions[:, 1])
+        ]
         return np.stack(images)[..., None]  # [n, S, S, B = 1]
+
     return decode
 
 
@@ -180,6 +194,7 @@ def test_extrapolate_and_error():
 
 
 # -- the Python API on the toy model -------------------------------------------------------------
+
 
 def test_same_seed_gives_the_same_morphology_in_every_band(toy):
     cat = bands()
@@ -236,13 +251,25 @@ def test_model_without_zero_point_needs_one_for_magnitudes(toy_dir, tmp_path):
 
 # -- GalSim config ------------------------------------------------------------------------------
 
+
 def band_config(model_dir, catalog, flux) -> dict:
     return {
         "input": {"catalog": {"file_name": str(catalog)}, "generative_model": {"file_name": str(model_dir)}},
-        "gal": {"type": "GenerativeGalaxy", "mag_auto": {"type": "Catalog", "col": "mag_auto"},
-                "flux_radius": {"type": "Catalog", "col": "flux_radius"}, "flux": flux},
-        "image": {"type": "Tiled", "nx_tiles": 3, "ny_tiles": 1, "stamp_size": STAMP, "pixel_scale": 0.03,
-                  "random_seed": 21, "draw_method": "no_pixel"},
+        "gal": {
+            "type": "GenerativeGalaxy",
+            "mag_auto": {"type": "Catalog", "col": "mag_auto"},
+            "flux_radius": {"type": "Catalog", "col": "flux_radius"},
+            "flux": flux,
+        },
+        "image": {
+            "type": "Tiled",
+            "nx_tiles": 3,
+            "ny_tiles": 1,
+            "stamp_size": STAMP,
+            "pixel_scale": 0.03,
+            "random_seed": 21,
+            "draw_method": "no_pixel",
+        },
     }
 
 
@@ -287,6 +314,7 @@ def test_config_missing_flux_column_is_an_error(toy_dir, tmp_path):
 
 # -- command line --------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def catalog_file(tmp_path):
     path = tmp_path / "bands.fits"
@@ -301,11 +329,21 @@ def run_sample(capsys, toy_dir, out, *extra):
 
 def test_cli_flux_and_magnitude_columns(toy_dir, catalog_file, tmp_path, capsys):
     cat = bands()
-    status, err = run_sample(capsys, toy_dir, tmp_path / "g.fits", "--catalog", str(catalog_file),
-                             "--flux-column", "flux_g")
+    status, err = run_sample(
+        capsys, toy_dir, tmp_path / "g.fits", "--catalog", str(catalog_file), "--flux-column", "flux_g"
+    )
     assert status == 0, err
-    status, err = run_sample(capsys, toy_dir, tmp_path / "i.fits", "--catalog", str(catalog_file),
-                             "--mag-column", "mag_i", "--zero-point", "28")
+    status, err = run_sample(
+        capsys,
+        toy_dir,
+        tmp_path / "i.fits",
+        "--catalog",
+        str(catalog_file),
+        "--mag-column",
+        "mag_i",
+        "--zero-point",
+        "28",
+    )
     assert status == 0, err
     g, i = fits.getdata(tmp_path / "g.fits"), fits.getdata(tmp_path / "i.fits")
     assert fits.getheader(tmp_path / "g.fits")["BUNIT"] == "flux of column flux_g"
@@ -341,7 +379,18 @@ def test_cli_flux_errors(toy_dir, catalog_file, tmp_path, capsys, extra, message
 
 def test_cli_flux_and_magnitude_columns_are_exclusive(toy_dir, catalog_file, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main(["sample", str(toy_dir), "--catalog", str(catalog_file), "--out", str(tmp_path / "o.fits"),
-              "--flux-column", "flux_g", "--mag-column", "mag_i"])
+        main(
+            [
+                "sample",
+                str(toy_dir),
+                "--catalog",
+                str(catalog_file),
+                "--out",
+                str(tmp_path / "o.fits"),
+                "--flux-column",
+                "flux_g",
+                "--mag-column",
+                "mag_i",
+            ]
+        )
     assert "not allowed with argument" in capsys.readouterr().err
-

@@ -1,4 +1,5 @@
 """Flux-calibrated models: stamps get the flux of the catalog magnitude unless flux=/mag= is given."""
+
 import json
 import shutil
 
@@ -34,10 +35,11 @@ def test_calibrated_model_gives_catalog_magnitude_fluxes(calibrated_dir, toy):
     np.testing.assert_allclose(stamps.sum(axis=(1, 2)), expected, rtol=1e-5)
     # Without the calibration the same decoder gives 0.5 mag less (its own flux, up to its spread).
     raw = toy.sample(CATALOG, seed=3, return_arrays=True)
-    np.testing.assert_allclose(stamps.sum(axis=(1, 2)) / raw.sum(axis=(1, 2)), 10 ** 0.2, rtol=0.05)
+    np.testing.assert_allclose(stamps.sum(axis=(1, 2)) / raw.sum(axis=(1, 2)), 10**0.2, rtol=0.05)
     # Same morphology: only the flux changes.
-    np.testing.assert_allclose(stamps / stamps.sum(axis=(1, 2))[:, None, None],
-                               raw / raw.sum(axis=(1, 2))[:, None, None], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(
+        stamps / stamps.sum(axis=(1, 2))[:, None, None], raw / raw.sum(axis=(1, 2))[:, None, None], rtol=1e-4, atol=1e-7
+    )
     galaxies = model.sample(CATALOG, seed=3)
     assert [g.flux for g in galaxies] == pytest.approx(expected, rel=1e-5)
 
@@ -56,12 +58,15 @@ def test_clipped_rows_keep_their_catalog_magnitude(calibrated_dir):
     assert stamp.sum() == pytest.approx(10 ** (-0.4 * (26.5 - model.metadata["zero_point"])), rel=1e-5)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"flux_calibration": {"condition": "flux_radius"}}, "not a condition of unit 'mag'"),
-    ({"flux_calibration": {"condition": "nope"}}, "not a condition of unit 'mag'"),
-    ({"flux_calibration": "mag_auto"}, "must be an object with a string 'condition'"),
-    ({"flux_calibration": {"condition": "mag_auto"}, "zero_point": None}, "needs a finite 'zero_point'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"flux_calibration": {"condition": "flux_radius"}}, "not a condition of unit 'mag'"),
+        ({"flux_calibration": {"condition": "nope"}}, "not a condition of unit 'mag'"),
+        ({"flux_calibration": "mag_auto"}, "must be an object with a string 'condition'"),
+        ({"flux_calibration": {"condition": "mag_auto"}, "zero_point": None}, "needs a finite 'zero_point'"),
+    ],
+)
 def test_bad_flux_calibration_metadata_is_refused(toy_dir, change, message):
     metadata = json.loads((toy_dir / "galsim_hub.json").read_text())
     metadata.update(change)

@@ -1,4 +1,5 @@
 """Handles: parsing, index loading and validation, version selection, resolution."""
+
 from __future__ import annotations
 
 import hashlib
@@ -45,7 +46,11 @@ def local_hub(tmp_path, hub_cache, monkeypatch, make_model_archive, make_model_d
 
 @pytest.mark.parametrize(
     "handle, expected",
-    [("hub:Lanusse2020", ("Lanusse2020", None)), ("hub:toy@1.10", ("toy", "1.10")), ("hub:a-b_c.d@2.0rc1", ("a-b_c.d", "2.0rc1"))],
+    [
+        ("hub:Lanusse2020", ("Lanusse2020", None)),
+        ("hub:toy@1.10", ("toy", "1.10")),
+        ("hub:a-b_c.d@2.0rc1", ("a-b_c.d", "2.0rc1")),
+    ],
 )
 def test_parse_hub_handle(handle, expected):
     assert parse_hub_handle(handle) == expected
@@ -79,7 +84,11 @@ def test_bundled_index_lists_lanusse2020(hub_cache):
 def test_resolve_hub_lanusse2020(hub_cache):
     source = resolve("hub:Lanusse2020")
     assert (source.handle, source.kind, source.location, source.sha256, source.size) == (
-        "hub:Lanusse2020", "url", LANUSSE_URL, None, 52063270
+        "hub:Lanusse2020",
+        "url",
+        LANUSSE_URL,
+        None,
+        52063270,
     )
     assert source.entry == find_entry("Lanusse2020") and source.sha256_prefix == "ff2f097c"
     assert resolve("hub:Lanusse2020@1").entry["version"] == "1.0"
@@ -143,7 +152,9 @@ def test_remote_index_http_error(http_server, hub_cache, monkeypatch):
 
 
 def test_extra_index_cannot_shadow_bundled_model(tmp_path, hub_cache, monkeypatch):
-    index = write_index(tmp_path / "index.json", [{"name": "Lanusse2020", "version": "1.0", "url": "https://evil.example/m.tar.gz"}])
+    index = write_index(
+        tmp_path / "index.json", [{"name": "Lanusse2020", "version": "1.0", "url": "https://evil.example/m.tar.gz"}]
+    )
     monkeypatch.setenv("GALSIM_HUB_INDEX", str(index))
     with pytest.warns(UserWarning, match="cannot shadow a bundled model"):
         assert resolve("hub:Lanusse2020").location == LANUSSE_URL
@@ -211,7 +222,10 @@ def test_handle_of_wrong_type():
         (json.dumps({"format": 1, "models": [{"name": "x", "version": "1", "url": "a", "sha256": "abc"}]}), "64 hex"),
         (json.dumps({"format": 1, "models": [{"name": "x", "version": "1", "url": "a", "size": -1}]}), "non-negative"),
         (json.dumps({"format": 1, "models": [{"version": "1", "url": "a"}]}), "'name'"),
-        (json.dumps({"format": 1, "models": [{"name": "x", "version": "1", "url": "a", "metadata": []}]}), "'metadata'"),
+        (
+            json.dumps({"format": 1, "models": [{"name": "x", "version": "1", "url": "a", "metadata": []}]}),
+            "'metadata'",
+        ),
     ],
 )
 def test_malformed_index_is_rejected(document, problem, tmp_path, hub_cache, monkeypatch):
@@ -221,7 +235,7 @@ def test_malformed_index_is_rejected(document, problem, tmp_path, hub_cache, mon
     with pytest.warns(UserWarning, match=problem) as info:
         entries = load_index()
     assert "bad_index.json" in str(info[0].message)
-    assert "cosmos_real" in {e["name"] for e in entries}   # the bundled models still resolve
+    assert "cosmos_real" in {e["name"] for e in entries}  # the bundled models still resolve
 
 
 def test_missing_extra_index(tmp_path, hub_cache, monkeypatch):
@@ -235,7 +249,6 @@ def test_missing_extra_index(tmp_path, hub_cache, monkeypatch):
 def test_model_source_is_hashable(hub_cache):
     source = resolve("hub:Lanusse2020")
     assert {source: 1}[resolve("hub:Lanusse2020")] == 1
-
 
 
 @pytest.mark.parametrize("failure", ["down", 404, 503, "malformed"])

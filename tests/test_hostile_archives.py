@@ -4,6 +4,7 @@ Each archive is fetched as a local file and as an ``http://`` URL, with the ``ta
 this Python and with a ``tarfile`` stripped of ``data_filter`` and ``FilterError`` as on
 Python 3.10.0-3.10.11.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -14,14 +15,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from conftest import minimal_metadata
 
-from galsim_hub.hub import settings
-from galsim_hub.hub.cache import fetch, list_entries
 from galsim_hub.cli import main
 from galsim_hub.errors import MetadataError, UnsafeArchiveError
+from galsim_hub.hub import settings
+from galsim_hub.hub.cache import fetch, list_entries
 from galsim_hub.hub.handle import resolve
-
-from conftest import minimal_metadata
 
 MARKER = json.dumps(minimal_metadata()).encode()
 
@@ -117,8 +117,15 @@ def snapshot(root: Path, cache: Path) -> set[str]:
 def tarfile_flavour(request, monkeypatch):
     """The real ``tarfile``, or one without the 3.10.12+/3.11.4+ extraction filters."""
     if request.param == "python_3_10_0":
-        for name in ("data_filter", "tar_filter", "fully_trusted_filter", "FilterError",
-                     "AbsolutePathError", "OutsideDestinationError", "LinkOutsideDestinationError"):
+        for name in (
+            "data_filter",
+            "tar_filter",
+            "fully_trusted_filter",
+            "FilterError",
+            "AbsolutePathError",
+            "OutsideDestinationError",
+            "LinkOutsideDestinationError",
+        ):
             monkeypatch.delattr(tarfile, name, raising=False)
     return request.param
 
@@ -135,7 +142,9 @@ def deep_cache(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_hostile_archive_is_refused_and_writes_nothing_outside(case, tarfile_flavour, tmp_path, deep_cache, http_server):
+def test_hostile_archive_is_refused_and_writes_nothing_outside(
+    case, tarfile_flavour, tmp_path, deep_cache, http_server
+):
     build, problem = HOSTILE[case]
     archive = hostile_archive(http_server.root / f"{case}.tar.gz", build)
     before = snapshot(tmp_path, deep_cache)
@@ -174,7 +183,9 @@ def test_archive_bomb_is_stopped_at_the_configured_cap(tmp_path, deep_cache, mon
     hostile_archive(archive, lambda tar: add_file(tar, "model/zeros.bin", bytes(8_000_000)))
     assert archive.stat().st_size < 50_000  # a small archive ...
     monkeypatch.setenv(settings.MAX_EXTRACT_ENV, "1000000")  # ... that expands 8x beyond the cap
-    with pytest.raises(UnsafeArchiveError, match=f"expands beyond the limit of 1000000 bytes.*{settings.MAX_EXTRACT_ENV}"):
+    with pytest.raises(
+        UnsafeArchiveError, match=f"expands beyond the limit of 1000000 bytes.*{settings.MAX_EXTRACT_ENV}"
+    ):
         fetch(resolve(archive))
     assert sorted(p.name for p in deep_cache.iterdir()) == [".locks"]
     monkeypatch.setenv(settings.MAX_EXTRACT_ENV, "9000000")
@@ -238,7 +249,7 @@ def test_bad_tar_header_in_the_middle_is_not_taken_for_the_end(tmp_path, deep_ca
         add_file(tar, "model/README.md", b"card")
         _add_saved_model(tar)
     raw = bytearray(plain.getvalue())
-    raw[1024 + 148:1024 + 156] = b"garbage!"   # the checksum field of the second member's header
+    raw[1024 + 148 : 1024 + 156] = b"garbage!"  # the checksum field of the second member's header
     archive = tmp_path / "bad-header.tar.gz"
     archive.write_bytes(gzip.compress(bytes(raw)))
     with pytest.raises(UnsafeArchiveError, match="corrupt: an unreadable tar header follows its 1 readable member"):
@@ -261,6 +272,9 @@ def test_unloadable_cached_model_names_its_cache_entry(tmp_path, deep_cache):
 
     model_dir = fetch(resolve(hostile_archive(tmp_path / "garbage.tar.gz", lambda tar: None)))
     entry = model_dir.relative_to(deep_cache).parts[0]
-    with pytest.raises(MetadataError, match=rf"cannot be loaded .*cache entry {entry}: remove it with "
-                                            rf"`galsim-hub cache clear {entry}`"):
+    with pytest.raises(
+        MetadataError,
+        match=rf"cannot be loaded .*cache entry {entry}: remove it with "
+        rf"`galsim-hub cache clear {entry}`",
+    ):
         GenerativeGalaxyModel(model_dir).sample({"mag_auto": [22.0]}, seed=1)

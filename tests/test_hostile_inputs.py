@@ -1,23 +1,23 @@
 """Hardening, round 3 (issue 17): API input checks, CLI output checks before sampling, OS errors named."""
+
 from __future__ import annotations
 
 import shutil
 
 import pytest
 from astropy.table import Table
+from conftest import minimal_metadata
 
-from galsim_hub.hub import http as hub_http
-from galsim_hub.hub.cache import fetch
 from galsim_hub.cli import main
 from galsim_hub.errors import DownloadError, HandleError, MetadataError
+from galsim_hub.hub import http as hub_http
+from galsim_hub.hub.cache import fetch
 from galsim_hub.hub.handle import resolve
 from galsim_hub.metadata import validate_metadata
 from galsim_hub.model import GenerativeGalaxyModel
 
-from conftest import minimal_metadata
-
-
 # ------------------------------------------------------------------------- API checks (16)
+
 
 @pytest.fixture(scope="module")
 def multiband_dir(tmp_path_factory):
@@ -30,11 +30,14 @@ def _mb_catalog():
     return Table({"mag_auto": [22.0, 23.0], "flux_radius": [2.0, 3.0], "m_g": [22.5, 23.5]})
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"mag": {"g": "m_g"}, "zero_point": {"g": "28"}}, r"zero_point= must be a number, got '28'"),
-    ({"flux": {"g": None}}, r"flux= gives None for band\(s\) \['g'\]"),
-    ({"mag": {"g": None}}, r"mag= gives None for band\(s\) \['g'\]"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"mag": {"g": "m_g"}, "zero_point": {"g": "28"}}, r"zero_point= must be a number, got '28'"),
+        ({"flux": {"g": None}}, r"flux= gives None for band\(s\) \['g'\]"),
+        ({"mag": {"g": None}}, r"mag= gives None for band\(s\) \['g'\]"),
+    ],
+)
 def test_bad_band_options_are_named(multiband_dir, options, message):
     model = GenerativeGalaxyModel(multiband_dir)
     with pytest.raises(ValueError, match=message):
@@ -47,17 +50,21 @@ def test_bad_single_band_zero_point_is_named(toy):
         toy.sample(cat, seed=1, mag="m", zero_point=[28])
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"name": 5}, "'name' must be a non-empty string, got 5"),
-    ({"version": None}, "'version' must be a non-empty string, got None"),
-    ({"name": " "}, "'name' must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"name": 5}, "'name' must be a non-empty string, got 5"),
+        ({"version": None}, "'version' must be a non-empty string, got None"),
+        ({"name": " "}, "'name' must be a non-empty string"),
+    ],
+)
 def test_metadata_name_and_version_must_be_strings(change, message):
     with pytest.raises(MetadataError, match=message):
         validate_metadata({**minimal_metadata(), **change}, "m")
 
 
 # --------------------------------------------------------- CLI output checked first (10, 13)
+
 
 def test_non_ascii_model_path_is_written(toy_dir, tmp_path, capsys):
     path = tmp_path / "modèle-ü"
@@ -85,6 +92,7 @@ def test_repeated_band_is_refused(multiband_dir, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------- OS errors named (11)
+
 
 def test_cache_that_is_a_file_is_named(tmp_path, monkeypatch, capsys):
     bogus = tmp_path / "cache-file"
@@ -130,9 +138,14 @@ def test_disk_full_during_download_is_named(http_server, tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
 
     real_open = open
-    monkeypatch.setattr("builtins.open", lambda path, mode="r", *a, **k:
-                        _Wrapped(real_open(path, mode, *a, **k), Full()) if str(path).endswith("out.bin") else
-                        real_open(path, mode, *a, **k))
+    monkeypatch.setattr(
+        "builtins.open",
+        lambda path, mode="r", *a, **k: (
+            _Wrapped(real_open(path, mode, *a, **k), Full())
+            if str(path).endswith("out.bin")
+            else real_open(path, mode, *a, **k)
+        ),
+    )
     with pytest.raises(DownloadError, match="could not write the download .* No space left on device"):
         hub_http.download(http_server.url("f.bin"), tmp_path / "out.bin")
 
@@ -170,6 +183,21 @@ def test_catalog_folder_is_named(toy_dir, tmp_path, capsys):
 def test_nan_zero_point_uses_the_option_name(toy_dir, tmp_path, capsys):
     catalog = tmp_path / "c.fits"
     Table({"mag_auto": [22.0], "flux_radius": [2.0], "m": [22.0]}).write(catalog)
-    assert main(["sample", str(toy_dir), "--catalog", str(catalog), "--mag-column", "m", "--zero-point", "nan",
-                 "--out", str(tmp_path / "o.fits")]) == 1
+    assert (
+        main(
+            [
+                "sample",
+                str(toy_dir),
+                "--catalog",
+                str(catalog),
+                "--mag-column",
+                "m",
+                "--zero-point",
+                "nan",
+                "--out",
+                str(tmp_path / "o.fits"),
+            ]
+        )
+        == 1
+    )
     assert "--zero-point must be a finite number" in capsys.readouterr().err

@@ -1,11 +1,11 @@
 """Correctness of the VAE forward model and loss terms (galsim_hub.training.networks.likelihood)."""
+
+import galsim
 import numpy as np
 import pytest
 import scipy.signal
 import scipy.stats
-
 import tensorflow as tf
-import galsim
 
 from galsim_hub.training.networks import likelihood as lk  # noqa: E402
 
@@ -14,7 +14,7 @@ def _compact_images(rng, batch, size):
     """Random images whose light sits well inside the stamp (no periodic wrap-around)."""
     images = np.zeros((batch, size, size), np.float32)
     q = size // 4
-    images[:, q:size - q, q:size - q] = rng.random((batch, size - 2 * q, size - 2 * q))
+    images[:, q : size - q, q : size - q] = rng.random((batch, size - 2 * q, size - 2 * q))
     return images
 
 
@@ -24,12 +24,12 @@ def test_fft_convolution_matches_scipy(size):
     images = _compact_images(rng, 3, size)
     psf = np.zeros((3, size, size), np.float32)
     c, h = size // 2, size // 8
-    psf[:, c - h:c + h + 1, c - h:c + h + 1] = rng.random((3, 2 * h + 1, 2 * h + 1))
+    psf[:, c - h : c + h + 1, c - h : c + h + 1] = rng.random((3, 2 * h + 1, 2 * h + 1))
     psf /= psf.sum(axis=(1, 2), keepdims=True)
     result = lk.convolve_with_psf(images, psf).numpy()
     for i in range(3):
         full = scipy.signal.fftconvolve(images[i], psf[i], mode="full")
-        expected = full[c:c + size, c:c + size]
+        expected = full[c : c + size, c : c + size]
         np.testing.assert_allclose(result[i], expected, atol=1e-5)
 
 

@@ -1,4 +1,5 @@
 """The memorisation check: a copying model fails, a model of new galaxies passes."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """GenerativeGalaxyModel end to end on toy models built by the real exporter."""
+
 import json
 import shutil
 import subprocess
@@ -10,13 +11,12 @@ import galsim
 import numpy as np
 import pytest
 from astropy.table import Table
+from toy_models import ZERO_POINT, build_tf1_hub_module
 
 import galsim_hub
 from galsim_hub import CatalogError, MetadataError
-from galsim_hub.sampling.catalog import OutOfRangeWarning
 from galsim_hub.model import GenerativeGalaxyModel
-
-from toy_models import ZERO_POINT, build_tf1_hub_module
+from galsim_hub.sampling.catalog import OutOfRangeWarning
 
 
 @pytest.fixture(autouse=True)
@@ -222,8 +222,14 @@ def test_tf1_hub_archive_from_an_index_entry(tf1_dir, tmp_path, monkeypatch):
                 "version": "1.0",
                 "format": "tf1-hub",
                 "path": "upstream/model.tar.gz",
-                "metadata": {"stamp_size": 32, "pixel_scale": 0.03, "latent_dim": 16,
-                             "flux_units": "e-/s", "zero_point": ZERO_POINT, "conditions": conditions},
+                "metadata": {
+                    "stamp_size": 32,
+                    "pixel_scale": 0.03,
+                    "latent_dim": 16,
+                    "flux_units": "e-/s",
+                    "zero_point": ZERO_POINT,
+                    "conditions": conditions,
+                },
             }
         ],
     }
@@ -239,7 +245,7 @@ def test_public_namespace():
     assert galsim_hub.GenerativeGalaxyModel is GenerativeGalaxyModel
     assert galsim_hub.OutOfRangeWarning is OutOfRangeWarning
     with pytest.raises(AttributeError):
-        galsim_hub.NoSuchThing
+        _ = galsim_hub.NoSuchThing
 
 
 @pytest.mark.parametrize("pad_factor, x_interpolant", [(4, None), (2, "lanczos5"), (6, "cubic")])

@@ -1,4 +1,5 @@
 """Models that break the format (issue #10, defects 6-9): each gets an error or warning that names it."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,16 @@ CONDITION = {"name": "mag_auto", "unit": "mag", "description": "", "min": 20.0, 
 
 
 def metadata(stamp_size: int = 8, **extra) -> dict:
-    return {"format": 1, "name": "raw", "version": "1.0", "stamp_size": stamp_size, "pixel_scale": 0.03,
-            "latent_dim": 2, "conditions": [CONDITION], **extra}
+    return {
+        "format": 1,
+        "name": "raw",
+        "version": "1.0",
+        "stamp_size": stamp_size,
+        "pixel_scale": 0.03,
+        "latent_dim": 2,
+        "conditions": [CONDITION],
+        **extra,
+    }
 
 
 def raw_model(path: Path, *, dtype: str = "float32", output: str = "image", side: int = 8, fill: float = 1.0) -> Path:
@@ -24,8 +33,12 @@ def raw_model(path: Path, *, dtype: str = "float32", output: str = "image", side
     import tensorflow as tf
 
     class Raw(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None], getattr(tf, dtype), name="mag_auto"),
-                                      tf.TensorSpec([None, 2], tf.float32, name="noise")])
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None], getattr(tf, dtype), name="mag_auto"),
+                tf.TensorSpec([None, 2], tf.float32, name="noise"),
+            ]
+        )
         def sample(self, mag_auto, noise):
             count = tf.shape(noise)[0]
             width = side + 0 * count
@@ -126,14 +139,17 @@ def test_publish_names_an_output_not_called_image(tmp_path):
         check_model_for_publish(model)
 
 
-@pytest.mark.parametrize("seed, error, message", [
-    (0.5, TypeError, r"seed must be an integer, got 0.5 \(float\)"),
-    ("7", TypeError, r"seed must be an integer, got '7' \(str\)"),
-    (True, TypeError, "seed must be an integer"),
-    (2**64, ValueError, r"between 1 and 2\*\*63 - 1, got 18446744073709551616"),
-    (-3, ValueError, r"between 1 and 2\*\*63 - 1, got -3"),
-    (0, ValueError, "seed=0 makes GalSim draw a random seed"),
-])
+@pytest.mark.parametrize(
+    "seed, error, message",
+    [
+        (0.5, TypeError, r"seed must be an integer, got 0.5 \(float\)"),
+        ("7", TypeError, r"seed must be an integer, got '7' \(str\)"),
+        (True, TypeError, "seed must be an integer"),
+        (2**64, ValueError, r"between 1 and 2\*\*63 - 1, got 18446744073709551616"),
+        (-3, ValueError, r"between 1 and 2\*\*63 - 1, got -3"),
+        (0, ValueError, "seed=0 makes GalSim draw a random seed"),
+    ],
+)
 def test_bad_seeds_are_named(tmp_path, seed, error, message):
     """Defects 7 and 8: seed=0.5 was reported as 'seed=0', 2**64 gave a pybind error, '7' other galaxies."""
     from galsim_hub.model import GenerativeGalaxyModel

@@ -4,29 +4,41 @@ A tiny chromatic data set and a tiny multi-band model trained on it (a few steps
 quality, the real interfaces) are built once per session; stand-in models that return the
 truth, or the truth without its colour gradients, check that the targets tell them apart.
 """
+
 import json
 import shutil
 
 import numpy as np
 import pytest
 
-
 from galsim_hub.errors import MetadataError  # noqa: E402
+from galsim_hub.training.datasets.shards import load_arrays, read_dataset_metadata  # noqa: E402
 from galsim_hub.training.validation import morphology, multiband  # noqa: E402
 from galsim_hub.training.validation.colours import no_gradient_profiles  # noqa: E402
-from galsim_hub.training.datasets.shards import load_arrays, read_dataset_metadata  # noqa: E402
 
 pytestmark = pytest.mark.slow  # these tests train models
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-FIGURES = {"band_size_ellipticity.png", "colour_gradients.png", "size_ratios.png", "colour_colour.png",
-           "rgb_gallery.png"}
+FIGURES = {
+    "band_size_ellipticity.png",
+    "colour_gradients.png",
+    "size_ratios.png",
+    "colour_colour.png",
+    "rgb_gallery.png",
+}
 TINY = {
     "dataset": {"source": "chromatic", "n_examples": 24, "stamp_size": 32, "pixel_scale": 0.05, "shard_size": 12},
-    "vae": {"latent_dim": 2, "num_stages": 2, "base_depth": 4, "max_depth": 8, "batch_size": 8, "steps": 2,
-            "checkpoint_every": 2, "warmup_steps": 1},
-    "flow": {"n_blocks": 1, "hidden_units": [4], "batch_size": 8, "steps": 2, "warmup_steps": 1,
-             "checkpoint_every": 2},
+    "vae": {
+        "latent_dim": 2,
+        "num_stages": 2,
+        "base_depth": 4,
+        "max_depth": 8,
+        "batch_size": 8,
+        "steps": 2,
+        "checkpoint_every": 2,
+        "warmup_steps": 1,
+    },
+    "flow": {"n_blocks": 1, "hidden_units": [4], "batch_size": 8, "steps": 2, "warmup_steps": 1, "checkpoint_every": 2},
     "export": {"name": "tiny_multiband", "version": "0.1"},
 }
 
@@ -76,8 +88,14 @@ def test_tiny_trained_model_end_to_end(tiny_chromatic, tmp_path):
     assert list(results["stats"]) == bands and results["metadata"]["n_galaxies"] == 24
     names = [t["name"] for t in results["targets"]]
     assert names[:6] == [f"{k}_{b}" for b in bands for k in ("mean_size_relative", "mean_g_relative")]
-    assert {"mean_gradient_f435w_f606w", "mean_gradient_f606w_f814w", "mean_color_f606w_f814w",
-            "color_scatter_f435w_f606w", "mean_size_ratio_f435w", "mean_size_ratio_f606w"} <= set(names)
+    assert {
+        "mean_gradient_f435w_f606w",
+        "mean_gradient_f606w_f814w",
+        "mean_color_f606w_f814w",
+        "color_scatter_f435w_f606w",
+        "mean_size_ratio_f435w",
+        "mean_size_ratio_f606w",
+    } <= set(names)
     assert len(names) == 14
     # The population has red bulges and blue discs and knots: positive gradients, bluer bands larger.
     truth, flat = results["colours"]["truth"], results["colours"]["no_gradient"]
@@ -97,19 +115,25 @@ def test_tiny_trained_model_end_to_end(tiny_chromatic, tmp_path):
 
 def test_faithful_model_passes_and_a_model_without_gradients_fails(tiny_chromatic, tmp_path):
     dataset, _ = tiny_chromatic
-    good = multiband.run_multiband_validation(TruthModel(dataset), dataset, tmp_path / "good",
-                                                         n_bootstrap=100)
+    good = multiband.run_multiband_validation(TruthModel(dataset), dataset, tmp_path / "good", n_bootstrap=100)
     passed = _targets(good)
-    for name in ("mean_color_f435w_f606w", "mean_color_f606w_f814w", "color_scatter_f606w_f814w",
-                 "mean_gradient_f435w_f606w", "mean_gradient_f606w_f814w", "mean_size_ratio_f435w",
-                 "mean_size_ratio_f606w"):
+    for name in (
+        "mean_color_f435w_f606w",
+        "mean_color_f606w_f814w",
+        "color_scatter_f606w_f814w",
+        "mean_gradient_f435w_f606w",
+        "mean_gradient_f606w_f814w",
+        "mean_size_ratio_f435w",
+        "mean_size_ratio_f606w",
+    ):
         assert passed[name], name
     assert all("LEARNT" in line for line in good["verdicts"][:2])
     assert all("within tolerance" in line for line in good["verdicts"][2:])
     assert good["gradient_correlation"]["grad_f606w_f814w"] == pytest.approx(1.0)
 
-    flat = multiband.run_multiband_validation(TruthModel(dataset, gradients=False), dataset,
-                                                         tmp_path / "flat", n_bootstrap=100)
+    flat = multiband.run_multiband_validation(
+        TruthModel(dataset, gradients=False), dataset, tmp_path / "flat", n_bootstrap=100
+    )
     passed = _targets(flat)
     assert passed["mean_color_f435w_f606w"] and passed["mean_color_f606w_f814w"]  # right colours
     assert not passed["mean_gradient_f606w_f814w"] and not passed["mean_size_ratio_f435w"]
@@ -121,8 +145,9 @@ def test_cli_validate_dispatches_multiband_data_sets(tiny_chromatic, tmp_path, c
     from galsim_hub.training.__main__ import main
 
     dataset, model = tiny_chromatic
-    status = main(["validate", str(model), "--data", str(dataset), "--out", str(tmp_path), "--n", "8",
-                   "--bootstrap", "20"])
+    status = main(
+        ["validate", str(model), "--data", str(dataset), "--out", str(tmp_path), "--n", "8", "--bootstrap", "20"]
+    )
     printed = capsys.readouterr().out
     assert status == 0 and "| mean_gradient_f435w_f606w |" in printed and "validation.md" in printed
     assert json.loads((tmp_path / "validation.json").read_text())["metadata"]["n_galaxies"] == 8
@@ -135,8 +160,7 @@ def test_errors_name_the_problem(tiny_chromatic, tmp_path):
     with pytest.raises(MetadataError, match="single-band model"):
         multiband.run_multiband_validation(TruthModel(dataset, bands=None), dataset, tmp_path)
     with pytest.raises(MetadataError, match=r"not the data set's \['f435w'\]"):
-        multiband.run_multiband_validation(TruthModel(dataset, bands=("f606w", "f814w")), dataset,
-                                                      tmp_path)
+        multiband.run_multiband_validation(TruthModel(dataset, bands=("f606w", "f814w")), dataset, tmp_path)
     with pytest.raises(ValueError, match="train_data do not apply to multi-band data sets"):
         morphology.run_validation(TruthModel(dataset), dataset, tmp_path, train_data=dataset)
     single = build_synthetic_dataset(tmp_path / "single", 4, stamp_size=32, seed=0, progress=False)

@@ -7,6 +7,7 @@ MAG_AUTO, FLUX_RADIUS in 0.03" pixels, ZPHOT; values copied from
 [20.0, 25.2], flux_radius [2.3, 12.8]): those whose extrapolated stamp was worst (flux up to
 1e5 times the catalog's, up to 31% of it in the outer 4 pixels) and all those brighter than 20.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -18,12 +19,12 @@ from astropy.io import fits
 from astropy.table import Table
 
 import galsim_hub  # noqa: F401  (registers the config types)
-from galsim_hub.sampling.catalog import OutOfRangeWarning
 from galsim_hub.cli import main
 from galsim_hub.errors import CatalogError
+from galsim_hub.model import GenerativeGalaxyModel
+from galsim_hub.sampling.catalog import OutOfRangeWarning
 from galsim_hub.sampling.fluxes import magnitude_to_flux
 from galsim_hub.sampling.plan import BORDER_FRACTION, border_fractions
-from galsim_hub.model import GenerativeGalaxyModel
 
 ZERO_POINT = 25.94  # F814W AB zero point of the model's flux units (its metadata)
 BEYOND = [  # IDENT, mag_auto, flux_radius [px], zphot
@@ -125,7 +126,10 @@ def test_clip_leaves_rows_inside_the_range_alone(model):
 
 def test_error_names_columns_and_rows(model):
     cat = table(WITHIN[:1] + BEYOND[:2])
-    with pytest.raises(CatalogError, match=r"2 of 3 rows .*'mag_auto' 1 value\(s\) outside .* \(rows 2\); 'flux_radius' 2 value\(s\) outside .* \(rows 1, 2\)"):
+    with pytest.raises(
+        CatalogError,
+        match=r"2 of 3 rows .*'mag_auto' 1 value\(s\) outside .* \(rows 2\); 'flux_radius' 2 value\(s\) outside .* \(rows 1, 2\)",
+    ):
         model.sample(cat, seed=SEED, out_of_range="error")
     with pytest.raises(ValueError, match="out_of_range must be one of 'clip', 'error', 'extrapolate'"):
         model.sample(cat, seed=SEED, out_of_range="wrap")
@@ -152,12 +156,23 @@ def test_config_clips_by_default_and_refuses_on_request(model, tmp_path):
     cat.write(path)
     config = {
         "modules": ["galsim_hub"],
-        "input": {"catalog": {"file_name": str(path)},
-                  "generative_model": {"file_name": "hub:synthetic_bdk", "batch_size": 4}},
-        "gal": {"type": "GenerativeGalaxy",
-                **{name: {"type": "Catalog", "col": name} for name in ("mag_auto", "flux_radius", "zphot")}},
-        "image": {"type": "Tiled", "nx_tiles": 4, "ny_tiles": 1, "stamp_size": 64, "pixel_scale": 0.03,
-                  "random_seed": 11, "draw_method": "no_pixel"},
+        "input": {
+            "catalog": {"file_name": str(path)},
+            "generative_model": {"file_name": "hub:synthetic_bdk", "batch_size": 4},
+        },
+        "gal": {
+            "type": "GenerativeGalaxy",
+            **{name: {"type": "Catalog", "col": name} for name in ("mag_auto", "flux_radius", "zphot")},
+        },
+        "image": {
+            "type": "Tiled",
+            "nx_tiles": 4,
+            "ny_tiles": 1,
+            "stamp_size": 64,
+            "pixel_scale": 0.03,
+            "random_seed": 11,
+            "draw_method": "no_pixel",
+        },
     }
     with pytest.warns(OutOfRangeWarning, match=r"GenerativeGalaxy: 4 of 4 objects .*clipped"):
         image = galsim.config.BuildImage(galsim.config.CopyConfig(config)).array

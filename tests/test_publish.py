@@ -1,4 +1,5 @@
 """publish: validation, reproducible archives, directory and HTTP hubs, failures."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,9 +14,8 @@ import numpy as np
 import pytest
 
 from galsim_hub.errors import DownloadError, HandleError, MetadataError
-from galsim_hub.model import GenerativeGalaxyModel
 from galsim_hub.hub.publish import publish, write_archive
-
+from galsim_hub.model import GenerativeGalaxyModel
 
 TOKEN = "s3cret"
 CATALOG = {"mag_auto": np.array([21.0, 22.5, 24.0]), "flux_radius": np.array([2.0, 3.0, 4.0])}
@@ -32,8 +32,8 @@ class PutServer:
 
     def __init__(self, root: Path):
         self.root, self.puts, self.fail_put = root, [], None
-        self.redirect_put: int | None = None   # answer PUTs with this redirect status
-        self.drop_body = False                 # accept PUTs but store nothing (a lying hub)
+        self.redirect_put: int | None = None  # answer PUTs with this redirect status
+        self.drop_body = False  # accept PUTs but store nothing (a lying hub)
         server = self
 
         class Handler(http.server.SimpleHTTPRequestHandler):
@@ -173,8 +173,17 @@ def test_non_finite_pixels_are_refused(tmp_path):
             return tf.fill([tf.shape(z)[0], 8, 8], np.float32(np.nan))
 
     conditions = [{"name": "mag_auto", "unit": "mag", "description": "", "min": 20.0, "max": 25.0}]
-    path = export_model(tmp_path / "nan", flow=Flow(), decoder=Decoder(), conditions=conditions, latent_dim=2,
-                        stamp_size=8, pixel_scale=0.03, name="nan", version="1.0")
+    path = export_model(
+        tmp_path / "nan",
+        flow=Flow(),
+        decoder=Decoder(),
+        conditions=conditions,
+        latent_dim=2,
+        stamp_size=8,
+        pixel_scale=0.03,
+        name="nan",
+        version="1.0",
+    )
     with pytest.raises(MetadataError, match="NaN or infinite"):
         check_model_for_publish(path)
 
@@ -191,10 +200,13 @@ def test_non_string_name_or_version_is_named(field, value, toy, tmp_path):
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_redirect_on_upload_is_refused_and_the_index_untouched(status, toy, put_server):
     put_server.redirect_put = status
-    with pytest.raises(DownloadError, match=rf"HTTP {status} redirect to /elsewhere/hub/toy/1.0/model.tar.gz.*"
-                                            "never follows a redirect on an upload"):
+    with pytest.raises(
+        DownloadError,
+        match=rf"HTTP {status} redirect to /elsewhere/hub/toy/1.0/model.tar.gz.*"
+        "never follows a redirect on an upload",
+    ):
         publish(toy, put_server.url)
-    assert put_server.puts == ["/hub/toy/1.0/model.tar.gz"]   # one PUT, not followed, nothing else
+    assert put_server.puts == ["/hub/toy/1.0/model.tar.gz"]  # one PUT, not followed, nothing else
     assert not (put_server.root / "hub" / "index.json").exists()
 
 
@@ -238,12 +250,23 @@ def test_model_failing_at_one_edge_of_its_range_is_refused(tmp_path):
 
     class Decoder(tf.Module):
         def __call__(self, z):
-            faint = z[:, 0] > 0.6   # standardised mag > 24 for the range 20 - 25
+            faint = z[:, 0] > 0.6  # standardised mag > 24 for the range 20 - 25
             value = tf.where(faint, tf.constant(np.nan, tf.float32), tf.ones_like(z[:, 0]))
             return tf.ones([tf.shape(z)[0], 8, 8]) * value[:, None, None]
 
     conditions = [{"name": "mag_auto", "unit": "mag", "description": "", "min": 20.0, "max": 25.0}]
-    path = export_model(tmp_path / "edge", flow=Flow(), decoder=Decoder(), conditions=conditions, latent_dim=2,
-                        stamp_size=8, pixel_scale=0.03, name="edge", version="1.0")
-    with pytest.raises(MetadataError, match=r"failed at \d+ of \d+ points of its training range \(e.g. mag_auto=25.*NaN or infinite"):
+    path = export_model(
+        tmp_path / "edge",
+        flow=Flow(),
+        decoder=Decoder(),
+        conditions=conditions,
+        latent_dim=2,
+        stamp_size=8,
+        pixel_scale=0.03,
+        name="edge",
+        version="1.0",
+    )
+    with pytest.raises(
+        MetadataError, match=r"failed at \d+ of \d+ points of its training range \(e.g. mag_auto=25.*NaN or infinite"
+    ):
         check_model_for_publish(path)

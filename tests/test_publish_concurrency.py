@@ -3,6 +3,7 @@
 The index update is exercised directly (`_publish_to_directory`, `_publish_to_url`) with
 small files, so that no TensorFlow model is needed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,16 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from galsim_hub.hub import publish as publish_module
 from galsim_hub.errors import HandleError, MetadataError
+from galsim_hub.hub import publish as publish_module
 from galsim_hub.hub.publish import ConcurrentPublishError, _publish_to_directory, _publish_to_url
 
 
 def entry(version: str) -> dict:
     return {
-        "name": "tiny", "version": version, "format": "galsim-hub-1",
-        "path": f"tiny/{version}/model.tar.gz", "card": f"tiny/{version}/README.md",
-        "sha256": hashlib.sha256(version.encode()).hexdigest(), "size": 1,
+        "name": "tiny",
+        "version": version,
+        "format": "galsim-hub-1",
+        "path": f"tiny/{version}/model.tar.gz",
+        "card": f"tiny/{version}/README.md",
+        "sha256": hashlib.sha256(version.encode()).hexdigest(),
+        "size": 1,
     }
 
 

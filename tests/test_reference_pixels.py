@@ -1,4 +1,5 @@
 """Every bundled model gives the pixels it gave before the sampling paths were merged."""
+
 from __future__ import annotations
 
 import importlib.util

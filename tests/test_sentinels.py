@@ -1,4 +1,5 @@
 """Catalog sentinels and extreme fluxes: every row is a finite galaxy or a named error (API, config, CLI)."""
+
 from __future__ import annotations
 
 import copy
@@ -8,11 +9,10 @@ import galsim
 import numpy as np
 import pytest
 from astropy.table import Table
+from test_config import base_config, field_model  # noqa: F401  (the config tests' toy model fixture)
 
 from galsim_hub.cli import main
 from galsim_hub.errors import CatalogError
-
-from test_config import base_config, field_model  # noqa: F401  (the config tests' toy model fixture)
 
 ROWS = {"flux_radius": [2.0, 3.0, 3.5], "zphot": [0.5, 0.5, 0.5]}
 
@@ -30,11 +30,14 @@ def _sample(model, mags, **options):
         return model.sample(Table({"mag_auto": mags, **ROWS}), seed=2, return_arrays=True, **options)
 
 
-@pytest.mark.parametrize("sentinel, message", [
-    (-99.0, r"rows 1 .*-99 is a common no-data value"),
-    (-1e30, r"NaN or infinite in rows 1"),
-    (1e30, r"zero or negative in rows 1"),
-])
+@pytest.mark.parametrize(
+    "sentinel, message",
+    [
+        (-99.0, r"rows 1 .*-99 is a common no-data value"),
+        (-1e30, r"NaN or infinite in rows 1"),
+        (1e30, r"zero or negative in rows 1"),
+    ],
+)
 def test_magnitude_sentinels_on_the_clip_path_are_named_errors(model, sentinel, message):
     with pytest.raises(CatalogError, match=rf"the catalog's 'mag_auto'.*{message}"):
         _sample(model, [22.0, sentinel, 23.0])
@@ -45,10 +48,13 @@ def test_faint_sentinel_gives_a_finite_galaxy(model):
     assert np.isfinite(stamps).all() and (stamps.sum(axis=(1, 2)) > 0).all()
 
 
-@pytest.mark.parametrize("flux, message", [
-    ([1e300, 1.0, 1.0], r"fluxes outside 1e-30 - 1e\+30 .* rows 0 \(1e\+300\)"),
-    ([1e-300, 1.0, 1.0], r"fluxes outside 1e-30 - 1e\+30 .* rows 0 \(1e-300\)"),
-])
+@pytest.mark.parametrize(
+    "flux, message",
+    [
+        ([1e300, 1.0, 1.0], r"fluxes outside 1e-30 - 1e\+30 .* rows 0 \(1e\+300\)"),
+        ([1e-300, 1.0, 1.0], r"fluxes outside 1e-30 - 1e\+30 .* rows 0 \(1e-300\)"),
+    ],
+)
 def test_extreme_user_fluxes_are_named_errors(model, flux, message):
     with pytest.raises(CatalogError, match=message):
         _sample(model, [22.0, 22.5, 23.0], flux=flux)
@@ -62,8 +68,13 @@ def test_magnitude_column_sentinel_is_named(model):
 
 def test_config_with_a_sentinel_names_the_object(field_model, tmp_path):  # noqa: F811
     path = tmp_path / "cat.fits"
-    Table({"mag_auto": [21.0, 22.0, -99.0, 23.0, 23.5, 24.0], "flux_radius": np.linspace(2, 4, 6),
-           "zphot": np.full(6, 0.5)}).write(path)
+    Table(
+        {
+            "mag_auto": [21.0, 22.0, -99.0, 23.0, 23.5, 24.0],
+            "flux_radius": np.linspace(2, 4, 6),
+            "zphot": np.full(6, 0.5),
+        }
+    ).write(path)
     config = base_config(field_model, path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -4,6 +4,7 @@ COSMOS stamps carry a sky offset and bright galaxies' stamps are cut on their wi
 zero-mean noise, the original stamp shows as a faint square that a model then learns (the
 pedestals of hub:cosmos_real 1.0). The data-set builder subtracts the sky and tapers the edge.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,9 @@ STAMP = 160  # 0.03" pixels: larger than every stamp of the subset, so padding s
 
 
 def _galaxies():
-    return cosmos._select_galaxies([cosmos.CatalogSpec.from_any(CATALOG)],
-                                   ("mag_auto", "flux_radius", "zphot"), None, None)
+    return cosmos._select_galaxies(
+        [cosmos.CatalogSpec.from_any(CATALOG)], ("mag_auto", "flux_radius", "zphot"), None, None
+    )
 
 
 def _ring_pixels(image, shape, d):
@@ -27,7 +29,9 @@ def _ring_pixels(image, shape, d):
     ny, nx = shape
     oy, ox = (image.shape[0] - ny) // 2, (image.shape[1] - nx) // 2
     y0, y1, x0, x1 = oy + d, oy + ny - 1 - d, ox + d, ox + nx - 1 - d
-    return np.concatenate([image[y0, x0:x1 + 1], image[y1, x0:x1 + 1], image[y0 + 1:y1, x0], image[y0 + 1:y1, x1]])
+    return np.concatenate(
+        [image[y0, x0 : x1 + 1], image[y1, x0 : x1 + 1], image[y0 + 1 : y1, x0], image[y0 + 1 : y1, x1]]
+    )
 
 
 def _rings(image, shape, depths):
@@ -40,8 +44,8 @@ def test_stamp_background_is_the_clipped_border_level():
     """The sky estimate of catalogs without NOISE_MEAN."""
     rng = np.random.default_rng(0)
     stamp = rng.normal(0.5, 0.1, (40, 50))
-    stamp[15:25, 15:35] += 50.0          # a galaxy far from the border does not count
-    stamp[0, :10] += 30.0                # nor does a neighbour crossing the border
+    stamp[15:25, 15:35] += 50.0  # a galaxy far from the border does not count
+    stamp[0, :10] += 30.0  # nor does a neighbour crossing the border
     assert cosmos.stamp_background(stamp) == pytest.approx(0.5, abs=0.02)
     with pytest.raises(ValueError, match="border"):
         cosmos.stamp_background(np.zeros((3, 3)))
@@ -88,15 +92,19 @@ def test_edge_taper_rises_from_zero_to_one():
     window = cosmos.edge_taper((40, 60), 8)
     assert window[0].max() == 0 and window[20, 30] == 1 and window[8, 30] == 1
     assert 0 < window[4, 30] < 1 and np.all(np.diff(window[:9, 30]) > 0)
-    assert cosmos.edge_taper((12, 12), 8)[3, 6] == 1   # narrower on small stamps (a quarter of the side)
+    assert cosmos.edge_taper((12, 12), 8)[3, 6] == 1  # narrower on small stamps (a quarter of the side)
 
 
 def test_noise_keeps_its_level_under_the_taper():
     """The noise taken away by the taper is given back: no ring of quieter pixels at the edge."""
-    spec = {"dir": str(DATA / "cosmos_btk100"), "file": "real_galaxy_catalog_26_extension_example.fits",
-            "exclusion_level": "none"}
-    galaxies = cosmos._select_galaxies([cosmos.CatalogSpec.from_any(spec)], ("mag_auto", "flux_radius", "zphot"),
-                                       None, None)
+    spec = {
+        "dir": str(DATA / "cosmos_btk100"),
+        "file": "real_galaxy_catalog_26_extension_example.fits",
+        "exclusion_level": "none",
+    }
+    galaxies = cosmos._select_galaxies(
+        [cosmos.CatalogSpec.from_any(spec)], ("mag_auto", "flux_radius", "zphot"), None, None
+    )
     ratios = []
     for galaxy in galaxies:
         shape = galaxy.cosmos.getRealParams(galaxy.index)[0].array.shape
@@ -108,4 +116,3 @@ def test_noise_keeps_its_level_under_the_taper():
         ratios.append(under_taper.std() / padding.std())
     assert len(ratios) >= 4
     assert 0.85 < np.median(ratios) < 1.15
-

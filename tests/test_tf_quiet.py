@@ -1,4 +1,5 @@
 """TensorFlow's CPU-only start-up lines are dropped; real errors are not."""
+
 from __future__ import annotations
 
 import os
@@ -10,18 +11,26 @@ import pytest
 from galsim_hub.backends.tf_quiet import _capture_fd2, filter_startup_lines
 
 PREAMBLE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
-NO_DRIVER = (b"I0000 00:00:1795734834.516987   11316 cudart_stub.cc:31] Could not find cuda drivers on your "
-             b"machine, GPU will not be used.\n")
-CUINIT = (b"E0000 00:00:1795734840.441434   11316 cuda_platform.cc:52] failed call to cuInit: INTERNAL: "
-          b"CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n")
-ONEDNN = (b"I0000 00:00:1796223301.533127   14170 port.cc:153] oneDNN custom operations are on. You may see "
-          b"slightly different numerical results due to floating-point round-off errors.\n")
+NO_DRIVER = (
+    b"I0000 00:00:1795734834.516987   11316 cudart_stub.cc:31] Could not find cuda drivers on your "
+    b"machine, GPU will not be used.\n"
+)
+CUINIT = (
+    b"E0000 00:00:1795734840.441434   11316 cuda_platform.cc:52] failed call to cuInit: INTERNAL: "
+    b"CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n"
+)
+ONEDNN = (
+    b"I0000 00:00:1796223301.533127   14170 port.cc:153] oneDNN custom operations are on. You may see "
+    b"slightly different numerical results due to floating-point round-off errors.\n"
+)
 REAL = b"E0000 00:00:1795734840.5   11316 saved_model.cc:12] could not read variables: corrupt file\n"
 
 
 def test_benign_startup_lines_are_dropped_real_errors_kept():
-    assert filter_startup_lines(PREAMBLE + ONEDNN + NO_DRIVER + CUINIT + REAL + ONEDNN + b"Traceback ...\n") \
+    assert (
+        filter_startup_lines(PREAMBLE + ONEDNN + NO_DRIVER + CUINIT + REAL + ONEDNN + b"Traceback ...\n")
         == REAL + b"Traceback ...\n"
+    )
 
 
 def test_cuinit_failure_is_kept_when_a_driver_is_installed():

@@ -1,7 +1,7 @@
 """ResNet VAE: shapes, positivity, PSF branch, checkpoints, architecture checks."""
+
 import numpy as np
 import pytest
-
 import tensorflow as tf
 
 from galsim_hub.training.networks.vae import VAE, stage_depths  # noqa: E402
@@ -13,7 +13,7 @@ def _inputs(n=3, size=32, seed=0):
     rng = np.random.default_rng(seed)
     images = rng.normal(size=(n, size, size)).astype(np.float32)
     psf = np.zeros((n, size, size), np.float32)
-    psf[:, size // 2 - 1:size // 2 + 2, size // 2 - 1:size // 2 + 2] = 1.0 / 9.0
+    psf[:, size // 2 - 1 : size // 2 + 2, size // 2 - 1 : size // 2 + 2] = 1.0 / 9.0
     return images, psf
 
 

@@ -1,4 +1,5 @@
 """Tests of galsim_hub.training.validation.morphology (morphology statistics, comparisons, report)."""
+
 import json
 
 import galsim
@@ -8,10 +9,9 @@ import pytest
 from astropy.table import Table
 
 import galsim_hub
-from galsim_hub.errors import CatalogError
 from galsim_hub.cli import main
-from galsim_hub.training.validation import statistics
-from galsim_hub.training.validation import morphology
+from galsim_hub.errors import CatalogError
+from galsim_hub.training.validation import morphology, statistics
 
 STAMP = 32
 SCALE = 0.03
@@ -56,20 +56,40 @@ def write_dataset(path, n=24, seed=1, noise_ps=True):
         conditions.append((25.94 - 2.5 * np.log10(flux), hlr / SCALE, rng.uniform(0.2, 2.0)))
     conditions = np.array(conditions, dtype=np.float32)
     path.mkdir(parents=True, exist_ok=True)
-    arrays = dict(truth=np.array(truth, np.float32), truth_smooth=np.array(smooth, np.float32),
-                  image=(np.array(truth) + rng.normal(0, NOISE, np.shape(truth))).astype(np.float32),
-                  conditions=conditions,
-                  psf=np.repeat(psf_image[None].astype(np.float32), n, axis=0),
-                  noise_var=np.full(n, NOISE**2, np.float32), ident=np.arange(n, dtype=np.int64))
+    arrays = dict(
+        truth=np.array(truth, np.float32),
+        truth_smooth=np.array(smooth, np.float32),
+        image=(np.array(truth) + rng.normal(0, NOISE, np.shape(truth))).astype(np.float32),
+        conditions=conditions,
+        psf=np.repeat(psf_image[None].astype(np.float32), n, axis=0),
+        noise_var=np.full(n, NOISE**2, np.float32),
+        ident=np.arange(n, dtype=np.int64),
+    )
     if noise_ps:
         arrays["noise_ps"] = np.repeat(correlated_power_spectrum(NOISE, STAMP)[None], n, axis=0).astype(np.float32)
     np.savez(path / "shard-00000.npz", **arrays)
     names = ("mag_auto", "flux_radius", "zphot")
-    metadata = {"format": 1, "source": "synthetic", "stamp_size": STAMP, "pixel_scale": SCALE,
-                "flux_units": "counts", "zero_point": 25.94, "n_examples": n, "shards": ["shard-00000.npz"],
-                "psf": {"description": "Gaussian FWHM 0.08 arcsec"},
-                "conditions": [{"name": name, "unit": "", "description": name, "min": float(conditions[:, i].min()),
-                                "max": float(conditions[:, i].max())} for i, name in enumerate(names)]}
+    metadata = {
+        "format": 1,
+        "source": "synthetic",
+        "stamp_size": STAMP,
+        "pixel_scale": SCALE,
+        "flux_units": "counts",
+        "zero_point": 25.94,
+        "n_examples": n,
+        "shards": ["shard-00000.npz"],
+        "psf": {"description": "Gaussian FWHM 0.08 arcsec"},
+        "conditions": [
+            {
+                "name": name,
+                "unit": "",
+                "description": name,
+                "min": float(conditions[:, i].min()),
+                "max": float(conditions[:, i].max()),
+            }
+            for i, name in enumerate(names)
+        ],
+    }
     (path / "dataset.json").write_text(json.dumps(metadata))
     return path
 
@@ -97,8 +117,14 @@ class FakeModel:
         if not self.wrong:  # the right galaxy, flux off by up to 1%
             return self.truth[rows] * rng.uniform(0.99, 1.01, len(rows))[:, None, None]
         # Round smooth blobs twice too large: wrong size, ellipticity and morphology.
-        return np.array([galsim.Gaussian(sigma=2 * self.conditions[r, 1] * SCALE, flux=self.truth[r].sum())
-                         .drawImage(nx=STAMP, ny=STAMP, scale=SCALE).array for r in rows])
+        return np.array(
+            [
+                galsim.Gaussian(sigma=2 * self.conditions[r, 1] * SCALE, flux=self.truth[r].sum())
+                .drawImage(nx=STAMP, ny=STAMP, scale=SCALE)
+                .array
+                for r in rows
+            ]
+        )
 
 
 def _noisy(images, sigma=0.01, seed=0):
@@ -110,8 +136,13 @@ def _noisy(images, sigma=0.01, seed=0):
 # ----------------------------------------------------------------------------------------
 def test_hsm_size_ellipticity_and_flux_of_gaussians():
     sigmas = np.array([0.05, 0.08, 0.1])
-    images = [galsim.Gaussian(sigma=s, flux=100).shear(g1=0.3, g2=-0.2)
-              .drawImage(nx=STAMP, ny=STAMP, scale=SCALE, method="no_pixel").array for s in sigmas]
+    images = [
+        galsim.Gaussian(sigma=s, flux=100)
+        .shear(g1=0.3, g2=-0.2)
+        .drawImage(nx=STAMP, ny=STAMP, scale=SCALE, method="no_pixel")
+        .array
+        for s in sigmas
+    ]
     table = morphology.measure_statistics(_noisy(images), SCALE, noise_sigma=0.01, n_morph=0)
     assert table["hsm_ok"].all()
     # HSM's sigma is the determinant radius; GalSim's shear keeps the area, so it is unchanged.
@@ -157,8 +188,10 @@ def test_failures_are_flagged_not_raised_and_subset_is_respected():
 
 @pytest.mark.slow
 def test_parallel_statmorph_matches_serial():
-    images = [galsim.Exponential(half_light_radius=h, flux=100).drawImage(nx=STAMP, ny=STAMP, scale=SCALE).array
-              for h in (0.08, 0.12, 0.16)]
+    images = [
+        galsim.Exponential(half_light_radius=h, flux=100).drawImage(nx=STAMP, ny=STAMP, scale=SCALE).array
+        for h in (0.08, 0.12, 0.16)
+    ]
     images = _noisy(images, 0.02)
     serial = morphology.measure_statistics(images, SCALE, noise_sigma=0.02)
     parallel = morphology.measure_statistics(images, SCALE, noise_sigma=0.02, n_jobs=2)
@@ -196,13 +229,29 @@ def test_draw_observed_convolves_resamples_and_adds_noise():
     table = morphology.measure_statistics(noiseless, SCALE, noise_sigma=0.0, n_morph=0)
     np.testing.assert_allclose(table["sigma"], np.hypot(0.1, 0.05), rtol=0.03)  # pixel adds a little
 
-    noisy = morphology.draw_observed(np.zeros((200, 8, 8)) + [profile[28:36, 28:36]], 0.015, psf, SCALE, 8,
-                                     np.full(200, 0.3), rng=np.random.default_rng(2))
+    noisy = morphology.draw_observed(
+        np.zeros((200, 8, 8)) + [profile[28:36, 28:36]],
+        0.015,
+        psf,
+        SCALE,
+        8,
+        np.full(200, 0.3),
+        rng=np.random.default_rng(2),
+    )
     assert abs(np.std(noisy - noisy.mean(axis=0)) - 0.3) < 0.02
-    white = morphology.draw_observed(np.zeros((50, 16, 16)), SCALE, psf, SCALE, 16, None, rng=3,
-                                     noise_power=np.full((50, 16, 9), 0.04))
-    correlated = morphology.draw_observed(np.zeros((50, 16, 16)), SCALE, psf, SCALE, 16, None, rng=3,
-                                          noise_power=np.repeat(correlated_power_spectrum(0.2, 16)[None], 50, 0))
+    white = morphology.draw_observed(
+        np.zeros((50, 16, 16)), SCALE, psf, SCALE, 16, None, rng=3, noise_power=np.full((50, 16, 9), 0.04)
+    )
+    correlated = morphology.draw_observed(
+        np.zeros((50, 16, 16)),
+        SCALE,
+        psf,
+        SCALE,
+        16,
+        None,
+        rng=3,
+        noise_power=np.repeat(correlated_power_spectrum(0.2, 16)[None], 50, 0),
+    )
     for noise in (white, correlated):
         assert np.std(noise) == pytest.approx(0.2, rel=0.05)
     neighbours = [np.corrcoef(n[:, :-1].ravel(), n[:, 1:].ravel())[0, 1] for n in (white, correlated)]
@@ -222,9 +271,16 @@ def test_draw_observed_convolves_resamples_and_adds_noise():
 # ----------------------------------------------------------------------------------------
 def _stats_table(sigma, flux=None, morph=None, hsm_ok=None):
     n = len(sigma)
-    table = Table({"flux": np.full(n, 100.0) if flux is None else flux, "sigma": sigma,
-                   "g1": np.zeros(n), "g2": np.zeros(n), "g": np.full(n, 0.2),
-                   "hsm_ok": np.ones(n, bool) if hsm_ok is None else hsm_ok})
+    table = Table(
+        {
+            "flux": np.full(n, 100.0) if flux is None else flux,
+            "sigma": sigma,
+            "g1": np.zeros(n),
+            "g2": np.zeros(n),
+            "g": np.full(n, 0.2),
+            "hsm_ok": np.ones(n, bool) if hsm_ok is None else hsm_ok,
+        }
+    )
     for column in morphology.MORPH_COLUMNS:
         table[column] = np.zeros(n) if morph is None else morph
     table["morph_flag"] = np.zeros(n, np.int16)
@@ -343,8 +399,7 @@ def test_report_and_json(good_run):
 @pytest.mark.slow
 def test_run_validation_with_a_wrong_model_fails(tmp_path):
     dataset = write_dataset(tmp_path / "white", n=16, noise_ps=False)
-    results = morphology.run_validation(FakeModel(dataset, wrong=True), dataset, tmp_path, n=12, seed=1,
-                                        n_morph=4)
+    results = morphology.run_validation(FakeModel(dataset, wrong=True), dataset, tmp_path, n=12, seed=1, n_morph=4)
     assert results["metadata"]["noise"] == "white, data set noise_var"
     outcome = {t["name"]: t["passed"] for t in results["targets"]}
     assert not outcome["mean_size_relative"] and not outcome["mean_g_relative"]
@@ -358,8 +413,9 @@ def test_run_validation_with_a_wrong_model_fails(tmp_path):
 def test_reconstruction_check_in_run_validation(dataset, tmp_path):
     with np.load(dataset / "shard-00000.npz") as shard:
         truth = shard["truth"]
-    results = morphology.run_validation(FakeModel(dataset), dataset, tmp_path, n=4, n_morph=0,
-                                        reconstructions=truth * 1.001)
+    results = morphology.run_validation(
+        FakeModel(dataset), dataset, tmp_path, n=4, n_morph=0, reconstructions=truth * 1.001
+    )
     assert results["reconstruction"]["passed"]
     assert "Autoencoder reconstructions" in (tmp_path / "validation.md").read_text()
     with pytest.raises(ValueError, match="one image per data set row"):
@@ -383,8 +439,9 @@ def test_cli_main_writes_the_report(dataset, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(galsim_hub, "GenerativeGalaxyModel", open_model, raising=False)
     out = tmp_path / "out"
-    status = main(["validate", "hub:fake", "--data", str(dataset), "--out", str(out), "--n", "6", "--seed", "2",
-                   "--n-morph", "3"])
+    status = main(
+        ["validate", "hub:fake", "--data", str(dataset), "--out", str(out), "--n", "6", "--seed", "2", "--n-morph", "3"]
+    )
     assert status == 0 and opened == ["hub:fake"]
     assert (out / "validation.md").is_file() and (out / "validation.json").is_file()
     assert len(list(out.glob("*.png"))) == 5
@@ -401,9 +458,8 @@ def test_cli_reports_an_unusable_data_set(tmp_path, capsys):
 def test_training_set_of_another_geometry_is_refused_before_any_statistic(toy_dir, tmp_path, monkeypatch):
     """Issue 17 (9): the memorisation check needs the data set's geometry; say so before the work."""
     from galsim_hub.errors import MetadataError
-    from galsim_hub.training.validation import statistics
-    from galsim_hub.training.validation import morphology
     from galsim_hub.training.datasets.data import build_synthetic_dataset
+    from galsim_hub.training.validation import morphology, statistics
 
     data = build_synthetic_dataset(tmp_path / "data", 8, stamp_size=32, noise_sigma=0.01, seed=0)
     train = build_synthetic_dataset(tmp_path / "train", 8, stamp_size=16, noise_sigma=0.01, seed=1)

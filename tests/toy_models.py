@@ -7,6 +7,7 @@ by the base noise. ``build_tf1_hub_module`` writes the same model in the TF1 Hub
 the upstream ``Lanusse2020`` module (``tfhub_module.pb``, a tag-less ``default`` signature
 with ``random_normal`` and attached ``stamp_size``/``pixel_size`` messages).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,8 +47,15 @@ def _render_gaussians(tf, z, stamp_size: int):
     return flux * tf.exp(-0.5 * r2 / sigma**2) / (2.0 * np.pi * sigma**2)
 
 
-def build_toy_model(path, *, stamp_size: int = 32, latent_dim: int = 4, noise_scale: float = 0.02,
-                    name: str = "toy", version: str = "1.0") -> Path:
+def build_toy_model(
+    path,
+    *,
+    stamp_size: int = 32,
+    latent_dim: int = 4,
+    noise_scale: float = 0.02,
+    name: str = "toy",
+    version: str = "1.0",
+) -> Path:
     """Export the toy Gaussian model as a format-1 directory at ``path``."""
     import tensorflow as tf
 
@@ -84,8 +92,9 @@ def build_toy_model(path, *, stamp_size: int = 32, latent_dim: int = 4, noise_sc
     )
 
 
-def build_tf1_hub_module(path, *, stamp_size: int = 32, latent_dim: int = 16, pixel_size: float = 0.03,
-                         noise_scale: float = 0.02) -> Path:
+def build_tf1_hub_module(
+    path, *, stamp_size: int = 32, latent_dim: int = 16, pixel_size: float = 0.03, noise_scale: float = 0.02
+) -> Path:
     """Write the toy model in the TF1 Hub format of the upstream Lanusse2020 module."""
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
@@ -142,13 +151,26 @@ def toy_bands_metadata() -> list[dict]:
     bands = []
     for name in TOY_BANDS:
         bandpass = galsim.Bandpass(f"LSST_{name}.dat", wave_type="nm")
-        bands.append({"name": name, "effective_wavelength": round(bandpass.effective_wavelength, 3),
-                      "zero_point": ZERO_POINT, "bandpass": f"LSST_{name}.dat"})
+        bands.append(
+            {
+                "name": name,
+                "effective_wavelength": round(bandpass.effective_wavelength, 3),
+                "zero_point": ZERO_POINT,
+                "bandpass": f"LSST_{name}.dat",
+            }
+        )
     return bands
 
 
-def build_multiband_toy_model(path, *, stamp_size: int = 32, latent_dim: int = 4, noise_scale: float = 0.02,
-                              pixel_scale: float = 0.1, bands: list[dict] | None = None) -> Path:
+def build_multiband_toy_model(
+    path,
+    *,
+    stamp_size: int = 32,
+    latent_dim: int = 4,
+    noise_scale: float = 0.02,
+    pixel_scale: float = 0.1,
+    bands: list[dict] | None = None,
+) -> Path:
     """Write a format-2 (multi-band) toy model: the toy Gaussian in bands g, r, i.
 
     ``mag_auto`` is the r-band magnitude; band ``b`` has flux ``BAND_FLUX_FACTORS[b]`` times the
@@ -178,9 +200,13 @@ def build_multiband_toy_model(path, *, stamp_size: int = 32, latent_dim: int = 4
 
     module = MultiBandToy()
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="mag_auto"),
-                                  tf.TensorSpec([None], tf.float32, name="flux_radius"),
-                                  tf.TensorSpec([None, latent_dim], tf.float32, name="noise")])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.float32, name="mag_auto"),
+            tf.TensorSpec([None], tf.float32, name="flux_radius"),
+            tf.TensorSpec([None, latent_dim], tf.float32, name="noise"),
+        ]
+    )
     def sample(mag_auto, flux_radius, noise):
         conditions = tf.stack([(mag_auto - 22.5) / 2.5, (flux_radius - 3.0) / 1.5], axis=1)
         z = noise * scale + tf.matmul(conditions, module.weights) + bias
@@ -191,10 +217,17 @@ def build_multiband_toy_model(path, *, stamp_size: int = 32, latent_dim: int = 4
         return {"image": module.decode(z)}
 
     metadata = {
-        "format": 2, "name": "toy_bands", "version": "1.0", "stamp_size": stamp_size,
-        "pixel_scale": pixel_scale, "latent_dim": latent_dim, "conditions": CONDITIONS,
-        "flux_units": "toy", "bands": toy_bands_metadata() if bands is None else bands,
-        "signatures": ["sample", "decode"], "training": {"dataset": "none: analytic toy model for tests"},
+        "format": 2,
+        "name": "toy_bands",
+        "version": "1.0",
+        "stamp_size": stamp_size,
+        "pixel_scale": pixel_scale,
+        "latent_dim": latent_dim,
+        "conditions": CONDITIONS,
+        "flux_units": "toy",
+        "bands": toy_bands_metadata() if bands is None else bands,
+        "signatures": ["sample", "decode"],
+        "training": {"dataset": "none: analytic toy model for tests"},
     }
     tf.saved_model.save(module, str(path), signatures={"sample": sample, "decode": decode})
     (path / "galsim_hub.json").write_text(json.dumps(metadata, indent=2) + "\n")

@@ -5,14 +5,18 @@
 releases stay: ``vae``, ``flow`` and ``all`` are ``galsim-hub train --stage vae|flow|all``.
 See :mod:`galsim_hub.cli.training_commands`.
 """
+
 from __future__ import annotations
 
 import sys
 from typing import Sequence
 
 #: Stage names of earlier releases and the ``galsim-hub`` command each one is.
-STAGE_ALIASES = {"vae": ["train", "--stage", "vae"], "flow": ["train", "--stage", "flow"],
-                 "all": ["train", "--stage", "all"]}
+STAGE_ALIASES = {
+    "vae": ["train", "--stage", "vae"],
+    "flow": ["train", "--stage", "flow"],
+    "all": ["train", "--stage", "all"],
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

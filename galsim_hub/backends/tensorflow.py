@@ -13,6 +13,7 @@ TF1 Hub format
     with ``tensorflow_hub.load``; its ``default`` signature takes the condition columns and
     the base noise ``random_normal`` and returns ``[N, S, S, 1]`` stamps.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from galsim_hub.profiles.bands import band_set_of
-from galsim_hub.sampling.catalog import float32_conditions
+from galsim_hub.backends.tf1_hub import attached_geometry, is_tf1_hub_module
 from galsim_hub.errors import MetadataError, ModelOutputWarning
 from galsim_hub.metadata import (
     MODEL_FORMAT_VERSION,
@@ -36,7 +36,8 @@ from galsim_hub.metadata import (
     read_metadata,
     validate_metadata,
 )
-from galsim_hub.backends.tf1_hub import attached_geometry, is_tf1_hub_module
+from galsim_hub.profiles.bands import band_set_of
+from galsim_hub.sampling.catalog import float32_conditions
 
 TF1_NOISE_INPUT = "random_normal"
 TF1_SIGNATURE = "default"
@@ -81,8 +82,10 @@ def _load_or_explain(load, directory: Path):
             hint = f"; it is the cache entry {entry}: remove it with `galsim-hub cache clear {entry}` and fetch again"
         except (ValueError, IndexError, OSError):
             pass
-        raise MetadataError(f"the model in {directory} cannot be loaded ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else exc!r}){hint}") from exc
+        raise MetadataError(
+            f"the model in {directory} cannot be loaded ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else exc!r}){hint}"
+        ) from exc
 
 
 def _input_specs(signature) -> dict:
@@ -120,8 +123,7 @@ class LoadedModel:
             self.metadata = read_metadata(self.directory)
             self.format = f"galsim-hub-{self.metadata['format']}"
             with tf.device(self.device):
-                self._saved_model = _load_or_explain(lambda: tf.saved_model.load(str(self.directory)),
-                                                     self.directory)
+                self._saved_model = _load_or_explain(lambda: tf.saved_model.load(str(self.directory)), self.directory)
             self._signature = self._require_signature("sample")
             self._noise_input = NOISE_INPUT
             self._output = "image"
@@ -154,9 +156,7 @@ class LoadedModel:
     def _require_signature(self, name: str):
         signatures = self._saved_model.signatures
         if name not in signatures:
-            raise MetadataError(
-                f"{self.directory}: the model has no '{name}' signature (it has {sorted(signatures)})"
-            )
+            raise MetadataError(f"{self.directory}: the model has no '{name}' signature (it has {sorted(signatures)})")
         return signatures[name]
 
     def _tf1_metadata(self, override: dict | None) -> dict:
@@ -211,8 +211,7 @@ class LoadedModel:
         outputs = self._signature.structured_outputs
         if self._output not in outputs:
             raise MetadataError(
-                f"{self.directory}: the model's signature must return '{self._output}', "
-                f"it returns {sorted(outputs)}"
+                f"{self.directory}: the model's signature must return '{self._output}', it returns {sorted(outputs)}"
             )
         latent = specs[self._noise_input].shape[-1]
         if latent is not None and latent != self.latent_dim:
@@ -289,7 +288,8 @@ class LoadedModel:
         if (images < 0).any():
             warnings.warn(
                 f"the model {self.directory.name} returned negative pixels; they are passed on unchanged",
-                ModelOutputWarning, stacklevel=3,
+                ModelOutputWarning,
+                stacklevel=3,
             )
         return self._windowed(images)
 

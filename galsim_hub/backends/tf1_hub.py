@@ -6,6 +6,7 @@ not exposed. They are still in ``saved_model.pb``, as serialized ``ModuleAttachm
 protos in the collection ``hub_module_attachments``; this module reads them back without
 the TF1-only proto modules that tensorflow-hub 0.16 no longer ships.
 """
+
 from __future__ import annotations
 
 import os
@@ -86,7 +87,7 @@ def attached_geometry(model_dir: str | os.PathLike) -> dict:
     import tensorflow as tf
 
     attachments = read_attachments(model_dir)
-    geometry = {}
+    geometry: dict[str, float] = {}
     if "stamp_size" in attachments:
         geometry["stamp_size"] = int(tf.train.Int64List.FromString(attachments["stamp_size"]).value[0])
     if "pixel_size" in attachments:

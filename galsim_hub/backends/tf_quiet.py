@@ -11,6 +11,7 @@ notice (informational: it says results may differ by round-off), and the ``faile
 *only when* TensorFlow said in the same start-up that no driver is installed (with a driver
 present, that error explains a missing GPU and is kept). Every other line passes through.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,9 @@ import threading
 
 __all__ = ["import_tensorflow", "filter_startup_lines"]
 
-_PREAMBLE = re.compile(rb"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR\s*$")
+_PREAMBLE = re.compile(
+    rb"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR\s*$"
+)
 _NO_DRIVER = re.compile(rb"^I\d{4} [^\]]*cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine")
 _CUINIT = re.compile(rb"^E\d{4} [^\]]*\] failed call to cuInit")
 _ONEDNN = re.compile(rb"^I\d{4} [^\]]*\] oneDNN custom operations are on")
@@ -32,9 +35,14 @@ def filter_startup_lines(text: bytes) -> bytes:
     lines = text.splitlines(keepends=True)
     no_driver = any(_NO_DRIVER.match(line) for line in lines)
     kept = [
-        line for line in lines
-        if not (_PREAMBLE.match(line) or _NO_DRIVER.match(line) or _ONEDNN.match(line)
-                or (no_driver and _CUINIT.match(line)))
+        line
+        for line in lines
+        if not (
+            _PREAMBLE.match(line)
+            or _NO_DRIVER.match(line)
+            or _ONEDNN.match(line)
+            or (no_driver and _CUINIT.match(line))
+        )
     ]
     return b"".join(kept)
 
@@ -70,6 +78,7 @@ def import_tensorflow():
         if "tensorflow" in sys.modules:
             _module = sys.modules["tensorflow"]
         else:
+
             def start():
                 import tensorflow as tf
 

@@ -17,6 +17,7 @@ One exit-status policy for every command:
 - 3 ``validate --strict`` when a validation target fails;
 - 130 interrupted (Ctrl-C).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,9 @@ EXIT_INTERRUPTED = 130
 def build_parser(prog: str = "galsim-hub") -> argparse.ArgumentParser:
     """The argument parser of ``galsim-hub``."""
     parser = argparse.ArgumentParser(
-        prog=prog, description="Deep generative galaxy models for GalSim: list, fetch, sample, publish, train, "
-                               "validate.")
+        prog=prog,
+        description="Deep generative galaxy models for GalSim: list, fetch, sample, publish, train, validate.",
+    )
     parser.add_argument("--version", action="version", version=f"galsim-hub {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     hub_commands.add_commands(commands)

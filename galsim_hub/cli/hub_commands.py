@@ -1,4 +1,5 @@
 """``galsim-hub list | info | fetch | cache | publish``: the hub's commands."""
+
 from __future__ import annotations
 
 import argparse
@@ -31,14 +32,16 @@ def cmd_list(args: argparse.Namespace) -> None:
     rows = []
     for entry in load_index():
         metadata = entry.get("metadata") or {}
-        rows.append([
-            f"hub:{entry['name']}",
-            entry["version"],
-            str(metadata.get("stamp_size", "?")),
-            f"{metadata['pixel_scale']:g}" if "pixel_scale" in metadata else "?",
-            _conditions_text(metadata),
-        ])
-    print_table(rows, ["HANDLE", "VERSION", "STAMP", "PIXEL[\"]", "CONDITIONS"])
+        rows.append(
+            [
+                f"hub:{entry['name']}",
+                entry["version"],
+                str(metadata.get("stamp_size", "?")),
+                f"{metadata['pixel_scale']:g}" if "pixel_scale" in metadata else "?",
+                _conditions_text(metadata),
+            ]
+        )
+    print_table(rows, ["HANDLE", "VERSION", "STAMP", 'PIXEL["]', "CONDITIONS"])
 
 
 def _read_card(entry: dict) -> str | None:
@@ -46,8 +49,7 @@ def _read_card(entry: dict) -> str | None:
         path = Path(entry["_card_path"])
         return path.read_text(encoding="utf-8") if path.is_file() else None
     if entry.get("_card_url"):
-        from galsim_hub.hub import http
-        from galsim_hub.hub import settings
+        from galsim_hub.hub import http, settings
 
         if settings.is_offline():
             return None
@@ -135,9 +137,7 @@ def _expand_keys(prefixes: list[str]) -> list[str]:
     for prefix in prefixes:
         matches = [key for key in keys if key.startswith(prefix)]
         if len(matches) != 1:
-            raise GalSimHubError(
-                f"cache key {prefix!r} matches {len(matches)} entries; see `galsim-hub cache list`"
-            )
+            raise GalSimHubError(f"cache key {prefix!r} matches {len(matches)} entries; see `galsim-hub cache list`")
         expanded.append(matches[0])
     return expanded
 

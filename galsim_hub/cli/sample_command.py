@@ -1,4 +1,5 @@
 """``galsim-hub sample``: galaxies of a model into a FITS file, any number of bands."""
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,11 @@ def _sampling_options(args: argparse.Namespace, bands: Sequence[str] | None) -> 
     A single-band model (``bands`` None) takes a column name; a multi-band model takes
     ``BAND=COL[,BAND=COL...]``, each band with its own zero point.
     """
-    columns = [option for option, value in (("--flux-column", args.flux_column), ("--mag-column", args.mag_column))
-               if value is not None]
+    columns = [
+        option
+        for option, value in (("--flux-column", args.flux_column), ("--mag-column", args.mag_column))
+        if value is not None
+    ]
     if columns and args.catalog is None:
         raise GalSimHubError(f"{' and '.join(columns)} need(s) --catalog")
     if args.zero_point is not None and args.mag_column is None:
@@ -68,8 +72,9 @@ def _sampling_options(args: argparse.Namespace, bands: Sequence[str] | None) -> 
     if args.zero_point is not None and not math.isfinite(args.zero_point):
         raise GalSimHubError(f"--zero-point must be a finite number, got {args.zero_point}")
     if args.zero_point is not None and bands is not None:
-        raise GalSimHubError("--zero-point applies to single-band models; a multi-band model's magnitudes use "
-                             "each band's own zero point")
+        raise GalSimHubError(
+            "--zero-point applies to single-band models; a multi-band model's magnitudes use each band's own zero point"
+        )
     options = {"out_of_range": args.out_of_range, "zero_point": args.zero_point}
     for key, option, value in (("flux", "--flux-column", args.flux_column), ("mag", "--mag-column", args.mag_column)):
         options[key] = value if value is None or bands is None else _band_columns(value, option, bands)
@@ -105,8 +110,9 @@ def _selected_bands(model, args) -> list[int]:
     names = [name.strip() for name in args.bands.split(",") if name.strip()]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise GalSimHubError(f"--bands {args.bands!r} names {','.join(repeated)} twice: each band is one "
-                             "extension of the output file")
+        raise GalSimHubError(
+            f"--bands {args.bands!r} names {','.join(repeated)} twice: each band is one extension of the output file"
+        )
     unknown = [name for name in names if name not in model.bands]
     if unknown or not names:
         raise GalSimHubError(f"--bands {args.bands!r}: the model's bands are {','.join(model.bands)}")
@@ -128,8 +134,10 @@ def _stamps(model, catalog, args, bands: list[int]):
     scale, size = _psf_geometry(model, args)
     psf = galsim.Kolmogorov(fwhm=args.psf)
     galaxies = model.sample(catalog, seed=args.seed, **options)
-    stamps = [[galsim.Convolve(band_images(galaxy)[b], psf).drawImage(nx=size, ny=size, scale=scale).array
-               for b in bands] for galaxy in galaxies]
+    stamps = [
+        [galsim.Convolve(band_images(galaxy)[b], psf).drawImage(nx=size, ny=size, scale=scale).array for b in bands]
+        for galaxy in galaxies
+    ]
     return np.asarray(stamps, dtype=np.float32).transpose(0, 2, 3, 1), scale
 
 
@@ -167,11 +175,16 @@ def _output_header(model, args: argparse.Namespace, scale: float, bands: list[st
     header["BUNIT"] = _ascii(str(model.metadata.get("flux_units", "")))[:68]
     header["OUTRANGE"] = (args.out_of_range, "out_of_range policy (clip, error, extrapolate)")
     if bands is not None and (args.flux_column or args.mag_column):
-        header["BUNIT"] = _ascii(f"{'flux' if args.flux_column else 'mag'} columns "
-                                 f"{args.flux_column or args.mag_column}")[:68]
+        header["BUNIT"] = _ascii(
+            f"{'flux' if args.flux_column else 'mag'} columns {args.flux_column or args.mag_column}"
+        )[:68]
     elif args.flux_column or args.mag_column:
         zero_point = args.zero_point if args.zero_point is not None else model.metadata.get("zero_point")
-        unit = f"flux of column {args.flux_column}" if args.flux_column else f"10**(-0.4({args.mag_column}-{zero_point:g}))"
+        unit = (
+            f"flux of column {args.flux_column}"
+            if args.flux_column
+            else f"10**(-0.4({args.mag_column}-{zero_point:g}))"
+        )
         header["BUNIT"] = _ascii(unit)[:68]
     if bands is not None:
         header["BANDS"] = (",".join(bands), "one image extension per band")
@@ -239,9 +252,10 @@ def cmd_sample(args: argparse.Namespace) -> None:
         hdus = [fits.PrimaryHDU(stamps[..., 0], header=header)]
     else:  # an empty primary with the run's header, then one cube per band, named after it
         hdus = [fits.PrimaryHDU(header=header)]
+        zero_points = {band["name"]: band["zero_point"] for band in model.metadata["bands"]}
         for index, band in enumerate(names):
             hdus.append(fits.ImageHDU(np.ascontiguousarray(stamps[..., index]), name=band))
-            hdus[-1].header["ZEROPT"] = (model.band_set.zero_points[band], "AB zero point")
+            hdus[-1].header["ZEROPT"] = (zero_points[band], "AB zero point")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
@@ -250,9 +264,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     finally:
         tmp.unlink(missing_ok=True)
     in_bands = "" if names is None else f" in each of the bands {','.join(names)}"
-    print(f"wrote {len(stamps)} stamps of {stamps.shape[1]}x{stamps.shape[2]} pixels at {scale:g}\"{in_bands} to {out}")
-
-
+    print(f'wrote {len(stamps)} stamps of {stamps.shape[1]}x{stamps.shape[2]} pixels at {scale:g}"{in_bands} to {out}')
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
@@ -265,21 +277,39 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--seed", type=int, help="seed of the base noise (and of uniform conditions)")
     sub.add_argument("--psf", type=float, metavar="FWHM", help="convolve with a Kolmogorov PSF of this FWHM (arcsec)")
     sub.add_argument("--psf-scale", type=float, metavar="SCALE", help="pixel scale of PSF-convolved stamps (arcsec)")
-    sub.add_argument("--out-of-range", choices=OUT_OF_RANGE_POLICIES, default=DEFAULT_OUT_OF_RANGE,
-                     help="rows outside the training range: clip them and set their catalog flux (default), "
-                          "refuse them, or let the model extrapolate")
+    sub.add_argument(
+        "--out-of-range",
+        choices=OUT_OF_RANGE_POLICIES,
+        default=DEFAULT_OUT_OF_RANGE,
+        help="rows outside the training range: clip them and set their catalog flux (default), "
+        "refuse them, or let the model extrapolate",
+    )
     fluxes = sub.add_mutually_exclusive_group()
-    fluxes.add_argument("--flux-column", metavar="COL",
-                        help="set each galaxy's flux from this catalog column (multi-band: BAND=COL,BAND=COL...)")
-    fluxes.add_argument("--mag-column", metavar="COL",
-                        help="set each galaxy's flux from this magnitude column (multi-band: BAND=COL,..., "
-                             "each band's zero point)")
-    sub.add_argument("--zero-point", type=float, metavar="ZP",
-                     help="zero point of --mag-column (default: the model's): flux = 10**(-0.4 (mag - ZP))")
-    sub.add_argument("--bands", metavar="B1,B2",
-                     help="multi-band models: the bands to write, one image extension each (default all)")
-    sub.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                     help=f"galaxies per model call (default {DEFAULT_BATCH_SIZE})")
+    fluxes.add_argument(
+        "--flux-column",
+        metavar="COL",
+        help="set each galaxy's flux from this catalog column (multi-band: BAND=COL,BAND=COL...)",
+    )
+    fluxes.add_argument(
+        "--mag-column",
+        metavar="COL",
+        help="set each galaxy's flux from this magnitude column (multi-band: BAND=COL,..., each band's zero point)",
+    )
+    sub.add_argument(
+        "--zero-point",
+        type=float,
+        metavar="ZP",
+        help="zero point of --mag-column (default: the model's): flux = 10**(-0.4 (mag - ZP))",
+    )
+    sub.add_argument(
+        "--bands", metavar="B1,B2", help="multi-band models: the bands to write, one image extension each (default all)"
+    )
+    sub.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"galaxies per model call (default {DEFAULT_BATCH_SIZE})",
+    )
     sub.add_argument("--device", help="TensorFlow device, e.g. /CPU:0")
     sub.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     sub.set_defaults(func=cmd_sample)

@@ -15,6 +15,7 @@ the model; ``flow`` encodes the training set with the trained VAE first (``DIR/l
 These commands need ``pip install galsim-hub[training]``; ``python -m galsim_hub.training`` is
 an alias of them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,16 +59,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     train, config, work_dir, dataset_dir, out_dir = _pipeline(args)
     progress = False if args.quiet else None
     if args.stage == "vae":
-        history = train.train_vae(config, dataset_dir, work_dir, resume=not args.no_resume, progress=progress,
-                                  heldout_dir=args.heldout_data)
+        history = train.train_vae(
+            config, dataset_dir, work_dir, resume=not args.no_resume, progress=progress, heldout_dir=args.heldout_data
+        )
         print(f"VAE trained: final loss {history[-1]['loss']:.6g}" if history else "VAE already trained")
     elif args.stage == "flow":
         train.encode_latents(config, dataset_dir, work_dir)
         history = train.train_flow(config, work_dir, resume=not args.no_resume, progress=progress)
         print(f"flow trained: final loss {history[-1]['loss']:.6g}" if history else "flow already trained")
     else:
-        print(train.run_all(config, work_dir, out_dir, resume=not args.no_resume, progress=progress,
-                            heldout_dir=args.heldout_data))
+        print(
+            train.run_all(
+                config, work_dir, out_dir, resume=not args.no_resume, progress=progress, heldout_dir=args.heldout_data
+            )
+        )
     return 0
 
 
@@ -83,9 +88,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from galsim_hub.training.validation.morphology import run_validation
     from galsim_hub.training.validation.report import targets_markdown
 
-    results = run_validation(args.model, args.data, args.out, n=args.n, seed=args.seed, n_jobs=args.jobs,
-                             n_morph=args.n_morph, train_data=args.train_data, n_bootstrap=args.bootstrap,
-                             out_of_range=args.out_of_range)
+    results = run_validation(
+        args.model,
+        args.data,
+        args.out,
+        n=args.n,
+        seed=args.seed,
+        n_jobs=args.jobs,
+        n_morph=args.n_morph,
+        train_data=args.train_data,
+        n_bootstrap=args.bootstrap,
+        out_of_range=args.out_of_range,
+    )
     print(targets_markdown(results["targets"]))
     print(f"\nreport: {results['report']}")
     failed = not all(target["passed"] for target in results["targets"])
@@ -96,8 +110,15 @@ def cmd_aegis(args: argparse.Namespace) -> int:
     """The real two-band sanity check of a multi-band model on GalSim's AEGIS galaxies."""
     from galsim_hub.training.validation.aegis import aegis_markdown, run_aegis_check
 
-    table = run_aegis_check(args.model, args.aegis_dir, args.out, data=args.data, n_mocks=args.n_mocks,
-                            seed=args.seed, correlated=not args.white_noise)
+    table = run_aegis_check(
+        args.model,
+        args.aegis_dir,
+        args.out,
+        data=args.data,
+        n_mocks=args.n_mocks,
+        seed=args.seed,
+        correlated=not args.white_noise,
+    )
     print(f"conditions AEGIS lacks: {table.meta['filled']}")
     print(aegis_markdown(table))
     print(f"\nreport: {Path(args.out) / 'aegis.md'}")
@@ -113,10 +134,17 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     text = diagnosis_markdown(result)
     (out / "diagnosis.md").write_text(f"# Diagnosis: {result['metadata']['model']}\n\n" + text)
-    (out / "diagnosis.json").write_text(json.dumps(
-        {"metadata": result["metadata"], "samples": [dict(zip(result["table"].colnames, map(_plain, row)))
-                                                     for row in result["table"]],
-         "flux_bins": result["flux_bins"]}, indent=2) + "\n")
+    (out / "diagnosis.json").write_text(
+        json.dumps(
+            {
+                "metadata": result["metadata"],
+                "samples": [dict(zip(result["table"].colnames, map(_plain, row))) for row in result["table"]],
+                "flux_bins": result["flux_bins"],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(text)
     return 0
 
@@ -148,14 +176,21 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     sub = commands.add_parser("train", help="train a model: the VAE, the flow, or all (data set to export)")
     _pipeline_arguments(sub)
-    sub.add_argument("--stage", choices=TRAIN_STAGES, default="all",
-                     help="vae, flow, or all: data set, VAE, flow and export (default)")
+    sub.add_argument(
+        "--stage",
+        choices=TRAIN_STAGES,
+        default="all",
+        help="vae, flow, or all: data set, VAE, flow and export (default)",
+    )
     sub.add_argument("--out", help="all: exported model directory (default WORK_DIR/export/NAME)")
-    sub.add_argument("--no-resume", action="store_true",
-                     help="start training from scratch, deleting the stage's checkpoints")
-    sub.add_argument("--heldout-data", metavar="DIR",
-                     help="vae/all: a held-out data set whose loss is recorded at every checkpoint "
-                          "(WORK_DIR/vae_heldout.json)")
+    sub.add_argument(
+        "--no-resume", action="store_true", help="start training from scratch, deleting the stage's checkpoints"
+    )
+    sub.add_argument(
+        "--heldout-data",
+        metavar="DIR",
+        help="vae/all: a held-out data set whose loss is recorded at every checkpoint (WORK_DIR/vae_heldout.json)",
+    )
     sub.set_defaults(func=cmd_train)
 
     sub = commands.add_parser("export", help="export a trained model (decoder + flow + metadata)")
@@ -171,27 +206,44 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--n", type=int, default=None, help="number of galaxies (default: all)")
     sub.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     sub.add_argument("--jobs", type=int, default=1, help="processes for statmorph (default: 1)")
-    sub.add_argument("--n-morph", type=int, default=None,
-                     help="galaxies measured with statmorph (default: all; multi-band data sets: none)")
+    sub.add_argument(
+        "--n-morph",
+        type=int,
+        default=None,
+        help="galaxies measured with statmorph (default: all; multi-band data sets: none)",
+    )
     sub.add_argument("--train-data", default=None, help="the model's training data set: adds the memorisation check")
     sub.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples for the uncertainties")
-    sub.add_argument("--out-of-range", choices=OUT_OF_RANGE_POLICIES, default=DEFAULT_OUT_OF_RANGE,
-                     help="the model's policy for galaxies outside its training range (default: clip)")
-    sub.add_argument("--strict", action="store_true",
-                     help=f"exit with status {EXIT_TARGETS_FAILED} when a target fails")
+    sub.add_argument(
+        "--out-of-range",
+        choices=OUT_OF_RANGE_POLICIES,
+        default=DEFAULT_OUT_OF_RANGE,
+        help="the model's policy for galaxies outside its training range (default: clip)",
+    )
+    sub.add_argument(
+        "--strict", action="store_true", help=f"exit with status {EXIT_TARGETS_FAILED} when a target fails"
+    )
     sub.set_defaults(func=cmd_validate)
 
     sub = commands.add_parser("aegis", help="real two-band check of a multi-band model on GalSim's AEGIS galaxies")
     sub.add_argument("model", help="multi-band model handle (hub:NAME, URL, directory or archive)")
-    sub.add_argument("--aegis-dir", required=True,
-                     help="folder of AEGIS_F606w_catalog.fits, AEGIS_F814w_catalog.fits and their files")
+    sub.add_argument(
+        "--aegis-dir",
+        required=True,
+        help="folder of AEGIS_F606w_catalog.fits, AEGIS_F814w_catalog.fits and their files",
+    )
     sub.add_argument("--out", required=True, help="output directory for aegis.md and aegis.json")
-    sub.add_argument("--data", default=None, help="a data set of the model's conditions (training or held-out) "
-                                                  "to fill the conditions AEGIS lacks (default: condition_mean)")
+    sub.add_argument(
+        "--data",
+        default=None,
+        help="a data set of the model's conditions (training or held-out) "
+        "to fill the conditions AEGIS lacks (default: condition_mean)",
+    )
     sub.add_argument("--n-mocks", type=int, default=20, help="mocks per galaxy (default: 20)")
     sub.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
-    sub.add_argument("--white-noise", action="store_true",
-                     help="white mock noise instead of the real correlated ACS noise")
+    sub.add_argument(
+        "--white-noise", action="store_true", help="white mock noise instead of the real correlated ACS noise"
+    )
     sub.set_defaults(func=cmd_aegis)
 
     sub = commands.add_parser("diagnose", help="do a model's biases come from its VAE or its flow?")

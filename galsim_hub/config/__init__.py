@@ -47,6 +47,7 @@ no photon shooting), the object is instead the chromatic object already integrat
 image's bandpass (:meth:`galsim_hub.MultiBandGalaxy.through`): the same pixels, drawn with
 one FFT instead of one per band.
 """
+
 from galsim_hub.config.gsobject_generative_galaxy import UPSTREAM_OBJECT_TYPE, BuildGenerativeGalaxy
 from galsim_hub.config.input_generative_model import (
     DEFAULT_BLOCK_SIZE,
@@ -56,5 +57,12 @@ from galsim_hub.config.input_generative_model import (
     GenerativeModelLoader,
 )
 
-__all__ = ["GenerativeModelInput", "GenerativeModelLoader", "BuildGenerativeGalaxy", "INPUT_TYPE", "OBJECT_TYPE",
-           "UPSTREAM_OBJECT_TYPE", "DEFAULT_BLOCK_SIZE"]
+__all__ = [
+    "GenerativeModelInput",
+    "GenerativeModelLoader",
+    "BuildGenerativeGalaxy",
+    "INPUT_TYPE",
+    "OBJECT_TYPE",
+    "UPSTREAM_OBJECT_TYPE",
+    "DEFAULT_BLOCK_SIZE",
+]

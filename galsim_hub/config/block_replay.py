@@ -5,6 +5,7 @@ the way GalSim evaluates them when it builds that object: in a context with that
 ``obj_num`` and its own rng, seeded as GalSim seeds it and advanced by the draws GalSim makes
 before it builds ``gal``. See :mod:`galsim_hub.config`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,18 @@ OBJECT_OPTIONS = {
     "out_of_range": str,
 }
 # Set by GalSim for the stamp being drawn: a block cannot know them for its other objects.
-_STAMP_KEYS = ("image_pos", "world_pos", "uv_pos", "sky_pos", "stamp_center", "stamp_offset",
-               "index_pos", "current_prof", "current_stamp", "current_noise_image")
+_STAMP_KEYS = (
+    "image_pos",
+    "world_pos",
+    "uv_pos",
+    "sky_pos",
+    "stamp_center",
+    "stamp_offset",
+    "index_pos",
+    "current_prof",
+    "current_stamp",
+    "current_noise_image",
+)
 _FIELD_KEY = "_galsim_hub_field"  # digest of a gal field, the same in every process
 
 
@@ -46,8 +57,7 @@ def image_object_range(base: dict) -> tuple[int, int]:
 def detached_copy(value):
     """Copy a config value without GalSim's cached state (``current``, ``_get``, ...)."""
     if isinstance(value, dict):
-        return type(value)((k, detached_copy(v)) for k, v in value.items()
-                           if not k.startswith("_") and k != "current")
+        return type(value)((k, detached_copy(v)) for k, v in value.items() if not k.startswith("_") and k != "current")
     if isinstance(value, list):
         return [detached_copy(v) for v in value]
     return value
@@ -127,8 +137,9 @@ def block_inputs(param, names, request, ignore, base, obj_nums, draws_before, la
         if draws_before:
             context["rng"].discard(draws_before)
         try:
-            kwargs, _ = galsim.config.GetAllParams(detached_copy(param), context, req=request,
-                                                   opt=OBJECT_OPTIONS, ignore=ignore)
+            kwargs, _ = galsim.config.GetAllParams(
+                detached_copy(param), context, req=request, opt=OBJECT_OPTIONS, ignore=ignore
+            )
         except Exception as error:  # e.g. a value of the stamp position
             raise NotReplayable(f"object {obj_num}: {error}") from error
         conditions[row] = [kwargs[name] for name in names]

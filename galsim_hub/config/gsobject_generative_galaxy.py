@@ -2,6 +2,7 @@
 
 See :mod:`galsim_hub.config` for the batching, the out-of-range policy and multi-band models.
 """
+
 from __future__ import annotations
 
 import collections
@@ -14,13 +15,15 @@ from galsim_hub.config.block_replay import (
     OBJECT_OPTIONS,
     NotReplayable,
     block_inputs,
-    draws_before as count_draws_before,
     field_digest,
     image_object_range,
     noise_rng,
     object_seed,
 )
-from galsim_hub.config.input_generative_model import INPUT_TYPE, OBJECT_TYPE, BLOCKS_KEPT, profile_options
+from galsim_hub.config.block_replay import (
+    draws_before as count_draws_before,
+)
+from galsim_hub.config.input_generative_model import BLOCKS_KEPT, INPUT_TYPE, OBJECT_TYPE, profile_options
 from galsim_hub.metadata import condition_names
 from galsim_hub.profiles.bands import band_set_of
 from galsim_hub.profiles.wrap import as_gsobject, galaxy_profile
@@ -98,13 +101,21 @@ def _block(model, param, base, metadata, request, ignore, image_options, draws_b
 
     def key_and_inputs(first: int):
         obj_nums = list(range(first, min(first + size, image_end)))
-        key = (field_digest(param), base.get("file_num", 0), base.get("image_num", 0), first, len(obj_nums), policy,
-               draws_before)
+        key = (
+            field_digest(param),
+            base.get("file_num", 0),
+            base.get("image_num", 0),
+            first,
+            len(obj_nums),
+            policy,
+            draws_before,
+        )
 
         def inputs():
             names = condition_names(metadata)
-            conditions, noise = block_inputs(param, names, request, ignore, base, obj_nums, draws_before,
-                                              int(metadata["latent_dim"]))
+            conditions, noise = block_inputs(
+                param, names, request, ignore, base, obj_nums, draws_before, int(metadata["latent_dim"])
+            )
             _check_conditions(conditions, names, obj_nums)
             return conditions, noise
 
@@ -148,8 +159,9 @@ def _own_image(model, base: dict, metadata: dict, own_values: np.ndarray, policy
     names = condition_names(metadata)
     _check_conditions(own_values[None, :], names, [obj_num])
     noise = draw_base_noise(1, int(metadata["latent_dim"]), noise_rng(object_seed(base)))
-    plan = SamplingPlan(own_values[None, :], metadata, policy, labels=[obj_num], what="objects",
-                        prefix=f"{OBJECT_TYPE}: ")
+    plan = SamplingPlan(
+        own_values[None, :], metadata, policy, labels=[obj_num], what="objects", prefix=f"{OBJECT_TYPE}: "
+    )
     return plan.images(model.decode_bands, noise)[0]
 
 
@@ -162,12 +174,17 @@ def report_fallback(base: dict, param: dict, names, own, block, logger) -> None:
         why = "cannot be evaluated outside the object's own stamp (e.g. it uses the stamp position)"
     else:
         changed = [name for name, a, b in zip(names, own, block) if a != b]
-        why = (f"of {', '.join(changed)} differs from what the block evaluated for it (it depends "
-               f"on more than the object number and its own rng, e.g. on the stamp position)")
+        why = (
+            f"of {', '.join(changed)} differs from what the block evaluated for it (it depends "
+            f"on more than the object number and its own rng, e.g. on the stamp position)"
+        )
     getattr(logger, level)(
         "obj %d: %s: the condition value %s; objects of this kind are decoded one per model call, which "
         "is slower (catalog columns, Random values and expressions of obj_num are batched)",
-        base["obj_num"], OBJECT_TYPE, why)
+        base["obj_num"],
+        OBJECT_TYPE,
+        why,
+    )
 
 
 def _check_keys(param: dict, names: list[str], ignore: list[str], file_name: str) -> None:
@@ -236,8 +253,11 @@ def BuildGenerativeGalaxy(config: dict, base: dict, ignore: list, gsparams: dict
     for name in names:
         _check_catalog_rows(config, name, base, base["obj_num"])
     own = np.array([kwargs[name] for name in names], dtype=np.float64)
-    image_options = (kwargs.get("x_interpolant"), kwargs.get("pad_factor", 4.0),
-                     tuple(sorted(gsparams.items())) if gsparams else ())
+    image_options = (
+        kwargs.get("x_interpolant"),
+        kwargs.get("pad_factor", 4.0),
+        tuple(sorted(gsparams.items())) if gsparams else (),
+    )
     block, first = _block(model, config, base, metadata, request, ignore, image_options, draws_before, policy)
     maxk = None  # GalSim finds it
     if block is not None and np.array_equal(block.conditions[base["obj_num"] - first], own):
@@ -246,12 +266,17 @@ def BuildGenerativeGalaxy(config: dict, base: dict, ignore: list, gsparams: dict
             maxk = block.maxk[base["obj_num"] - first]
     else:
         if model.getBatchSize() > 1:
-            report_fallback(base, config, names, own,
-                            None if block is None else block.conditions[base["obj_num"] - first], logger)
+            report_fallback(
+                base, config, names, own, None if block is None else block.conditions[base["obj_num"] - first], logger
+            )
         image = _own_image(model, base, metadata, own, policy)
-    galaxy = galaxy_profile(np.array(image), float(metadata["pixel_scale"]),
-                            band_set_of(metadata, source=model.getFileName()),
-                            profile_options(image_options, kwargs.get("k_interpolant")), maxk)
+    galaxy = galaxy_profile(
+        np.array(image),
+        float(metadata["pixel_scale"]),
+        band_set_of(metadata, source=model.getFileName()),
+        profile_options(image_options, kwargs.get("k_interpolant")),
+        maxk,
+    )
     return as_gsobject(galaxy, achromatic_bandpass(base)), False
 
 

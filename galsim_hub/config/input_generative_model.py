@@ -2,6 +2,7 @@
 
 See :mod:`galsim_hub.config` for the batching and the processes.
 """
+
 from __future__ import annotations
 
 import collections
@@ -28,8 +29,9 @@ def profile_options(image_options: tuple, k_interpolant: object = None) -> Profi
     """The :class:`~galsim_hub.profiles.wrap.ProfileOptions` of a block's ``image_options``
     ``(x_interpolant, pad_factor, gsparams items)``."""
     x_interpolant, pad_factor, gsparams = image_options
-    return ProfileOptions(x_interpolant, k_interpolant, pad_factor,
-                          galsim.GSParams(**dict(gsparams)) if gsparams else None)
+    return ProfileOptions(
+        x_interpolant, k_interpolant, pad_factor, galsim.GSParams(**dict(gsparams)) if gsparams else None
+    )
 
 
 class Block(NamedTuple):
@@ -71,9 +73,7 @@ class GenerativeModelInput(GenerativeGalaxyModel):
 
     def __init__(self, file_name: str, device: str | None = None, batch_size: int = DEFAULT_BLOCK_SIZE):
         if int(batch_size) < 1:
-            raise galsim.GalSimConfigValueError(
-                "generative_model.batch_size must be a positive integer", batch_size
-            )
+            raise galsim.GalSimConfigValueError("generative_model.batch_size must be a positive integer", batch_size)
         super().__init__(file_name, device=device, batch_size=batch_size)
         self._blocks: collections.OrderedDict = collections.OrderedDict()
         self._pending: dict = {}  # key -> Event set when that claimed block is decoded or given up
@@ -120,8 +120,15 @@ class GenerativeModelInput(GenerativeGalaxyModel):
         if pending is not None:
             pending.set()
 
-    def decodeBlock(self, key: tuple, conditions: np.ndarray, noise: np.ndarray, image_options: tuple,
-                    out_of_range: str = DEFAULT_OUT_OF_RANGE, claimed: bool = False) -> Block:
+    def decodeBlock(
+        self,
+        key: tuple,
+        conditions: np.ndarray,
+        noise: np.ndarray,
+        image_options: tuple,
+        out_of_range: str = DEFAULT_OUT_OF_RANGE,
+        claimed: bool = False,
+    ) -> Block:
         """Decode a block once: ``[B, C]`` conditions and ``[B, L]`` base noise, under ``key``.
 
         Conditions outside the training range are treated by the ``out_of_range`` policy
@@ -137,8 +144,14 @@ class GenerativeModelInput(GenerativeGalaxyModel):
             claimed = self.claimBlock(key)
         try:
             first, count = key[3], key[4]
-            plan = SamplingPlan(np.asarray(conditions, dtype=np.float64), self.metadata, out_of_range,
-                                labels=list(range(first, first + count)), what="objects", prefix=f"{OBJECT_TYPE}: ")
+            plan = SamplingPlan(
+                np.asarray(conditions, dtype=np.float64),
+                self.metadata,
+                out_of_range,
+                labels=list(range(first, first + count)),
+                what="objects",
+                prefix=f"{OBJECT_TYPE}: ",
+            )
             images = plan.images(self._loaded().sample_images, noise)
             maxk = band_maxk(images, self.pixel_scale, profile_options(image_options))
             block = Block(images, np.asarray(conditions, dtype=np.float64), image_options, maxk)
@@ -150,8 +163,14 @@ class GenerativeModelInput(GenerativeGalaxyModel):
             self.dropClaim(key)  # wakes the waiters
         return block
 
-    def prefetchBlock(self, key: tuple, conditions: np.ndarray, noise: np.ndarray, image_options: tuple,
-                      out_of_range: str = DEFAULT_OUT_OF_RANGE) -> None:
+    def prefetchBlock(
+        self,
+        key: tuple,
+        conditions: np.ndarray,
+        noise: np.ndarray,
+        image_options: tuple,
+        out_of_range: str = DEFAULT_OUT_OF_RANGE,
+    ) -> None:
         """Decode a claimed block in a thread and return at once.
 
         TensorFlow releases the GIL, so this decoding overlaps the drawing of the current
@@ -183,8 +202,14 @@ class GenerativeModelLoader(galsim.config.InputLoader):
         if logger and not base.get("_galsim_hub_model_logged"):
             base["_galsim_hub_model_logged"] = True
             metadata = input_obj.getMetadata()
-            logger.info("file %d: generative model %s %s (%s), batch_size %d", base.get("file_num", 0),
-                        metadata["name"], metadata["version"], input_obj.getFileName(), input_obj.getBatchSize())
+            logger.info(
+                "file %d: generative model %s %s (%s), batch_size %d",
+                base.get("file_num", 0),
+                metadata["name"],
+                metadata["version"],
+                input_obj.getFileName(),
+                input_obj.getBatchSize(),
+            )
 
 
 galsim.config.RegisterInputType(INPUT_TYPE, GenerativeModelLoader())

@@ -19,6 +19,7 @@ place first is accepted when its digest matches.
 A hub entry may list several sources (`galsim_hub.hub.handle.ModelSource.alternatives`); a
 cached entry of any of them is used, otherwise they are tried in order, each verified.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -32,14 +33,13 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from galsim_hub.hub import http
-from galsim_hub.hub import settings
 from galsim_hub.errors import DownloadError, HandleError, MetadataError, UnsafeArchiveError, is_local_write_error
+from galsim_hub.hub import http, settings
 from galsim_hub.hub.extract import safe_extract
 from galsim_hub.hub.locks import OWNER_FILE, EntryLock, new_work_folder, sweep_stale_work
-from galsim_hub.metadata import read_metadata
 from galsim_hub.hub.settings import cache_root, is_offline
 from galsim_hub.hub.verify import check_archive, check_blob
+from galsim_hub.metadata import read_metadata
 
 if TYPE_CHECKING:
     from galsim_hub.hub.handle import ModelSource
@@ -149,8 +149,9 @@ def _extract(archive: Path, destination: Path, label: str) -> None:
         if isinstance(exc, UnsafeArchiveError):
             raise
         if is_local_write_error(exc):
-            raise HandleError(f"could not extract {label} into the cache {destination.parent.parent}: "
-                              f"{exc.strerror}") from exc
+            raise HandleError(
+                f"could not extract {label} into the cache {destination.parent.parent}: {getattr(exc, 'strerror', exc)}"
+            ) from exc
         error = DownloadError if label.startswith(("http://", "https://")) else HandleError
         raise error(f"{label} is not a readable .tar.gz archive ({exc})") from exc
 
@@ -164,8 +165,7 @@ def _find_model_dir(extracted: Path, label: str) -> Path:
         if any((children[0] / marker).exists() for marker in MODEL_MARKERS):
             return children[0]
     raise MetadataError(
-        f"{label} holds no model: none of {', '.join(MODEL_MARKERS)} at its top level "
-        f"or in a single top-level folder"
+        f"{label} holds no model: none of {', '.join(MODEL_MARKERS)} at its top level or in a single top-level folder"
     )
 
 
@@ -178,18 +178,21 @@ def _check_model_files(model_dir: Path, label: str) -> None:
     missing = []
     if (model_dir / "galsim_hub.json").is_file():
         read_metadata(model_dir)
-        missing += [name for name in ("saved_model.pb", "variables/variables.index")
-                    if not (model_dir / name).is_file()]
+        missing += [
+            name for name in ("saved_model.pb", "variables/variables.index") if not (model_dir / name).is_file()
+        ]
     elif (model_dir / "tfhub_module.pb").is_file():
         missing += [] if (model_dir / "saved_model.pb").is_file() else ["saved_model.pb"]
         if (model_dir / "variables").is_dir() and not (model_dir / "variables/variables.index").is_file():
             missing.append("variables/variables.index")
     if (model_dir / "variables/variables.index").is_file() and not any(
-            (model_dir / "variables").glob("variables.data-*")):
+        (model_dir / "variables").glob("variables.data-*")
+    ):
         missing.append("variables/variables.data-*")
     if missing:
-        raise MetadataError(f"{label} holds an incomplete model: {', '.join(missing)} missing in "
-                            f"{model_dir.name or 'its top level'}")
+        raise MetadataError(
+            f"{label} holds an incomplete model: {', '.join(missing)} missing in {model_dir.name or 'its top level'}"
+        )
 
 
 def _download_files(source: ModelSource, destination: Path, progress: bool) -> int:
@@ -209,8 +212,12 @@ def _fill_work_folder(source: ModelSource, work: Path, record: dict, progress: b
     extracted = work / MODEL_FOLDER
     extracted.mkdir()
     if source.kind == "files":
-        record.update(base_url=source.location, files=len(source.files), sha256=None,
-                      size_bytes=_download_files(source, extracted, progress))
+        record.update(
+            base_url=source.location,
+            files=len(source.files),
+            sha256=None,
+            size_bytes=_download_files(source, extracted, progress),
+        )
         model_dir = _find_model_dir(extracted, source.location)
         _check_model_files(model_dir, source.location)
         return model_dir
@@ -223,12 +230,14 @@ def _fill_work_folder(source: ModelSource, work: Path, record: dict, progress: b
     _extract(archive, extracted, source.location)
     if source.kind == "url":
         archive.unlink()
-    record.update({
-        "url" if source.kind == "url" else "archive_path": source.location,
-        "archive_name": PurePosixPath(source.location.split("?")[0]).name,
-        "sha256": sha256,
-        "size_bytes": size,
-    })
+    record.update(
+        {
+            "url" if source.kind == "url" else "archive_path": source.location,
+            "archive_name": PurePosixPath(source.location.split("?")[0]).name,
+            "sha256": sha256,
+            "size_bytes": size,
+        }
+    )
     model_dir = _find_model_dir(extracted, source.location)
     _check_model_files(model_dir, source.location)
     return model_dir
@@ -359,7 +368,7 @@ def fetch(source: ModelSource, *, progress: bool | None = None) -> Path:
             return available
     if is_offline() and all(candidate.kind in ("url", "files") for candidate in candidates):
         raise _offline_error(source, root)
-    failures = []
+    failures: list[str] = []
     for candidate in candidates:
         try:
             return _fetch_one(candidate, root, _show_progress(progress))

@@ -9,14 +9,15 @@ resolved folder lies inside the destination. The total size and the number of me
 capped (`galsim_hub.hub.settings.max_extract_bytes`, ``MAX_EXTRACT_MEMBERS``) before anything
 exceeding them is written, and the bytes actually written are counted too.
 """
+
 from __future__ import annotations
 
 import os
 import tarfile
 from pathlib import Path, PurePosixPath
 
-from galsim_hub.hub import settings
 from galsim_hub.errors import UnsafeArchiveError
+from galsim_hub.hub import settings
 
 __all__ = ["safe_extract"]
 
@@ -73,7 +74,7 @@ def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, bud
     written = 0
     with os.fdopen(descriptor, "wb") as out:
         while True:
-            chunk = source.read(_CHUNK)
+            chunk = source.read(_CHUNK)  # type: ignore[union-attr]  # a regular file's member
             if not chunk:
                 break
             written += len(chunk)
@@ -116,9 +117,7 @@ def safe_extract(tar: tarfile.TarFile, destination: Path, label: str) -> int:
     for member in tar:
         count += 1
         if count > settings.MAX_EXTRACT_MEMBERS:
-            raise UnsafeArchiveError(
-                f"{label}: the archive has more than {settings.MAX_EXTRACT_MEMBERS} members"
-            )
+            raise UnsafeArchiveError(f"{label}: the archive has more than {settings.MAX_EXTRACT_MEMBERS} members")
         relative = _check_name(member, label)
         _check_kind(member, label)
         if relative is None:

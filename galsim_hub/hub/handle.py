@@ -14,6 +14,7 @@ An entry names one or more sources, tried in order by the cache, each verified: 
 (``url``/``path`` with ``sha256``, ``sha256_prefix``, ``size``) or a multi-file source
 (``base_url`` and ``files``, a list of ``{path, size, git_blob_sha1}``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
 
-from galsim_hub.hub import settings
 from galsim_hub.errors import DownloadError, HandleError, MetadataError
+from galsim_hub.hub import settings
 
 __all__ = [
     "ModelSource",
@@ -116,7 +117,7 @@ def parse_hub_handle(handle: str) -> tuple[str, str | None]:
     """
     if not isinstance(handle, str) or not handle.startswith("hub:"):
         raise HandleError(f"{handle!r} is not a hub handle; {ACCEPTED_FORMS}")
-    name, sep, version = handle[len("hub:"):].partition("@")
+    name, sep, version = handle[len("hub:") :].partition("@")
     if not _NAME_RE.match(name):
         raise HandleError(
             f"malformed hub handle {handle!r}: the model name {name!r} must be letters, digits, "
@@ -125,10 +126,7 @@ def parse_hub_handle(handle: str) -> tuple[str, str | None]:
     if not sep:
         return name, None
     if not _VERSION_RE.match(version):
-        raise HandleError(
-            f"malformed hub handle {handle!r}: the version after '@' is {version!r}; "
-            f"{ACCEPTED_FORMS}"
-        )
+        raise HandleError(f"malformed hub handle {handle!r}: the version after '@' is {version!r}; {ACCEPTED_FORMS}")
     return name, version
 
 
@@ -152,7 +150,7 @@ def version_key(version: str) -> tuple:
     numbers = [int(part) for part in release.group(0).split(".")] if release else []
     while numbers and numbers[-1] == 0:
         numbers.pop()
-    rest = text[release.end():] if release else text
+    rest = text[release.end() :] if release else text
     # Numbers sort above the end marker, which sorts above letters: 1.0 < 1.0.1, 1.0rc1 < 1.0.
     key = [(1, n, "") for n in numbers]
     for token in re.findall(r"\d+|[a-z]+", rest):
@@ -195,9 +193,7 @@ def _read_remote_index(url: str) -> str:
         )
     response = http.request("GET", url, f"could not download the index {url}")
     if response.status_code >= 400:
-        raise DownloadError(
-            f"could not download the index {url}: HTTP {response.status_code} {response.reason}"
-        )
+        raise DownloadError(f"could not download the index {url}: HTTP {response.status_code} {response.reason}")
     return response.text
 
 
@@ -210,7 +206,7 @@ def _save_remote_copy(url: str, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, copy)
     except OSError as exc:  # a read-only cache still reads the index
-        warnings.warn(f"could not keep a copy of the index {url} in {copy.parent}: {exc.strerror}")
+        warnings.warn(f"could not keep a copy of the index {url} in {copy.parent}: {exc.strerror}", stacklevel=2)
 
 
 def _extra_index_entries(location: str) -> tuple[list[dict], str]:
@@ -236,7 +232,7 @@ def _extra_index_entries(location: str) -> tuple[list[dict], str]:
         copy = _remote_index_copy(location)
         if settings.is_offline() or not copy.is_file():
             raise
-        warnings.warn(f"{exc}; using its last good copy from {copy}")
+        warnings.warn(f"{exc}; using its last good copy from {copy}", stacklevel=2)
         return _parse_index(copy.read_text(encoding="utf-8"), location), location
     if not settings.is_offline():
         _save_remote_copy(location, text)
@@ -287,8 +283,10 @@ def _validate_files(files: object, where: str) -> tuple:
             raise MetadataError(f"{here} is not a JSON object")
         path, blob = item.get("path"), item.get("git_blob_sha1")
         parts = path.split("/") if isinstance(path, str) else []
-        if not parts or any(part in ("", ".", "..") for part in parts) or "\\" in path:
-            raise MetadataError(f"{here}: 'path' must be a relative path without '.', '..' or empty parts, got {path!r}")
+        if not isinstance(path, str) or any(part in ("", ".", "..") for part in parts) or "\\" in path:
+            raise MetadataError(
+                f"{here}: 'path' must be a relative path without '.', '..' or empty parts, got {path!r}"
+            )
         if path in seen:
             raise MetadataError(f"{here}: {path!r} is listed twice")
         seen.add(path)
@@ -325,8 +323,11 @@ def _validate_source(raw: object, where: str, index_location: str) -> dict:
     if keys[0] == "base_url":
         if kind != "url":
             raise MetadataError(f"{where}: 'base_url' must be an http(s) URL (or relative to a remote index)")
-        source.update(kind="files", location=location if location.endswith("/") else location + "/",
-                      files=_validate_files(raw.get("files"), where))
+        source.update(
+            kind="files",
+            location=location if location.endswith("/") else location + "/",
+            files=_validate_files(raw.get("files"), where),
+        )
     elif "files" in raw:
         raise MetadataError(f"{where}: 'files' needs a 'base_url'")
     return source
@@ -382,9 +383,7 @@ def _parse_index(text: str, index_location: str) -> list[dict]:
     except json.JSONDecodeError as exc:
         raise MetadataError(f"the index {index_location} is not valid JSON: {exc}") from exc
     if not isinstance(document, dict) or document.get("format") != INDEX_FORMAT:
-        raise MetadataError(
-            f"the index {index_location} must be a JSON object with \"format\": {INDEX_FORMAT}"
-        )
+        raise MetadataError(f'the index {index_location} must be a JSON object with "format": {INDEX_FORMAT}')
     models = document.get("models")
     if not isinstance(models, list):
         raise MetadataError(f"the index {index_location} lacks a 'models' list")
@@ -428,7 +427,7 @@ def load_index() -> list[dict]:
                 index_entries, location = _extra_index_entries(location)
             except (DownloadError, MetadataError, HandleError) as exc:
                 _skipped_indexes[location] = str(exc)
-                warnings.warn(f"{exc}; this index is skipped (models of the other indexes still resolve)")
+                warnings.warn(f"{exc}; this index is skipped (models of the other indexes still resolve)", stacklevel=2)
                 continue
         for entry in index_entries:
             if position == 0:
@@ -436,7 +435,8 @@ def load_index() -> list[dict]:
             elif entry["name"] in bundled:
                 warnings.warn(
                     f"the index {location} lists hub:{entry['name']}@{entry['version']}, a name of the "
-                    "bundled index; it is ignored (an extra index cannot shadow a bundled model)"
+                    "bundled index; it is ignored (an extra index cannot shadow a bundled model)",
+                    stacklevel=2,
                 )
                 continue
             identity = (entry["name"], version_key(entry["version"]))
@@ -487,9 +487,7 @@ def find_entry(name: str, version: str | None = None) -> dict:
         if entry["version"] == version or version_key(entry["version"]) == wanted:
             return entry
     available = sorted((entry["version"] for entry in candidates), key=version_key)
-    raise HandleError(
-        f"model {name!r} has no version {version!r}; available versions: {', '.join(available)}"
-    )
+    raise HandleError(f"model {name!r} has no version {version!r}; available versions: {', '.join(available)}")
 
 
 def _source_from_path(handle: str, path: Path, entry: dict | None = None, digests: dict | None = None) -> ModelSource:
@@ -499,12 +497,15 @@ def _source_from_path(handle: str, path: Path, entry: dict | None = None, digest
     if not path.exists():
         raise HandleError(f"{handle!r}: {path} does not exist; {ACCEPTED_FORMS}")
     if not path.is_file() or not path.name.lower().endswith(ARCHIVE_SUFFIXES):
-        raise HandleError(
-            f"{handle!r}: {path} is neither a directory nor a .tar.gz/.tgz archive; {ACCEPTED_FORMS}"
-        )
+        raise HandleError(f"{handle!r}: {path} is neither a directory nor a .tar.gz/.tgz archive; {ACCEPTED_FORMS}")
     return ModelSource(
-        handle, "archive", str(path), sha256=digests.get("sha256"), size=digests.get("size"),
-        entry=entry, sha256_prefix=digests.get("sha256_prefix"),
+        handle,
+        "archive",
+        str(path),
+        sha256=digests.get("sha256"),
+        size=digests.get("size"),
+        entry=entry,
+        sha256_prefix=digests.get("sha256_prefix"),
     )
 
 
@@ -519,10 +520,18 @@ def _entry_source(handle: str, entry: dict) -> ModelSource:
             except HandleError as exc:
                 problems.append(str(exc))
             continue
-        built.append(ModelSource(
-            handle, item["kind"], item["location"], sha256=item["sha256"], size=item["size"],
-            entry=entry, sha256_prefix=item["sha256_prefix"], files=item["files"],
-        ))
+        built.append(
+            ModelSource(
+                handle,
+                item["kind"],
+                item["location"],
+                sha256=item["sha256"],
+                size=item["size"],
+                entry=entry,
+                sha256_prefix=item["sha256_prefix"],
+                files=item["files"],
+            )
+        )
     if not built:
         raise HandleError("; ".join(problems))
     return dataclasses.replace(built[0], alternatives=tuple(built[1:]))

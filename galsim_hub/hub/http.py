@@ -7,15 +7,16 @@ User-Agent. `download` streams a file with a minimum rate and an optional total 
 and resumes a broken transfer with an HTTP ``Range`` request when the server accepts ranges.
 Built on `galsim_hub.hub.settings` only (like huggingface_hub's ``utils/_http.py``).
 """
+
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path, PurePosixPath
 
-from galsim_hub.hub import settings
 from galsim_hub._version import __version__
 from galsim_hub.errors import DownloadError, is_local_write_error
+from galsim_hub.hub import settings
 
 __all__ = ["USER_AGENT", "session", "request", "download"]
 
@@ -170,13 +171,15 @@ class _Transfer:
         self.url = url
         self.limit = limit
         self.limit_source = limit_source
-        self.validator: str | None = None   # ETag (strong) or Last-Modified of the first answer
-        self.total: int | None = None       # the full length, as first announced
+        self.validator: str | None = None  # ETag (strong) or Last-Modified of the first answer
+        self.total: int | None = None  # the full length, as first announced
 
     def check_size(self, size: int, what: str) -> None:
         if size > self.limit:
-            raise DownloadError(f"could not download {self.url}: {what} {size} bytes, more than "
-                                f"{self.limit_source} ({self.limit} bytes)")
+            raise DownloadError(
+                f"could not download {self.url}: {what} {size} bytes, more than "
+                f"{self.limit_source} ({self.limit} bytes)"
+            )
 
 
 def _range_start(response, received: int, transfer: _Transfer) -> bool:
@@ -213,8 +216,7 @@ def _receive(url: str, out, received: int, bar, pace: _Pace, advice: str, transf
             headers["If-Range"] = transfer.validator
     what = f"could not download {url}"
     try:
-        response = request("GET", url, what, stream=True, headers=headers,
-                           timeout=pace.timeout())
+        response = request("GET", url, what, stream=True, headers=headers, timeout=pace.timeout())
     except DownloadError as exc:
         raise DownloadError(f"{exc}.{advice}") from exc
     with response:
@@ -233,8 +235,7 @@ def _receive(url: str, out, received: int, bar, pace: _Pace, advice: str, transf
                 return _receive(url, out, 0, bar, pace, advice, transfer)
         if not received:
             etag = response.headers.get("ETag", "")
-            transfer.validator = (etag if etag and not etag.startswith("W/")
-                                  else response.headers.get("Last-Modified"))
+            transfer.validator = etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
         resumable = response.headers.get("Accept-Ranges", "").lower() == "bytes" or response.status_code == 206
         header = response.headers.get("Content-Length")
         announced = received + int(header) if header and header.isdigit() else None
@@ -299,15 +300,14 @@ def download(url: str, target: Path, *, progress: bool = False, size: int | None
     if size is not None:
         transfer = _Transfer(url, int(size), "the size the index gives")
     else:
-        transfer = _Transfer(url, settings.max_extract_bytes(),
-                             f"the largest download allowed ({settings.MAX_EXTRACT_ENV})")
+        transfer = _Transfer(
+            url, settings.max_extract_bytes(), f"the largest download allowed ({settings.MAX_EXTRACT_ENV})"
+        )
     try:
         out = open(target, "wb")
     except OSError as exc:
         raise DownloadError(f"could not write the download of {url} to {target}: {exc.strerror}") from exc
-    with out, tqdm(
-        total=size, unit="B", unit_scale=True, desc=name, disable=not progress
-    ) as bar:
+    with out, tqdm(total=size, unit="B", unit_scale=True, desc=name, disable=not progress) as bar:
         while True:
             try:
                 return _receive(url, out, received, bar, pace, advice, transfer)

@@ -5,6 +5,7 @@ some network file systems (NFS, Lustre), so cache correctness does not rest on t
 folder records its owner (host, pid, start time) and is swept only when that owner is gone
 (same host, dead pid) or when it is older than `settings.STALE_WORK_SECONDS`.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -40,9 +41,8 @@ def _owner_record(what: str = "") -> dict:
 def _describe(owner_file: Path) -> str:
     try:
         owner = json.loads(owner_file.read_text(encoding="utf-8"))
-        return (
-            f"process {owner['pid']} on {owner['host']} holds it since {owner['started']}"
-            + (f" ({owner['what']})" if owner.get("what") else "")
+        return f"process {owner['pid']} on {owner['host']} holds it since {owner['started']}" + (
+            f" ({owner['what']})" if owner.get("what") else ""
         )
     except (OSError, ValueError, KeyError, TypeError):
         return "its holder did not say who it is"
@@ -86,7 +86,10 @@ class EntryLock:
                 interval *= 2  # report after 10 s, 30 s, 70 s...: not a line every few seconds
                 logger.warning(
                     "galsim-hub: waiting %.0f s for the cache entry %s: %s (lock %s)",
-                    waited, self.key[:12], _describe(self.owner_file), self.path,
+                    waited,
+                    self.key[:12],
+                    _describe(self.owner_file),
+                    self.path,
                 )
         tmp = self.owner_file.with_name(f".{self.owner_file.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(_owner_record(self.what)), encoding="utf-8")
@@ -102,9 +105,11 @@ def _unwritable(root: Path, exc: OSError):
     """The error of a cache folder that cannot be written (read-only, not ours, disk full)."""
     from galsim_hub.errors import HandleError
 
-    return HandleError(f"the galsim-hub cache {root} cannot be written ({exc.strerror}); point "
-                       f"{settings.CACHE_ENV} to a folder you can write, or fetch into one and "
-                       "copy the entry")
+    return HandleError(
+        f"the galsim-hub cache {root} cannot be written ({exc.strerror}); point "
+        f"{settings.CACHE_ENV} to a folder you can write, or fetch into one and "
+        "copy the entry"
+    )
 
 
 def new_work_folder(root: Path, key: str) -> Path:

@@ -5,6 +5,7 @@ whatever the umask; a cache entry or a data set written through them stays priva
 renamed into place, so a cache shared by a group (common on clusters) is unusable. These
 helpers give such paths the modes ``mkdir`` and ``open`` would have given them.
 """
+
 from __future__ import annotations
 
 import os

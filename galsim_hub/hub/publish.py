@@ -13,6 +13,7 @@ the old one atomically; to an HTTP hub, the index is written with a conditional 
 (``If-Match`` with the ETag of the index that was read, ``If-None-Match: *`` when there was
 none), and a hub that answers ``412 Precondition Failed`` makes publish stop with an error.
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,9 +32,8 @@ from urllib.parse import urljoin, urlparse
 import filelock
 import numpy as np
 
-from galsim_hub.hub import http
-from galsim_hub.hub import settings
 from galsim_hub.errors import ConcurrentPublishError, DownloadError, HandleError, MetadataError
+from galsim_hub.hub import http, settings
 from galsim_hub.hub.handle import INDEX_FORMAT, version_key
 from galsim_hub.metadata import MODEL_METADATA_FILE, read_metadata, validate_metadata
 
@@ -102,24 +102,31 @@ def check_model_for_publish(model_dir: str | os.PathLike) -> dict:
         failing = []
         for i in range(len(points)):
             try:
-                model.sample_images(points[i:i + 1], noise[i:i + 1])
+                model.sample_images(points[i : i + 1], noise[i : i + 1])
             except Exception:
                 failing.append(i)
-        where = f" at {len(failing)} of {len(points)} points of its training range (e.g. {describe(failing)})" \
-            if failing else ""
+        where = (
+            f" at {len(failing)} of {len(points)} points of its training range (e.g. {describe(failing)})"
+            if failing
+            else ""
+        )
         raise MetadataError(f"{directory}: sampling over the training range failed{where}: {exc}") from exc
     size = model.stamp_size
     expected = (len(points), size, size, model.n_bands)
     if images.shape != expected:
         raise MetadataError(f"{directory}: the model returned images of shape {images.shape}, expected {expected}")
     flux = images.sum(axis=(1, 2))  # [N, B]: every band needs flux
-    checks = (("NaN or infinite pixels", ~np.isfinite(images).reshape(len(points), -1).all(axis=1)),
-              ("negative pixels", (images < 0).reshape(len(points), -1).any(axis=1)),
-              ("empty images (no flux)", ~(flux > 0).reshape(len(points), -1).all(axis=1)))
+    checks = (
+        ("NaN or infinite pixels", ~np.isfinite(images).reshape(len(points), -1).all(axis=1)),
+        ("negative pixels", (images < 0).reshape(len(points), -1).any(axis=1)),
+        ("empty images (no flux)", ~(flux > 0).reshape(len(points), -1).all(axis=1)),
+    )
     for problem, bad in checks:
         if bad.any():
-            raise MetadataError(f"{directory}: the model returned {problem} at {int(bad.sum())} of "
-                                f"{len(points)} points of its training range (e.g. {describe(np.flatnonzero(bad))})")
+            raise MetadataError(
+                f"{directory}: the model returned {problem} at {int(bad.sum())} of "
+                f"{len(points)} points of its training range (e.g. {describe(np.flatnonzero(bad))})"
+            )
     return metadata
 
 
@@ -291,7 +298,9 @@ def _http(method: str, url: str, what: str, **kwargs):
     token = os.environ.get(TOKEN_ENV)
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    return http.request(method, url, f"{what}: {method} {url} failed", headers=headers, timeout=UPLOAD_TIMEOUT, **kwargs)
+    return http.request(
+        method, url, f"{what}: {method} {url} failed", headers=headers, timeout=UPLOAD_TIMEOUT, **kwargs
+    )
 
 
 def _require_ok(response, what: str) -> None:
@@ -330,7 +339,7 @@ def _publish_to_url(hub: str, entry: dict, archive: Path, card: Path) -> None:
     index_url = urljoin(base, INDEX_FILE)
     response = _http("GET", index_url, "reading the index")
     if response.status_code == 404:
-        index = {"format": INDEX_FORMAT, "models": []}
+        index: dict = {"format": INDEX_FORMAT, "models": []}
         condition = {"If-None-Match": "*"}
     else:
         _require_ok(response, f"reading the index {index_url}")
@@ -340,7 +349,8 @@ def _publish_to_url(hub: str, entry: dict, archive: Path, card: Path) -> None:
         if not etag:
             warnings.warn(
                 f"the hub {index_url} sends no ETag, so its index cannot be updated conditionally: "
-                "a publish running at the same time could lose an entry"
+                "a publish running at the same time could lose an entry",
+                stacklevel=2,
             )
     _check_new(index, entry["name"], entry["version"], index_url)
     for local, relative in ((archive, entry["path"]), (card, entry["card"])):
@@ -350,8 +360,9 @@ def _publish_to_url(hub: str, entry: dict, archive: Path, card: Path) -> None:
         _verify_upload(url, local)
     index["models"].append(entry)
     body = (json.dumps(index, indent=1) + "\n").encode()
-    response = _http("PUT", index_url, "uploading the index", data=body,
-                     headers={"Content-Type": "application/json", **condition})
+    response = _http(
+        "PUT", index_url, "uploading the index", data=body, headers={"Content-Type": "application/json", **condition}
+    )
     if response.status_code == 412:
         raise ConcurrentPublishError(
             f"the index {index_url} changed while publishing {entry['name']}@{entry['version']} "
@@ -402,8 +413,9 @@ def publish(
         if value is not None and not isinstance(value, str):
             raise HandleError(f"the published {label} must be a string, got {value!r} ({type(value).__name__})")
         if value is not None and not value.strip():
-            raise HandleError(f"the published {label} is empty: give a {label} or leave the option out "
-                              f"to use the metadata's")
+            raise HandleError(
+                f"the published {label} is empty: give a {label} or leave the option out to use the metadata's"
+            )
     model_dir = Path(model_dir)
     metadata = check_model_for_publish(model_dir)
     name = metadata["name"] if name is None else name

@@ -6,6 +6,7 @@ can all read it without importing one another. Values read from the environment 
 on each call, so a test or a long-lived process may change them; the module-level numbers
 are defaults that tests may monkeypatch.
 """
+
 from __future__ import annotations
 
 import os
@@ -70,8 +71,9 @@ def cache_root() -> Path:
         from galsim_hub.errors import HandleError
 
         where = f"{CACHE_ENV}={configured}" if configured else "the platform cache folder"
-        raise HandleError(f"the galsim-hub cache {root} ({where}) is a file, not a folder: point "
-                          f"{CACHE_ENV} to a folder")
+        raise HandleError(
+            f"the galsim-hub cache {root} ({where}) is a file, not a folder: point {CACHE_ENV} to a folder"
+        )
     return root
 
 
@@ -95,12 +97,12 @@ def _number_from_env(name: str, default: float | None) -> float | None:
 
 def max_extract_bytes() -> int:
     """Largest total size (bytes) an archive may expand to: ``$GALSIM_HUB_MAX_EXTRACT_BYTES`` or 16 GiB."""
-    return int(_number_from_env(MAX_EXTRACT_ENV, MAX_EXTRACT_BYTES))
+    return int(_number_from_env(MAX_EXTRACT_ENV, MAX_EXTRACT_BYTES) or MAX_EXTRACT_BYTES)
 
 
 def min_download_rate() -> float:
     """Minimum download rate in bytes/s over `RATE_WINDOW`: ``$GALSIM_HUB_MIN_RATE`` or 10 kB/s."""
-    return float(_number_from_env(MIN_RATE_ENV, MIN_RATE))
+    return float(_number_from_env(MIN_RATE_ENV, MIN_RATE) or MIN_RATE)
 
 
 def download_deadline() -> float | None:

@@ -5,6 +5,7 @@ file committed to a git repository (and served by its raw-file URLs) can be veri
 against the id listed at a fixed commit. A Git LFS pointer (what a repository serves once
 its LFS bandwidth is used up) is recognised and named as such.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,8 +53,9 @@ def check_not_html(path: Path, origin: str) -> None:
     with open(path, "rb") as stream:
         start = stream.read(512).lstrip().lower()
     if start.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
-        raise DownloadError(f"{origin} sent a web page, not a model archive (an error, login or redirect "
-                            "page of the server?)")
+        raise DownloadError(
+            f"{origin} sent a web page, not a model archive (an error, login or redirect page of the server?)"
+        )
 
 
 def check_archive(path: Path, origin: str, sha256: str | None, prefix: str | None, size: int | None) -> tuple[str, int]:

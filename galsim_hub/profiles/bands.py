@@ -40,6 +40,7 @@ scaled :class:`~galsim.InterpolatedImage` draws, with no integral over wavelengt
 SEDs are shared by every galaxy of the model. Drawn with an achromatic PSF,
 ``through(bandpass)`` gives the same image from a single InterpolatedImage.
 """
+
 from __future__ import annotations
 
 import json
@@ -127,6 +128,7 @@ class BandSet:
         """``[B]``: the chromatic object through ``bandpass`` is ``sum_c weights[c] I_c``."""
         return np.array([self.seds[name].calculateFlux(bandpass) for name in self.names])
 
+
 _BAND_SETS: dict[str, BandSet] = {}
 
 
@@ -167,8 +169,9 @@ class MultiBandGalaxy:
         ``{band: galsim.InterpolatedImage}``, in the model's flux units of that band.
     """
 
-    def __init__(self, band_set: BandSet, images: list[galsim.InterpolatedImage], arrays: np.ndarray,
-                 pad_factor: float = 4):
+    def __init__(
+        self, band_set: BandSet, images: list[galsim.InterpolatedImage], arrays: np.ndarray, pad_factor: float = 4
+    ):
         if len(images) != len(band_set) or np.shape(arrays)[-1] != len(band_set):
             raise ValueError(f"a galaxy of the bands {list(band_set.names)} needs {len(band_set)} images and stamps")
         self.band_set = band_set

@@ -6,6 +6,7 @@ One wrap serves every model: a single-band model's galaxy is the
 chromatic object). Either way every InterpolatedImage gets the ``maxk`` that GalSim would find,
 computed for all stamps and bands at once (:func:`interpolated_image_maxk`).
 """
+
 from __future__ import annotations
 
 import math
@@ -107,15 +108,24 @@ def _rings_above(images: np.ndarray, threshold: np.ndarray, pad_size: int, last_
 def band_maxk(images: np.ndarray, pixel_scale: float, options: ProfileOptions = ProfileOptions()) -> np.ndarray:
     """``[N, B]``: :func:`interpolated_image_maxk` of every band of ``[N, S, S, B]`` stamps."""
     images = np.asarray(images)
-    return np.stack([
-        interpolated_image_maxk(np.ascontiguousarray(images[..., b]), pixel_scale, options.pad_factor,
-                                options.x_interpolant, options.gsparams)
-        for b in range(images.shape[-1])
-    ], axis=1)
+    return np.stack(
+        [
+            interpolated_image_maxk(
+                np.ascontiguousarray(images[..., b]),
+                pixel_scale,
+                options.pad_factor,
+                options.x_interpolant,
+                options.gsparams,
+            )
+            for b in range(images.shape[-1])
+        ],
+        axis=1,
+    )
 
 
-def _interpolated_image(stamp: np.ndarray, pixel_scale: float, options: ProfileOptions,
-                        maxk: float = 0.0) -> galsim.InterpolatedImage:
+def _interpolated_image(
+    stamp: np.ndarray, pixel_scale: float, options: ProfileOptions, maxk: float = 0.0
+) -> galsim.InterpolatedImage:
     """One band's InterpolatedImage (``maxk`` 0: GalSim finds it)."""
     return galsim.InterpolatedImage(
         galsim.Image(np.array(stamp), scale=pixel_scale),
@@ -127,9 +137,13 @@ def _interpolated_image(stamp: np.ndarray, pixel_scale: float, options: ProfileO
     )
 
 
-def galaxy_profile(stamp: np.ndarray, pixel_scale: float, band_set: BandSet | None,
-                   options: ProfileOptions = ProfileOptions(), maxk: np.ndarray | None = None
-                   ) -> galsim.InterpolatedImage | MultiBandGalaxy:
+def galaxy_profile(
+    stamp: np.ndarray,
+    pixel_scale: float,
+    band_set: BandSet | None,
+    options: ProfileOptions = ProfileOptions(),
+    maxk: np.ndarray | None = None,
+) -> galsim.InterpolatedImage | MultiBandGalaxy:
     """The galaxy of one ``[S, S, B]`` stamp.
 
     Parameters
@@ -156,17 +170,20 @@ def galaxy_profile(stamp: np.ndarray, pixel_scale: float, band_set: BandSet | No
     return MultiBandGalaxy(band_set, images, stamp, options.pad_factor)
 
 
-def wrap_stamps(images: np.ndarray, pixel_scale: float, band_set: BandSet | None,
-                options: ProfileOptions = ProfileOptions()) -> list:
+def wrap_stamps(
+    images: np.ndarray, pixel_scale: float, band_set: BandSet | None, options: ProfileOptions = ProfileOptions()
+) -> list:
     """The galaxies of ``[N, S, S, B]`` stamps (:func:`galaxy_profile`), their ``maxk`` found in one batch."""
     images = np.asarray(images)
     maxk = band_maxk(images, pixel_scale, options)
-    return [galaxy_profile(stamp, pixel_scale, band_set, options, galaxy_maxk)
-            for stamp, galaxy_maxk in zip(images, maxk)]
+    return [
+        galaxy_profile(stamp, pixel_scale, band_set, options, galaxy_maxk) for stamp, galaxy_maxk in zip(images, maxk)
+    ]
 
 
-def as_gsobject(galaxy: galsim.InterpolatedImage | MultiBandGalaxy, bandpass: galsim.Bandpass | None = None
-                ) -> galsim.GSObject | galsim.ChromaticObject:
+def as_gsobject(
+    galaxy: galsim.InterpolatedImage | MultiBandGalaxy, bandpass: galsim.Bandpass | None = None
+) -> galsim.GSObject | galsim.ChromaticObject:
     """The object GalSim draws for a galaxy of :func:`galaxy_profile`.
 
     A single-band galaxy is its InterpolatedImage. A multi-band galaxy is its chromatic

@@ -4,6 +4,7 @@ Accepted catalogs: an astropy ``Table`` or ``Row``, a dict of columns, a numpy s
 array (or record), or anything indexable by column name with a ``columns``/``colnames``
 attribute (e.g. a pandas ``DataFrame``).
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -39,7 +40,7 @@ def column_names(catalog: Any) -> list[str]:
 def row_list(mask: np.ndarray, labels: Sequence | None = None) -> str:
     """The first rows where ``mask`` is set (as their ``labels`` when given), and their count."""
     rows = np.flatnonzero(mask)
-    named = rows if labels is None else [labels[i] for i in rows]
+    named = list(rows) if labels is None else [labels[int(i)] for i in rows]
     shown = ", ".join(str(r) for r in named[:_MAX_ROWS_SHOWN])
     return shown + (f", ... ({rows.size} rows)" if rows.size > _MAX_ROWS_SHOWN else "")
 
@@ -69,9 +70,7 @@ def read_column(catalog: Any, name: str, role: str = "column") -> np.ndarray:
     """
     available = column_names(catalog)
     if name not in available:
-        raise CatalogError(
-            f"catalog has no {role} column '{name}' (catalog columns: {', '.join(available) or 'none'})"
-        )
+        raise CatalogError(f"catalog has no {role} column '{name}' (catalog columns: {', '.join(available) or 'none'})")
     raw = catalog[name]
     mask = np.ma.getmaskarray(raw) if np.ma.isMaskedArray(raw) else None
     values = np.atleast_1d(np.ma.getdata(raw))

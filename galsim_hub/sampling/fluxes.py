@@ -9,6 +9,7 @@ flux of rows clipped to the training range. Every flux is checked (:func:`check_
 positive and within what a float32 stamp can hold, with a hint where a catalog's no-data value
 (``-99``) is the cause.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping, NamedTuple, Sequence
@@ -36,8 +37,11 @@ def calibrated_fluxes(conditions: np.ndarray, metadata: dict) -> np.ndarray | No
         return None
     names = [c["name"] for c in metadata["conditions"]]
     index = names.index(calibration["condition"])
-    return fluxes_from_magnitudes(np.asarray(conditions)[:, index], float(metadata["zero_point"]),
-                                  f"the catalog's '{calibration['condition']}' (the model's flux calibration)")
+    return fluxes_from_magnitudes(
+        np.asarray(conditions)[:, index],
+        float(metadata["zero_point"]),
+        f"the catalog's '{calibration['condition']}' (the model's flux calibration)",
+    )
 
 
 #: The fluxes a float32 stamp can carry: beyond them its pixels overflow to infinity or
@@ -51,12 +55,14 @@ def _sentinel_hint(values: np.ndarray | None, rows: np.ndarray) -> str:
     if values is None:
         return ""
     found = sorted({float(v) for v in np.asarray(values)[rows] if float(v) in SENTINELS})
-    return (f" ({', '.join(f'{v:g}' for v in found)} is a common no-data value: drop or fill these rows)"
-            if found else "")
+    return (
+        f" ({', '.join(f'{v:g}' for v in found)} is a common no-data value: drop or fill these rows)" if found else ""
+    )
 
 
-def check_fluxes(fluxes: Any, n_rows: int, what: str, source_values: Any = None,
-                 labels: Sequence | None = None) -> np.ndarray:
+def check_fluxes(
+    fluxes: Any, n_rows: int, what: str, source_values: Any = None, labels: Sequence | None = None
+) -> np.ndarray:
     """Check one flux per row: finite, positive and within :data:`FLUX_LIMITS`; ``what`` names
     them in errors, ``source_values`` (the magnitudes they came from) give the hint of a
     no-data sentinel such as -99; ``labels`` name the rows (default: their indices).
@@ -68,7 +74,9 @@ def check_fluxes(fluxes: Any, n_rows: int, what: str, source_values: Any = None,
         raise CatalogError(f"{what} has shape {fluxes.shape}; expected one value per row ({n_rows})")
     bad = ~np.isfinite(fluxes)
     if bad.any():
-        raise CatalogError(f"{what} is NaN or infinite in rows {row_list(bad, labels)}{_sentinel_hint(source_values, bad)}")
+        raise CatalogError(
+            f"{what} is NaN or infinite in rows {row_list(bad, labels)}{_sentinel_hint(source_values, bad)}"
+        )
     not_positive = fluxes <= 0
     if not_positive.any():
         raise CatalogError(
@@ -86,8 +94,9 @@ def check_fluxes(fluxes: Any, n_rows: int, what: str, source_values: Any = None,
     return fluxes
 
 
-def fluxes_from_magnitudes(magnitudes: Any, zero_point: float, what: str, n_rows: int | None = None,
-                           labels: Sequence | None = None) -> np.ndarray:
+def fluxes_from_magnitudes(
+    magnitudes: Any, zero_point: float, what: str, n_rows: int | None = None, labels: Sequence | None = None
+) -> np.ndarray:
     """The fluxes of catalog magnitudes, checked by :func:`check_fluxes`.
 
     A magnitude of -1e30 (flux overflowing to infinity) or of -99 (a "no data" value, flux 1e50)
@@ -96,8 +105,9 @@ def fluxes_from_magnitudes(magnitudes: Any, zero_point: float, what: str, n_rows
     magnitudes = np.asarray(magnitudes, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         fluxes = magnitude_to_flux(magnitudes, zero_point)
-    return check_fluxes(fluxes, len(fluxes) if n_rows is None else n_rows, what, source_values=magnitudes,
-                        labels=labels)
+    return check_fluxes(
+        fluxes, len(fluxes) if n_rows is None else n_rows, what, source_values=magnitudes, labels=labels
+    )
 
 
 def _values(catalog: Any, source: Any, role: str) -> tuple[np.ndarray, str]:
@@ -121,7 +131,7 @@ def check_zero_point(zero_point: Any, name: str = "zero_point") -> float | None:
     if isinstance(zero_point, (bool, str, bytes)) or not np.isscalar(zero_point):
         raise ValueError(f"{name}= must be a number, got {zero_point!r} ({type(zero_point).__name__})")
     try:
-        return float(zero_point)
+        return float(zero_point)  # type: ignore[arg-type]  # a numpy or Python scalar
     except (TypeError, ValueError):
         raise ValueError(f"{name}= must be a number, got {zero_point!r}") from None
 
@@ -178,9 +188,7 @@ def catalog_fluxes(
     if zero_point is None:
         zero_point = default_zero_point
     if zero_point is None or not np.isfinite(zero_point):
-        raise ValueError(
-            f"mag= needs a finite zero_point= (the model states none), got {zero_point!r}"
-        )
+        raise ValueError(f"mag= needs a finite zero_point= (the model states none), got {zero_point!r}")
     values, what = _values(catalog, mag, "magnitude")
     if values.shape == (n_rows,):
         bad = ~np.isfinite(values)
@@ -203,14 +211,20 @@ class BandMagnitude(NamedTuple):
     def of(self, conditions: np.ndarray) -> np.ndarray:
         """``[N]`` the magnitude of ``[N, C]`` conditions."""
         conditions = np.asarray(conditions, dtype=np.float64)
-        return sum(coefficient * conditions[:, index] for index, coefficient in self.terms.items())
+        magnitude = np.zeros(len(conditions))
+        for index, coefficient in self.terms.items():
+            magnitude += coefficient * conditions[:, index]
+        return magnitude
 
     def describe(self, specs: Sequence[Mapping]) -> str:
         """How the catalog gives it, for messages (``the catalog's 'mag_auto'``)."""
         if len(self.terms) == 1 and next(iter(self.terms.values())) == 1.0:
             return f"the catalog's '{specs[next(iter(self.terms))]['name']}'"
-        return "the catalog's magnitude and colours (" + " ".join(
-            f"{'+' if c > 0 else '-'} {specs[i]['name']}" for i, c in self.terms.items()).lstrip("+ ") + ")"
+        return (
+            "the catalog's magnitude and colours ("
+            + " ".join(f"{'+' if c > 0 else '-'} {specs[i]['name']}" for i, c in self.terms.items()).lstrip("+ ")
+            + ")"
+        )
 
 
 def band_magnitude_terms(metadata: Mapping) -> dict[int, dict[int, float]] | None:
@@ -292,8 +306,10 @@ def _band_arguments(bands: Sequence[str], flux: Any, mag: Any, zero_point: Any) 
             raise ValueError(f"{role}= names unknown band(s) {unknown}; the model's bands are {list(bands)}")
         empty = sorted(band for band, value in values.items() if value is None)
         if empty:
-            raise ValueError(f"{role}= gives None for band(s) {empty}: give a column name or values "
-                             "for each band named, or leave the band out")
+            raise ValueError(
+                f"{role}= gives None for band(s) {empty}: give a column name or values "
+                "for each band named, or leave the band out"
+            )
         given[role] = dict(values)
     both = sorted(set(given["flux"]) & set(given["mag"]))
     if both:
@@ -304,8 +320,9 @@ def _band_arguments(bands: Sequence[str], flux: Any, mag: Any, zero_point: Any) 
     return given
 
 
-def catalog_band_fluxes(catalog: Any, n_rows: int, metadata: Mapping, flux: Any = None, mag: Any = None,
-                        zero_point: Any = None) -> np.ndarray | None:
+def catalog_band_fluxes(
+    catalog: Any, n_rows: int, metadata: Mapping, flux: Any = None, mag: Any = None, zero_point: Any = None
+) -> np.ndarray | None:
     """The ``[N, B]`` fluxes a catalog gives the sampled galaxies (NaN: a band it does not give).
 
     Parameters
@@ -350,9 +367,13 @@ def catalog_band_fluxes(catalog: Any, n_rows: int, metadata: Mapping, flux: Any 
         if name in given["flux"]:
             result[:, index] = catalog_fluxes(catalog, n_rows, flux=given["flux"][name])
         elif name in given["mag"]:
-            result[:, index] = catalog_fluxes(catalog, n_rows, mag=given["mag"][name],
-                                              zero_point=given["zero_point"].get(name),
-                                              default_zero_point=float(band["zero_point"]))
+            result[:, index] = catalog_fluxes(
+                catalog,
+                n_rows,
+                mag=given["mag"][name],
+                zero_point=given["zero_point"].get(name),
+                default_zero_point=float(band["zero_point"]),
+            )
     return result
 
 
@@ -387,10 +408,12 @@ def set_fluxes(images: np.ndarray, fluxes: np.ndarray | None) -> np.ndarray:
     sums = images.sum(axis=(1, 2), dtype=np.float64)
     broken = rows & ~(np.isfinite(images).all(axis=(1, 2)) & (sums > 0))
     if broken.any():
-        raise CatalogError(f"rescaled to their catalog flux, the stamps of rows {row_list(_any_band(broken))} are "
-                           "not finite or hold no flux in float32")
+        raise CatalogError(
+            f"rescaled to their catalog flux, the stamps of rows {row_list(_any_band(broken))} are "
+            "not finite or hold no flux in float32"
+        )
     return images
 
 
 def _any_band(mask: np.ndarray) -> np.ndarray:
-    return mask if mask.ndim == 1 else mask.any(axis=1)
+    return mask if mask.ndim == 1 else np.asarray(mask.any(axis=1))

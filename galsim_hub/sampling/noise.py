@@ -1,4 +1,5 @@
 """The flow's base noise, drawn from GalSim random number generators, and the seeds that start them."""
+
 from __future__ import annotations
 
 from typing import Any

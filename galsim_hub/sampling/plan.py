@@ -27,6 +27,7 @@ decides what happens to rows with a condition outside the box:
 ``"extrapolate"``
     The model is fed the values as they are, with a warning.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -180,12 +181,16 @@ class SamplingPlan:
         self._calibration = (metadata.get("flux_calibration") or {}).get("condition")
         calibrated = fluxes is None and self._calibration is not None
         if calibrated:
-            fluxes = calibrated_fluxes(conditions, metadata)[:, None]
+            calibration = calibrated_fluxes(conditions, metadata)
+            fluxes = None if calibration is None else calibration[:, None]
         outside = outside_range(conditions, specs)
         self.inputs = conditions
         self.clipped = np.zeros(n_rows, dtype=bool)
-        self.targets = (np.full((n_rows, n_bands), np.nan) if fluxes is None
-                        else np.array(fluxes, dtype=np.float64).reshape(n_rows, n_bands))
+        self.targets = (
+            np.full((n_rows, n_bands), np.nan)
+            if fluxes is None
+            else np.array(fluxes, dtype=np.float64).reshape(n_rows, n_bands)
+        )
         self._magnitudes = band_magnitudes(metadata)
         self._centre = _range_centre(metadata)
         self._labels, self._what, self._prefix = labels, what, prefix
@@ -206,7 +211,7 @@ class SamplingPlan:
         low = np.array([_bound(spec, "min", -np.inf) for spec in specs])
         high = np.array([_bound(spec, "max", np.inf) for spec in specs])
         self.inputs = np.clip(conditions, low, high)
-        self.clipped = outside.any(axis=1)
+        self.clipped = np.asarray(outside.any(axis=1))
         note = self._clipped_flux_note(conditions, specs, calibrated, labels, prefix)
         warnings.warn(
             f"{summary}. out_of_range='clip': their conditions are clipped to the range (and pulled further "
@@ -216,26 +221,34 @@ class SamplingPlan:
             stacklevel=stacklevel + 1,
         )
 
-    def _clipped_flux_note(self, conditions: np.ndarray, specs: Sequence[dict], calibrated: bool,
-                           labels: Sequence | None, prefix: str) -> str:
+    def _clipped_flux_note(
+        self, conditions: np.ndarray, specs: Sequence[dict], calibrated: bool, labels: Sequence | None, prefix: str
+    ) -> str:
         """Set the clipped rows' flux targets the catalog does not give; say what their flux is."""
         if calibrated:
             return f"their flux is set from the catalog's '{self._calibration}' (the model's flux calibration)"
-        given = np.isfinite(self.targets).all(axis=0)
+        given = np.asarray(np.isfinite(self.targets).all(axis=0))
         if given.all():
             return "their flux is the catalog flux given"
         if self._magnitudes is None:
-            return ("their flux is the model's at the clipped conditions (the model has no magnitude "
-                    "condition with a zero point for every band to set it from)")
+            return (
+                "their flux is the model's at the clipped conditions (the model has no magnitude "
+                "condition with a zero point for every band to set it from)"
+            )
         rows = self.clipped
-        names = np.flatnonzero(rows) if labels is None else [labels[i] for i in np.flatnonzero(rows)]
+        names = [int(i) for i in np.flatnonzero(rows)]
+        if labels is not None:
+            names = [labels[i] for i in names]
         sources = []
         for band, magnitude in enumerate(self._magnitudes):
             if given[band]:
                 continue
             self.targets[rows, band] = fluxes_from_magnitudes(
-                magnitude.of(conditions[rows]), magnitude.zero_point, f"{prefix}{magnitude.describe(specs)}",
-                labels=names)
+                magnitude.of(conditions[rows]),
+                magnitude.zero_point,
+                f"{prefix}{magnitude.describe(specs)}",
+                labels=names,
+            )
             sources.append(f"{magnitude.describe(specs)} with zero point {magnitude.zero_point:g}")
         return f"their flux is set from {'; '.join(sources)}"
 
@@ -264,8 +277,15 @@ class SamplingPlan:
             return None
         return np.stack([magnitude_to_flux(m.of(inputs), m.zero_point) for m in self._magnitudes], axis=1)
 
-    def _pull_in(self, decode: Decoder, images: np.ndarray, inputs: np.ndarray, noise: np.ndarray,
-                 rows: np.ndarray, rows_of_plan: slice) -> np.ndarray:
+    def _pull_in(
+        self,
+        decode: Decoder,
+        images: np.ndarray,
+        inputs: np.ndarray,
+        noise: np.ndarray,
+        rows: np.ndarray,
+        rows_of_plan: slice,
+    ) -> np.ndarray:
         """Re-decode implausible clipped rows closer and closer to the centre of the range."""
         bad = rows[~plausible(images[rows], self._expected_flux(inputs[rows]))]
         for step in PULL_IN_STEPS:

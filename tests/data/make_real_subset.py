@@ -7,6 +7,7 @@ the COSMOS path on real files without ../shared. Usage::
 
     python tests/data/make_real_subset.py ../shared/data tests/data
 """
+
 from __future__ import annotations
 
 import shutil
@@ -36,8 +37,9 @@ def copy_subset(source: Path, dest: Path, catalog_file: str, n: int) -> None:
         with fits.open(source / gal_file) as images:
             sizes = np.array([images[int(h)].data.size for h in cat["GAL_HDU"]])
         has_selection = (source / catalog_file.replace(".fits", "_selection.fits")).is_file()
-        cosmos = galsim.COSMOSCatalog(file_name=catalog_file, dir=str(source),
-                                      exclusion_level="marginal" if has_selection else "none")
+        cosmos = galsim.COSMOSCatalog(
+            file_name=catalog_file, dir=str(source), exclusion_level="marginal" if has_selection else "none"
+        )
         keep = np.zeros(len(cat), bool)
         keep[cosmos.orig_index] = True  # the galaxies COSMOSCatalog keeps at its cuts
         rows = np.sort(np.argsort(np.where(keep, sizes, np.inf))[:n])

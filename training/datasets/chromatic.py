@@ -13,6 +13,7 @@ the SEDs integrated through the band (AB magnitudes, scaled to the band's zero p
 (by default), each band with its own diffraction-limited PSF and its own noise, and stores the
 noiseless truth of every band.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,17 +27,40 @@ import galsim
 import numpy as np
 
 from galsim_hub.metadata import validate_bands
-from galsim_hub.training.datasets.drawing import (COSMOS_FLUX_UNITS, COSMOS_NOISE_SIGMA, COSMOS_PIXEL_SCALE,
-                                         COSMOS_ZERO_POINT, HST_DIAMETER_M, HST_JITTER_SIGMA_ARCSEC,
-                                         HST_OBSCURATION, draw_pixelised, draw_psf_array,
-                                         flux_radius_pixels)
-from galsim_hub.training.datasets.shards import (ShardWriter, check_layout, check_positive_float, check_positive_int,
-                                        progress_bar)
-from galsim_hub.training.datasets.synthetic import (MAX_REDRAWS, NoiseModel, sample_synthetic_parameters,
-                                           synthetic_components)
+from galsim_hub.training.datasets.drawing import (
+    COSMOS_FLUX_UNITS,
+    COSMOS_NOISE_SIGMA,
+    COSMOS_PIXEL_SCALE,
+    COSMOS_ZERO_POINT,
+    HST_DIAMETER_M,
+    HST_JITTER_SIGMA_ARCSEC,
+    HST_OBSCURATION,
+    draw_pixelised,
+    draw_psf_array,
+    flux_radius_pixels,
+)
+from galsim_hub.training.datasets.shards import (
+    ShardWriter,
+    check_layout,
+    check_positive_float,
+    check_positive_int,
+    progress_bar,
+)
+from galsim_hub.training.datasets.synthetic import (
+    MAX_REDRAWS,
+    NoiseModel,
+    sample_synthetic_parameters,
+    synthetic_components,
+)
 
-__all__ = ["ACS_BANDS", "COMPONENT_SEDS", "band_definitions", "component_colours",
-           "chromatic_condition_names", "build_chromatic_dataset"]
+__all__ = [
+    "ACS_BANDS",
+    "COMPONENT_SEDS",
+    "band_definitions",
+    "component_colours",
+    "chromatic_condition_names",
+    "build_chromatic_dataset",
+]
 
 #: The default bands: HST/ACS WFC filters as GalSim ships them, with the pixel noise rms of each
 #: at the COSMOS pixel scale (0.03"). F606W and F814W have the noise of the AEGIS two-band stamps
@@ -50,8 +74,11 @@ ACS_BANDS = (
 REFERENCE_BAND = "f814w"
 
 #: CWW templates of each component; the disc draws one of its two with equal probability.
-COMPONENT_SEDS = {"bulge": ("CWW_E_ext.sed",), "disc": ("CWW_Sbc_ext.sed", "CWW_Scd_ext.sed"),
-                  "knots": ("CWW_Im_ext.sed",)}
+COMPONENT_SEDS = {
+    "bulge": ("CWW_E_ext.sed",),
+    "disc": ("CWW_Sbc_ext.sed", "CWW_Scd_ext.sed"),
+    "knots": ("CWW_Im_ext.sed",),
+}
 COMPONENTS = tuple(COMPONENT_SEDS)
 
 #: Redshift grid on which component colours are tabulated (interpolated linearly in between:
@@ -84,9 +111,14 @@ def band_definitions(bands: Sequence[dict] = ACS_BANDS) -> list[dict]:
     for band in bands:
         bandpass = galsim.Bandpass(band["bandpass"], wave_type="nm").withZeropoint("AB")
         zero_point = COSMOS_ZERO_POINT + bandpass.zeropoint - reference.zeropoint
-        definitions.append({"name": band["name"],
-                            "effective_wavelength": round(float(bandpass.effective_wavelength), 2),
-                            "zero_point": round(float(zero_point), 4), "bandpass": band["bandpass"]})
+        definitions.append(
+            {
+                "name": band["name"],
+                "effective_wavelength": round(float(bandpass.effective_wavelength), 2),
+                "zero_point": round(float(zero_point), 4),
+                "bandpass": band["bandpass"],
+            }
+        )
     return validate_bands(definitions, "chromatic bands")
 
 
@@ -95,12 +127,10 @@ def _colour_table(sed_file: str, bandpass_files: tuple[str, ...]) -> np.ndarray:
     """AB magnitudes ``[len(_REDSHIFT_GRID), B]`` of ``sed_file`` (any normalisation)."""
     sed = galsim.SED(sed_file, wave_type="Ang", flux_type="flambda")
     bandpasses = [galsim.Bandpass(f, wave_type="nm").withZeropoint("AB") for f in bandpass_files]
-    return np.array([[sed.atRedshift(z).calculateMagnitude(bp) for bp in bandpasses]
-                     for z in _REDSHIFT_GRID])
+    return np.array([[sed.atRedshift(z).calculateMagnitude(bp) for bp in bandpasses] for z in _REDSHIFT_GRID])
 
 
-def component_colours(sed_file: str, redshift: float, bands: Sequence[dict] = ACS_BANDS
-                      ) -> np.ndarray:
+def component_colours(sed_file: str, redshift: float, bands: Sequence[dict] = ACS_BANDS) -> np.ndarray:
     """Magnitudes of an SED in each band relative to the reference band, at a redshift.
 
     Parameters
@@ -134,34 +164,57 @@ def chromatic_condition_names(bands: Sequence[dict] = ACS_BANDS) -> tuple[str, .
 
 def _condition_info(bands: Sequence[dict]) -> dict:
     names = [b["name"] for b in bands]
-    info = {f"mag_{REFERENCE_BAND}": ("mag", f"{REFERENCE_BAND.upper()} AB magnitude (total)"),
-            "flux_radius": ("pixel", f"half-light radius of the PSF-convolved {REFERENCE_BAND.upper()} "
-                                     "image in stamp pixels (SExtractor FLUX_RADIUS)"),
-            "zphot": ("", "redshift")}
+    info = {
+        f"mag_{REFERENCE_BAND}": ("mag", f"{REFERENCE_BAND.upper()} AB magnitude (total)"),
+        "flux_radius": (
+            "pixel",
+            f"half-light radius of the PSF-convolved {REFERENCE_BAND.upper()} "
+            "image in stamp pixels (SExtractor FLUX_RADIUS)",
+        ),
+        "zphot": ("", "redshift"),
+    }
     for blue, red in zip(names[:-1], names[1:]):
         info[f"color_{blue}_{red}"] = ("mag", f"{blue.upper()} - {red.upper()} AB colour (total fluxes)")
     return info
 
 
-def _band_fluxes(components: dict, sed_files: dict, redshift: float, bands: Sequence[dict],
-                 definitions: Sequence[dict]) -> np.ndarray:
+def _band_fluxes(
+    components: dict, sed_files: dict, redshift: float, bands: Sequence[dict], definitions: Sequence[dict]
+) -> np.ndarray:
     """``[components, B]`` fluxes: each component's F814W flux carried to every band by its SED."""
     reference = definitions[[b["name"] for b in bands].index(REFERENCE_BAND)]["zero_point"]
     offsets = np.array([d["zero_point"] - reference for d in definitions])
-    return np.array([components[c].flux * 10 ** (-0.4 * (component_colours(sed_files[c], redshift, bands)
-                                                         - offsets))
-                     for c in COMPONENTS])
+    return np.array(
+        [
+            components[c].flux * 10 ** (-0.4 * (component_colours(sed_files[c], redshift, bands) - offsets))
+            for c in COMPONENTS
+        ]
+    )
 
 
 def _band_psf(definition: dict) -> galsim.GSObject:
-    airy = galsim.Airy(lam=definition["effective_wavelength"], diam=HST_DIAMETER_M,
-                       obscuration=HST_OBSCURATION, scale_unit=galsim.arcsec)
+    airy = galsim.Airy(
+        lam=definition["effective_wavelength"],
+        diam=HST_DIAMETER_M,
+        obscuration=HST_OBSCURATION,
+        scale_unit=galsim.arcsec,
+    )
     return galsim.Convolve(airy, galsim.Gaussian(sigma=HST_JITTER_SIGMA_ARCSEC))
 
 
-def _chromatic_example(ident: int, *, seed: int, bands: Sequence[dict], definitions: Sequence[dict],
-                       psfs: Sequence[galsim.GSObject], psf_arrays: np.ndarray, reference_psf_hlr: float,
-                       noises: Sequence[NoiseModel], stamp_size: int, pixel_scale: float) -> dict:
+def _chromatic_example(
+    ident: int,
+    *,
+    seed: int,
+    bands: Sequence[dict],
+    definitions: Sequence[dict],
+    psfs: Sequence[galsim.GSObject],
+    psf_arrays: np.ndarray,
+    reference_psf_hlr: float,
+    noises: Sequence[NoiseModel],
+    stamp_size: int,
+    pixel_scale: float,
+) -> dict:
     """Draw galaxy ``ident`` in every band, redrawing those that overflow the stamp."""
     rng = np.random.default_rng([seed, ident])
     reference = [b["name"] for b in bands].index(REFERENCE_BAND)
@@ -174,19 +227,26 @@ def _chromatic_example(ident: int, *, seed: int, bands: Sequence[dict], definiti
             continue
         components = synthetic_components(params)
         fluxes = _band_fluxes(components, sed_files, params["zphot"], bands, definitions)
-        observed = np.stack([
-            galsim.Convolve(galsim.Add([components[c].withFlux(fluxes[i, b]) for i, c in enumerate(COMPONENTS)]),
-                            psfs[b]).drawImage(nx=stamp_size, ny=stamp_size, scale=pixel_scale).array
-            for b in range(len(bands))], axis=-1)
+        observed = np.stack(
+            [
+                galsim.Convolve(
+                    galsim.Add([components[c].withFlux(fluxes[i, b]) for i, c in enumerate(COMPONENTS)]), psfs[b]
+                )
+                .drawImage(nx=stamp_size, ny=stamp_size, scale=pixel_scale)
+                .array
+                for b in range(len(bands))
+            ],
+            axis=-1,
+        )
         radius = flux_radius_pixels(observed[..., reference])
         if radius <= max_radius:
             break
     else:
         raise RuntimeError(
             f"no synthetic galaxy with flux_radius <= {max_radius:.1f} px found in "
-            f"{MAX_REDRAWS} draws: use a larger stamp_size or a coarser pixel_scale")
-    unit_profiles = np.stack([draw_pixelised(components[c].withFlux(1.0), stamp_size, pixel_scale)
-                              for c in COMPONENTS])
+            f"{MAX_REDRAWS} draws: use a larger stamp_size or a coarser pixel_scale"
+        )
+    unit_profiles = np.stack([draw_pixelised(components[c].withFlux(1.0), stamp_size, pixel_scale) for c in COMPONENTS])
     truth = np.einsum("cb,cyx->yxb", fluxes, unit_profiles)
     totals = fluxes.sum(axis=0)
     mags = np.array([d["zero_point"] for d in definitions]) - 2.5 * np.log10(totals)
@@ -212,10 +272,19 @@ def _example_map(jobs: int) -> Iterator[Callable]:
         yield functools.partial(pool.imap, chunksize=8)
 
 
-def build_chromatic_dataset(out_dir: str | os.PathLike, n_examples: int, *, stamp_size: int = 64,
-                            pixel_scale: float = 0.05, bands: Sequence[dict] = ACS_BANDS,
-                            seed: int = 0, shard_size: int = 1024, jobs: int = 1,
-                            overwrite: bool = False, progress: bool | None = None) -> pathlib.Path:
+def build_chromatic_dataset(
+    out_dir: str | os.PathLike,
+    n_examples: int,
+    *,
+    stamp_size: int = 64,
+    pixel_scale: float = 0.05,
+    bands: Sequence[dict] = ACS_BANDS,
+    seed: int = 0,
+    shard_size: int = 1024,
+    jobs: int = 1,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> pathlib.Path:
     """Build a multi-band synthetic data set with colour gradients (format 1 with ``bands``).
 
     Galaxies are those of :func:`~galsim_hub.training.datasets.synthetic.build_synthetic_dataset`'s
@@ -264,8 +333,9 @@ def build_chromatic_dataset(out_dir: str | os.PathLike, n_examples: int, *, stam
     jobs = check_positive_int("jobs", jobs)
     bands = [dict(b) for b in bands]
     if REFERENCE_BAND not in [b.get("name") for b in bands]:
-        raise ValueError(f"bands must include the reference band {REFERENCE_BAND!r}, got "
-                         f"{[b.get('name') for b in bands]}")
+        raise ValueError(
+            f"bands must include the reference band {REFERENCE_BAND!r}, got {[b.get('name') for b in bands]}"
+        )
     for band in bands:
         check_positive_float(f"noise_sigma of band {band['name']!r}", band.get("noise_sigma"))
     definitions = band_definitions(bands)
@@ -276,30 +346,57 @@ def build_chromatic_dataset(out_dir: str | os.PathLike, n_examples: int, *, stam
     noise_scale = pixel_scale / COSMOS_PIXEL_SCALE
     noises = [NoiseModel(b["noise_sigma"] * noise_scale, stamp_size, correlated=False) for b in bands]
 
-    draw = functools.partial(_chromatic_example, seed=seed, bands=bands, definitions=definitions,
-                             psfs=psfs, psf_arrays=psf_arrays, reference_psf_hlr=reference_psf_hlr,
-                             noises=noises, stamp_size=stamp_size, pixel_scale=pixel_scale)
+    draw = functools.partial(
+        _chromatic_example,
+        seed=seed,
+        bands=bands,
+        definitions=definitions,
+        psfs=psfs,
+        psf_arrays=psf_arrays,
+        reference_psf_hlr=reference_psf_hlr,
+        noises=noises,
+        stamp_size=stamp_size,
+        pixel_scale=pixel_scale,
+    )
     writer = ShardWriter(out_dir, shard_size, overwrite)
-    with progress_bar(n_examples, progress, "chromatic galaxies") as bar, \
-            _example_map(jobs) as map_examples:
+    with progress_bar(n_examples, progress, "chromatic galaxies") as bar, _example_map(jobs) as map_examples:
         for example in map_examples(draw, range(n_examples)):
             writer.add(example)
             bar.update()
-    band_metadata = [{**d, "noise_sigma": n.sigma,
-                      "psf": f"Airy({d['effective_wavelength']} nm, {HST_DIAMETER_M} m, obscuration "
-                             f"{HST_OBSCURATION}) * Gaussian({HST_JITTER_SIGMA_ARCSEC}\")"}
-                     for d, n in zip(definitions, noises)]
+    band_metadata = [
+        {
+            **d,
+            "noise_sigma": n.sigma,
+            "psf": f"Airy({d['effective_wavelength']} nm, {HST_DIAMETER_M} m, obscuration "
+            f'{HST_OBSCURATION}) * Gaussian({HST_JITTER_SIGMA_ARCSEC}")',
+        }
+        for d, n in zip(definitions, noises)
+    ]
     metadata = {
-        "source": "chromatic", "stamp_size": stamp_size, "pixel_scale": pixel_scale,
+        "source": "chromatic",
+        "stamp_size": stamp_size,
+        "pixel_scale": pixel_scale,
         "flux_units": COSMOS_FLUX_UNITS.replace("F814W", "per-band"),
-        "zero_point": definitions[reference]["zero_point"], "bands": band_metadata,
+        "zero_point": definitions[reference]["zero_point"],
+        "bands": band_metadata,
         "reference_band": REFERENCE_BAND,
-        "psf": {"type": "hst_per_band", "description": "diffraction-limited HST PSF at each band's "
-                                                       "effective wavelength, with jitter"},
-        "noise": {"type": "white_gaussian", "sigma": [n.sigma for n in noises],
-                  "description": "white Gaussian pixel noise, one rms per band"},
+        "psf": {
+            "type": "hst_per_band",
+            "description": "diffraction-limited HST PSF at each band's effective wavelength, with jitter",
+        },
+        "noise": {
+            "type": "white_gaussian",
+            "sigma": [n.sigma for n in noises],
+            "description": "white Gaussian pixel noise, one rms per band",
+        },
         "seds": {c: list(files) for c, files in COMPONENT_SEDS.items()},
-        "config": {"n_examples": n_examples, "stamp_size": stamp_size, "pixel_scale": pixel_scale,
-                   "bands": bands, "seed": seed, "shard_size": shard_size},
+        "config": {
+            "n_examples": n_examples,
+            "stamp_size": stamp_size,
+            "pixel_scale": pixel_scale,
+            "bands": bands,
+            "seed": seed,
+            "shard_size": shard_size,
+        },
     }
     return writer.finish(metadata, chromatic_condition_names(bands), _condition_info(bands))

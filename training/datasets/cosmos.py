@@ -1,4 +1,5 @@
 """Data sets of real HST/ACS COSMOS galaxies from GalSim's RealGalaxyCatalog files."""
+
 from __future__ import annotations
 
 import os
@@ -11,9 +12,13 @@ import numpy as np
 from astropy.io import fits
 
 from galsim_hub.errors import CatalogError, GalSimHubError
-from galsim_hub.training.datasets.drawing import (COSMOS_FLUX_UNITS, COSMOS_ZERO_POINT, draw_pixelised,
-                                         draw_psf_array,
-                                         power_spectrum_from_correlated_noise)
+from galsim_hub.training.datasets.drawing import (
+    COSMOS_FLUX_UNITS,
+    COSMOS_ZERO_POINT,
+    draw_pixelised,
+    draw_psf_array,
+    power_spectrum_from_correlated_noise,
+)
 from galsim_hub.training.datasets.shards import ShardWriter, check_layout, check_positive_int, progress_bar
 
 EXCLUSION_LEVELS = ("none", "bad_stamp", "bad_fits", "marginal")
@@ -26,10 +31,11 @@ COLUMN_ALIASES = {"mag_auto": ("MAG",)}
 #: Units and descriptions of the usual COSMOS conditions (flux_radius stays in the catalog's
 #: 0.03" pixels whatever the stamp's pixel scale, as in the COSMOS catalogs users hold).
 CONDITION_INFO = {
-    "mag_auto": ("mag", "F814W AB magnitude (SExtractor MAG_AUTO, or MAG of the RealGalaxyCatalog), "
-                        "zero point 25.94"),
-    "flux_radius": ("pixel", "SExtractor FLUX_RADIUS (half-light radius of the observed galaxy) in "
-                             "COSMOS pixels of 0.03 arcsec"),
+    "mag_auto": ("mag", "F814W AB magnitude (SExtractor MAG_AUTO, or MAG of the RealGalaxyCatalog), zero point 25.94"),
+    "flux_radius": (
+        "pixel",
+        "SExtractor FLUX_RADIUS (half-light radius of the observed galaxy) in COSMOS pixels of 0.03 arcsec",
+    ),
     "zphot": ("", "photometric redshift of the COSMOS catalog"),
 }
 
@@ -41,14 +47,12 @@ class CosmosFilesNotFoundError(GalSimHubError, FileNotFoundError):
     """Files of a COSMOS training sample are missing from the catalog directory."""
 
 
-
 def _fits_table(path: pathlib.Path) -> np.ndarray:
     with fits.open(path) as hdus:
         return np.array(hdus[1].data)
 
 
-def _check_cosmos_files(catalog_dir: pathlib.Path, catalog_file: str,
-                        exclusion_level: str) -> None:
+def _check_cosmos_files(catalog_dir: pathlib.Path, catalog_file: str, exclusion_level: str) -> None:
     """Raise CosmosFilesNotFoundError listing every file of the sample that is missing."""
     catalog_path = catalog_dir / catalog_file
     needed = [catalog_file, catalog_file.replace(".fits", "_fits.fits")]
@@ -56,17 +60,19 @@ def _check_cosmos_files(catalog_dir: pathlib.Path, catalog_file: str,
         needed.append(catalog_file.replace(".fits", "_selection.fits"))
     if catalog_path.is_file():
         cat = _fits_table(catalog_path)
-        names = {n.lower(): n for n in cat.dtype.names}
+        names = {n.lower(): n for n in (cat.dtype.names or ())}
         for column in ("gal_filename", "psf_filename", "noise_filename"):
             if column in names:
-                needed.extend(sorted({(f.decode() if isinstance(f, bytes) else str(f)).strip()
-                                      for f in cat[names[column]]}))
+                needed.extend(
+                    sorted({(f.decode() if isinstance(f, bytes) else str(f)).strip() for f in cat[names[column]]})
+                )
     missing = [name for name in dict.fromkeys(needed) if not (catalog_dir / name).is_file()]
     if missing:
         raise CosmosFilesNotFoundError(
             f"COSMOS training sample files missing in {str(catalog_dir)!r}: "
             f"{', '.join(missing)}. Download them with `galsim_download_cosmos -s 25.2` "
-            "(and pass the directory it reports as catalog_dir).")
+            "(and pass the directory it reports as catalog_dir)."
+        )
 
 
 def _lookup_column(tables: Sequence[np.ndarray], name: str) -> np.ndarray:
@@ -77,12 +83,13 @@ def _lookup_column(tables: Sequence[np.ndarray], name: str) -> np.ndarray:
     """
     for candidate in (name,) + COLUMN_ALIASES.get(name.lower(), ()):
         for table in tables:
-            for column in table.dtype.names:
+            for column in table.dtype.names or ():
                 if column.lower() == candidate.lower():
                     return np.asarray(table[column])
-    available = sorted({c for table in tables for c in table.dtype.names}, key=str.lower)
-    raise CatalogError(f"condition column {name!r} is not in the COSMOS catalogs; available "
-                       f"columns: {', '.join(available)}")
+    available = sorted({c for table in tables for c in (table.dtype.names or ())}, key=str.lower)
+    raise CatalogError(
+        f"condition column {name!r} is not in the COSMOS catalogs; available columns: {', '.join(available)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -109,12 +116,10 @@ class CatalogSpec:
         if isinstance(value, CatalogSpec):
             return value
         if not isinstance(value, Mapping) or "dir" not in value:
-            raise ValueError(f"a catalog is a mapping with 'dir' (and 'file', 'exclusion_level'), "
-                             f"got {value!r}")
+            raise ValueError(f"a catalog is a mapping with 'dir' (and 'file', 'exclusion_level'), got {value!r}")
         unknown = set(value) - {"dir", "file", "exclusion_level"}
         if unknown:
-            raise ValueError(f"unknown catalog key(s) {sorted(unknown)}; valid: dir, file, "
-                             "exclusion_level")
+            raise ValueError(f"unknown catalog key(s) {sorted(unknown)}; valid: dir, file, exclusion_level")
         return cls(**{k: str(v) for k, v in value.items()})
 
 
@@ -136,13 +141,11 @@ def read_holdout(path: str | os.PathLike) -> list[int]:
 
 def _open_catalog(spec: CatalogSpec) -> galsim.COSMOSCatalog:
     if spec.exclusion_level not in EXCLUSION_LEVELS:
-        raise ValueError(f"exclusion_level must be one of {EXCLUSION_LEVELS}, "
-                         f"got {spec.exclusion_level!r}")
+        raise ValueError(f"exclusion_level must be one of {EXCLUSION_LEVELS}, got {spec.exclusion_level!r}")
     catalog_dir = pathlib.Path(spec.dir).expanduser()
     _check_cosmos_files(catalog_dir, spec.file, spec.exclusion_level)
     try:
-        return galsim.COSMOSCatalog(file_name=spec.file, dir=str(catalog_dir),
-                                    exclusion_level=spec.exclusion_level)
+        return galsim.COSMOSCatalog(file_name=spec.file, dir=str(catalog_dir), exclusion_level=spec.exclusion_level)
     except (KeyError, ValueError) as err:
         raise CatalogError(
             f"cannot apply exclusion_level={spec.exclusion_level!r} to {spec.file!r} ({err}); "
@@ -164,36 +167,48 @@ class _Galaxy:
     noise_mean: float | None = None
 
 
-def _select_galaxies(specs: Sequence[CatalogSpec], conditions: Sequence[str],
-                     max_mag: float | None, min_flux_radius: float | None) -> list[_Galaxy]:
+def _select_galaxies(
+    specs: Sequence[CatalogSpec], conditions: Sequence[str], max_mag: float | None, min_flux_radius: float | None
+) -> list[_Galaxy]:
     galaxies = []
     for spec in specs:
         cosmos = _open_catalog(spec)
         param_cat = cosmos.param_cat
         real_cat = np.array(cosmos.real_cat.cat)
         real_ident = _lookup_column([real_cat], "IDENT")
-        if "ident" in {n.lower() for n in param_cat.dtype.names} and not np.array_equal(
-                _lookup_column([param_cat], "IDENT"), real_ident):
-            raise CatalogError(f"the IDENT columns of {spec.file!r} and its _fits catalog differ: "
-                               "the catalogs do not describe the same galaxies in the same order")
+        if "ident" in {n.lower() for n in (param_cat.dtype.names or ())} and not np.array_equal(
+            _lookup_column([param_cat], "IDENT"), real_ident
+        ):
+            raise CatalogError(
+                f"the IDENT columns of {spec.file!r} and its _fits catalog differ: "
+                "the catalogs do not describe the same galaxies in the same order"
+            )
         tables = (param_cat, real_cat)
-        values = np.stack([_lookup_column(tables, name).astype(np.float64)
-                           for name in conditions], axis=1)
-        has_fits = "sersicfit" in {n.lower() for n in param_cat.dtype.names}
+        values = np.stack([_lookup_column(tables, name).astype(np.float64) for name in conditions], axis=1)
+        has_fits = "sersicfit" in {n.lower() for n in (param_cat.dtype.names or ())}
         native_scales = _lookup_column([real_cat], "PIXEL_SCALE").astype(np.float64)
-        has_noise_mean = "noise_mean" in {n.lower() for n in real_cat.dtype.names}
+        has_noise_mean = "noise_mean" in {n.lower() for n in (real_cat.dtype.names or ())}
         noise_means = _lookup_column([real_cat], "NOISE_MEAN").astype(np.float64) if has_noise_mean else None
         magnitude = _lookup_column(tables, "mag_auto") if max_mag is not None else None
         radius = _lookup_column(tables, "flux_radius") if min_flux_radius is not None else None
         for index in range(cosmos.nobjects):
             row = int(cosmos.orig_index[index])
-            if magnitude is not None and not magnitude[row] <= float(max_mag):
+            if magnitude is not None and not magnitude[row] <= float(max_mag or 0.0):
                 continue
-            if radius is not None and not radius[row] >= float(min_flux_radius):
+            if radius is not None and not radius[row] >= float(min_flux_radius or 0.0):
                 continue
-            galaxies.append(_Galaxy(cosmos, index, row, int(real_ident[row]), values[row], has_fits,
-                                    float(native_scales[row]),
-                                    None if noise_means is None else float(noise_means[row])))
+            galaxies.append(
+                _Galaxy(
+                    cosmos,
+                    index,
+                    row,
+                    int(real_ident[row]),
+                    values[row],
+                    has_fits,
+                    float(native_scales[row]),
+                    None if noise_means is None else float(noise_means[row]),
+                )
+            )
     idents = [g.ident for g in galaxies]
     if len(set(idents)) != len(idents):
         raise CatalogError("the catalogs share galaxies (repeated IDENT): a galaxy would be drawn twice")
@@ -211,8 +226,9 @@ def _split(galaxies: list[_Galaxy], holdout: Iterable[int] | None, split: str) -
     known = {g.ident for g in galaxies}
     unknown = sorted(held - known)
     if unknown:
-        raise CatalogError(f"held-out IDENT(s) {unknown[:10]} are not among the galaxies that pass "
-                           "the cuts of these catalogs")
+        raise CatalogError(
+            f"held-out IDENT(s) {unknown[:10]} are not among the galaxies that pass the cuts of these catalogs"
+        )
     return [g for g in galaxies if (g.ident in held) == (split == "holdout")]
 
 
@@ -240,8 +256,14 @@ def stamp_background(stamp: np.ndarray, width: int = 2, clip: float = 3.0) -> fl
     stamp = np.asarray(stamp, dtype=np.float64)
     if stamp.ndim != 2 or min(stamp.shape) <= 2 * width:
         raise ValueError(f"a stamp of shape {stamp.shape} has no border of width {width}")
-    border = np.concatenate([stamp[:width].ravel(), stamp[-width:].ravel(),
-                             stamp[width:-width, :width].ravel(), stamp[width:-width, -width:].ravel()])
+    border = np.concatenate(
+        [
+            stamp[:width].ravel(),
+            stamp[-width:].ravel(),
+            stamp[width:-width, :width].ravel(),
+            stamp[width:-width, -width:].ravel(),
+        ]
+    )
     border = border[np.isfinite(border)]
     for _ in range(5):
         centre = np.median(border)
@@ -272,13 +294,15 @@ def edge_taper(shape: tuple[int, int], width: int = EDGE_TAPER) -> np.ndarray:
     return np.where(distance >= width, 1.0, 0.5 - 0.5 * np.cos(np.pi * distance / width))
 
 
-def _catalog_noise(noise_image: galsim.Image | None, pixel_scale: float, variance: float,
-                   rng: galsim.BaseDeviate) -> galsim.BaseNoise:
+def _catalog_noise(
+    noise_image: galsim.Image | None, pixel_scale: float, variance: float, rng: galsim.BaseDeviate
+) -> galsim.BaseNoise:
     """The stamp's own noise, built as `galsim.RealGalaxy` builds it for the noise padding."""
     if noise_image is None:
         return galsim.UncorrelatedNoise(variance, rng=rng, scale=pixel_scale)
-    correlation = galsim.InterpolatedImage(noise_image, normalization="sb", calculate_stepk=False,
-                                           calculate_maxk=False, x_interpolant="linear")
+    correlation = galsim.InterpolatedImage(
+        noise_image, normalization="sb", calculate_stepk=False, calculate_maxk=False, x_interpolant="linear"
+    )
     return galsim.BaseCorrelatedNoise(rng, correlation, noise_image.wcs).withVariance(variance)
 
 
@@ -316,9 +340,16 @@ def _oriented(profile: galsim.GSObject, turns: int, mirrored: bool) -> galsim.GS
     return profile.rotate(90.0 * turns * galsim.degrees) if turns else profile
 
 
-def _draw_example(galaxy: _Galaxy, turns: int, mirrored: bool, shift: tuple[float, float],
-                  stamp_size: int, pixel_scale: float, noise_seed: int,
-                  with_parametric: bool) -> dict:
+def _draw_example(
+    galaxy: _Galaxy,
+    turns: int,
+    mirrored: bool,
+    shift: tuple[float, float],
+    stamp_size: int,
+    pixel_scale: float,
+    noise_seed: int,
+    with_parametric: bool,
+) -> dict:
     """Draw one (possibly transformed) observation of a real galaxy and what goes with it.
 
     The galaxy is deconvolved by its original HST PSF (GalSim's RealGalaxy, padded with its own
@@ -336,16 +367,19 @@ def _draw_example(galaxy: _Galaxy, turns: int, mirrored: bool, shift: tuple[floa
     window = edge_taper(gal_image.array.shape)
     refill = galsim.Image(np.zeros(gal_image.array.shape), wcs=gal_image.wcs)
     refill.addNoise(_catalog_noise(noise_image, native_scale, variance, deviate))
-    clean = galsim.Image(clean_stamp(gal_image.array, background, window)
-                         + np.sqrt(1.0 - window**2) * refill.array, wcs=gal_image.wcs)
-    real = galsim.RealGalaxy((clean, psf_image, noise_image, native_scale, variance), rng=deviate,
-                             noise_pad_size=1.1 * stamp_size * pixel_scale)
+    clean = galsim.Image(
+        clean_stamp(gal_image.array, background, window) + np.sqrt(1.0 - window**2) * refill.array, wcs=gal_image.wcs
+    )
+    real = galsim.RealGalaxy(
+        (clean, psf_image, noise_image, native_scale, variance),
+        rng=deviate,
+        noise_pad_size=1.1 * stamp_size * pixel_scale,
+    )
     pixel = galsim.Pixel(pixel_scale)
     psf = galsim.Convolve(_oriented(real.original_psf, turns, mirrored), pixel)
     shifted = _oriented(real, turns, mirrored).shift(shift[0] * pixel_scale, shift[1] * pixel_scale)
     observed = galsim.Convolve(shifted, psf)
-    image = observed.drawImage(nx=stamp_size, ny=stamp_size, scale=pixel_scale,
-                               method="no_pixel").array
+    image = observed.drawImage(nx=stamp_size, ny=stamp_size, scale=pixel_scale, method="no_pixel").array
     psf_array = draw_psf_array(psf, stamp_size, pixel_scale)
     noise_ps, noise_var = power_spectrum_from_correlated_noise(observed.noise, stamp_size, pixel_scale)
     # GalSim keeps the noise correlation function in the flux units of the catalog's pixels:
@@ -356,9 +390,15 @@ def _draw_example(galaxy: _Galaxy, turns: int, mirrored: bool, shift: tuple[floa
     noise_ps, noise_var = noise_ps * area_ratio**2, noise_var * area_ratio**2
     if not (np.all(np.isfinite(image)) and np.all(np.isfinite(psf_array))):
         raise CatalogError(f"the stamp of COSMOS galaxy IDENT {galaxy.ident} has NaN or infinite pixels")
-    example = {"image": image, "psf": psf_array, "noise_var": noise_var, "noise_ps": noise_ps,
-               "conditions": galaxy.conditions, "ident": galaxy.ident,
-               "background": background * area_ratio}
+    example = {
+        "image": image,
+        "psf": psf_array,
+        "noise_var": noise_var,
+        "noise_ps": noise_ps,
+        "conditions": galaxy.conditions,
+        "ident": galaxy.ident,
+        "background": background * area_ratio,
+    }
     if with_parametric:
         example["has_parametric"] = galaxy.has_parametric
         parametric = np.zeros((stamp_size, stamp_size))
@@ -370,18 +410,30 @@ def _draw_example(galaxy: _Galaxy, turns: int, mirrored: bool, shift: tuple[floa
     return example
 
 
-def build_cosmos_dataset(out_dir: str | os.PathLike, catalog_dir: str | os.PathLike | None = None, *,
-                         catalog_file: str = "real_galaxy_catalog_25.2.fits",
-                         catalogs: Sequence[Mapping | CatalogSpec] | None = None,
-                         stamp_size: int = 64, pixel_scale: float = 0.03,
-                         conditions: Sequence[str] = ("mag_auto", "flux_radius", "zphot"),
-                         max_galaxies: int | None = None, exclusion_level: str = "marginal",
-                         min_flux_radius: float | None = None, max_mag: float | None = None,
-                         holdout: Iterable[int] | str | os.PathLike | None = None,
-                         split: str = "all", orientations: int = 1, shifts: int = 0,
-                         max_shift: float = 0.5, parametric: bool = False,
-                         seed: int = 0, shard_size: int = 1024, overwrite: bool = False,
-                         progress: bool | None = None) -> pathlib.Path:
+def build_cosmos_dataset(
+    out_dir: str | os.PathLike,
+    catalog_dir: str | os.PathLike | None = None,
+    *,
+    catalog_file: str = "real_galaxy_catalog_25.2.fits",
+    catalogs: Sequence[Mapping | CatalogSpec] | None = None,
+    stamp_size: int = 64,
+    pixel_scale: float = 0.03,
+    conditions: Sequence[str] = ("mag_auto", "flux_radius", "zphot"),
+    max_galaxies: int | None = None,
+    exclusion_level: str = "marginal",
+    min_flux_radius: float | None = None,
+    max_mag: float | None = None,
+    holdout: Iterable[int] | str | os.PathLike | None = None,
+    split: str = "all",
+    orientations: int = 1,
+    shifts: int = 0,
+    max_shift: float = 0.5,
+    parametric: bool = False,
+    seed: int = 0,
+    shard_size: int = 1024,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> pathlib.Path:
     """Build a data set of real HST/ACS COSMOS galaxies (format 1), as in Lanusse et al. 2021.
 
     Each galaxy is a `galsim.RealGalaxy` from `galsim.COSMOSCatalog`, padded with its own
@@ -472,10 +524,8 @@ def build_cosmos_dataset(out_dir: str | os.PathLike, catalog_dir: str | os.PathL
         raise ValueError(f"max_shift must be between 0 and 1 pixel, got {max_shift!r}")
     if max_galaxies is not None:
         max_galaxies = check_positive_int("max_galaxies", max_galaxies)
-    if isinstance(conditions, str) or not conditions or not all(
-            isinstance(c, str) and c for c in conditions):
-        raise ValueError(f"conditions must be a non-empty sequence of column names, "
-                         f"got {conditions!r}")
+    if isinstance(conditions, str) or not conditions or not all(isinstance(c, str) and c for c in conditions):
+        raise ValueError(f"conditions must be a non-empty sequence of column names, got {conditions!r}")
     conditions = tuple(conditions)
     if len({c.lower() for c in conditions}) != len(conditions):
         raise ValueError(f"conditions has duplicate names: {conditions!r}")
@@ -486,18 +536,21 @@ def build_cosmos_dataset(out_dir: str | os.PathLike, catalog_dir: str | os.PathL
     specs = [CatalogSpec.from_any(c) for c in catalogs]
     if not specs:
         raise ValueError("catalogs is empty")
-    holdout_list = (read_holdout(holdout) if isinstance(holdout, (str, os.PathLike))
-                    else None if holdout is None else [int(i) for i in holdout])
+    holdout_list = (
+        read_holdout(holdout)
+        if isinstance(holdout, (str, os.PathLike))
+        else None
+        if holdout is None
+        else [int(i) for i in holdout]
+    )
 
-    galaxies = _split(_select_galaxies(specs, conditions, max_mag, min_flux_radius),
-                      holdout_list, split)
+    galaxies = _split(_select_galaxies(specs, conditions, max_mag, min_flux_radius), holdout_list, split)
     rng = np.random.default_rng(seed)
     if max_galaxies is not None and len(galaxies) > max_galaxies:
         keep = np.sort(rng.choice(len(galaxies), size=max_galaxies, replace=False))
         galaxies = [galaxies[i] for i in keep]
     if not galaxies:
-        raise CatalogError("no COSMOS galaxy passes the cuts (exclusion_level, max_mag, "
-                           "min_flux_radius, holdout)")
+        raise CatalogError("no COSMOS galaxy passes the cuts (exclusion_level, max_mag, min_flux_radius, holdout)")
     tasks = [(g, o, k) for g in galaxies for o in range(orientations) for k in range(1 + shifts)]
     order = rng.permutation(len(tasks)) if len(tasks) > len(galaxies) else np.arange(len(tasks))
 
@@ -508,29 +561,56 @@ def build_cosmos_dataset(out_dir: str | os.PathLike, catalog_dir: str | os.PathL
             example_rng = np.random.default_rng([seed, galaxy.ident, orientation, k])
             shift = (0.0, 0.0) if k == 0 else tuple(example_rng.uniform(-max_shift, max_shift, 2))
             turns, mirrored = ORIENTATIONS[orientation]
-            writer.add(_draw_example(galaxy, turns, mirrored, shift, stamp_size, pixel_scale,
-                                     int(example_rng.integers(1, 2**31)), parametric))
+            writer.add(
+                _draw_example(
+                    galaxy,
+                    turns,
+                    mirrored,
+                    shift,
+                    stamp_size,
+                    pixel_scale,
+                    int(example_rng.integers(1, 2**31)),
+                    parametric,
+                )
+            )
             bar.update()
     metadata = {
-        "source": "cosmos", "stamp_size": stamp_size, "pixel_scale": pixel_scale,
-        "flux_units": COSMOS_FLUX_UNITS, "zero_point": COSMOS_ZERO_POINT,
-        "psf": {"type": "cosmos_original",
-                "description": "each galaxy's own HST/ACS PSF (RealGalaxy.original_psf, which "
-                               "includes the 0.03\" pixel) convolved with the stamp's pixel, "
-                               "drawn with method='no_pixel'"},
-        "noise": {"type": "cosmos",
-                  "description": "the galaxy's own HST/ACS correlated noise, with noise padding "
-                                 "outside the original postage stamp, as propagated by GalSim "
-                                 "through the PSF deconvolution and reconvolution; noise_ps is "
-                                 "its power spectrum, noise_var its variance"},
+        "source": "cosmos",
+        "stamp_size": stamp_size,
+        "pixel_scale": pixel_scale,
+        "flux_units": COSMOS_FLUX_UNITS,
+        "zero_point": COSMOS_ZERO_POINT,
+        "psf": {
+            "type": "cosmos_original",
+            "description": "each galaxy's own HST/ACS PSF (RealGalaxy.original_psf, which "
+            "includes the 0.03\" pixel) convolved with the stamp's pixel, "
+            "drawn with method='no_pixel'",
+        },
+        "noise": {
+            "type": "cosmos",
+            "description": "the galaxy's own HST/ACS correlated noise, with noise padding "
+            "outside the original postage stamp, as propagated by GalSim "
+            "through the PSF deconvolution and reconvolution; noise_ps is "
+            "its power spectrum, noise_var its variance",
+        },
         "n_galaxies": len(galaxies),
         "idents": sorted(g.ident for g in galaxies),
-        "config": {"catalogs": [vars(s) for s in specs],
-                   "stamp_size": stamp_size, "pixel_scale": pixel_scale,
-                   "conditions": list(conditions), "max_galaxies": max_galaxies,
-                   "min_flux_radius": min_flux_radius, "max_mag": max_mag, "split": split,
-                   "holdout": None if holdout is None else sorted(holdout_list),
-                   "orientations": orientations, "shifts": shifts, "max_shift": max_shift,
-                   "parametric": parametric, "seed": seed, "shard_size": shard_size},
+        "config": {
+            "catalogs": [vars(s) for s in specs],
+            "stamp_size": stamp_size,
+            "pixel_scale": pixel_scale,
+            "conditions": list(conditions),
+            "max_galaxies": max_galaxies,
+            "min_flux_radius": min_flux_radius,
+            "max_mag": max_mag,
+            "split": split,
+            "holdout": None if holdout is None else sorted(holdout_list or []),
+            "orientations": orientations,
+            "shifts": shifts,
+            "max_shift": max_shift,
+            "parametric": parametric,
+            "seed": seed,
+            "shard_size": shard_size,
+        },
     }
     return writer.finish(metadata, conditions, CONDITION_INFO)

@@ -14,13 +14,22 @@ Three sources produce data sets in one on-disk format (format 1, :mod:`.shards`)
 
 :func:`read_dataset_metadata`, :func:`load_arrays` and :func:`make_tf_dataset` read them back.
 """
+
 from galsim_hub.training.datasets.chromatic import build_chromatic_dataset
 from galsim_hub.training.datasets.cosmos import CosmosFilesNotFoundError, build_cosmos_dataset, read_holdout
-from galsim_hub.training.datasets.drawing import (COSMOS_NOISE_SIGMA, COSMOS_ZERO_POINT, draw_psf_array,
-                                         flux_radius_pixels, hst_psf)
+from galsim_hub.training.datasets.drawing import (
+    COSMOS_NOISE_SIGMA,
+    COSMOS_ZERO_POINT,
+    draw_psf_array,
+    flux_radius_pixels,
+    hst_psf,
+)
 from galsim_hub.training.datasets.shards import load_arrays, make_tf_dataset, read_dataset_metadata
-from galsim_hub.training.datasets.synthetic import (build_synthetic_dataset, sample_synthetic_parameters,
-                                           synthetic_galaxy_profiles)
+from galsim_hub.training.datasets.synthetic import (
+    build_synthetic_dataset,
+    sample_synthetic_parameters,
+    synthetic_galaxy_profiles,
+)
 
 __all__ = [
     "COSMOS_ZERO_POINT",

@@ -1,11 +1,21 @@
 """Drawing helpers shared by the data set builders: PSF stamps, noise spectra, sizes, COSMOS units."""
+
 from __future__ import annotations
 
 import galsim
 import numpy as np
 
-__all__ = ["COSMOS_ZERO_POINT", "COSMOS_NOISE_SIGMA", "COSMOS_PIXEL_SCALE", "COSMOS_FLUX_UNITS", "hst_psf",
-           "draw_psf_array", "draw_pixelised", "flux_radius_pixels", "power_spectrum_from_correlated_noise"]
+__all__ = [
+    "COSMOS_ZERO_POINT",
+    "COSMOS_NOISE_SIGMA",
+    "COSMOS_PIXEL_SCALE",
+    "COSMOS_FLUX_UNITS",
+    "hst_psf",
+    "draw_psf_array",
+    "draw_pixelised",
+    "flux_radius_pixels",
+    "power_spectrum_from_correlated_noise",
+]
 
 #: F814W AB zero point of GalSim's COSMOS images (flux in e-/s over the HST collecting area):
 #: ``MAG + 2.5 log10(stamp_flux)`` of the COSMOS RealGalaxyCatalog is 25.94.
@@ -36,15 +46,13 @@ def hst_psf() -> galsim.GSObject:
         ``Airy(lam=814 nm, diam=2.4 m, obscuration=0.33)`` convolved with a Gaussian of
         0.02" rms (jitter), in arcsec, without the pixel response.
     """
-    airy = galsim.Airy(lam=HST_LAMBDA_NM, diam=HST_DIAMETER_M, obscuration=HST_OBSCURATION,
-                       scale_unit=galsim.arcsec)
+    airy = galsim.Airy(lam=HST_LAMBDA_NM, diam=HST_DIAMETER_M, obscuration=HST_OBSCURATION, scale_unit=galsim.arcsec)
     return galsim.Convolve(airy, galsim.Gaussian(sigma=HST_JITTER_SIGMA_ARCSEC))
 
 
 def draw_psf_array(psf: galsim.GSObject, stamp_size: int, pixel_scale: float) -> np.ndarray:
     """Draw ``psf`` without pixel, centred on pixel ``(S // 2, S // 2)``, with unit sum."""
-    image = psf.drawImage(nx=stamp_size, ny=stamp_size, scale=pixel_scale, method="no_pixel",
-                          use_true_center=False)
+    image = psf.drawImage(nx=stamp_size, ny=stamp_size, scale=pixel_scale, method="no_pixel", use_true_center=False)
     array = image.array.astype(np.float64)
     total = array.sum()
     if not np.isfinite(total) or total <= 0:
@@ -82,9 +90,9 @@ def flux_radius_pixels(image: np.ndarray) -> float:
     return float(np.interp(0.5 * total, growth, radius))
 
 
-
-def power_spectrum_from_correlated_noise(noise: galsim.BaseCorrelatedNoise, stamp_size: int,
-                                         pixel_scale: float) -> tuple[np.ndarray, float]:
+def power_spectrum_from_correlated_noise(
+    noise: galsim.BaseCorrelatedNoise, stamp_size: int, pixel_scale: float
+) -> tuple[np.ndarray, float]:
     """Noise power spectrum and variance of a GalSim correlated noise on an ``S x S`` stamp.
 
     The correlation function is drawn on the stamp (lag 0 at pixel ``(S // 2, S // 2)``) and
@@ -114,6 +122,5 @@ def draw_pixelised(profile: galsim.GSObject, stamp_size: int, pixel_scale: float
     bulges would otherwise need FFTs of thousands of pixels on a side.
     """
     n = HIRES_OVERSAMPLING
-    hires = profile.drawImage(nx=stamp_size * n, ny=stamp_size * n, scale=pixel_scale / n,
-                              method="no_pixel").array
+    hires = profile.drawImage(nx=stamp_size * n, ny=stamp_size * n, scale=pixel_scale / n, method="no_pixel").array
     return hires.reshape(stamp_size, n, stamp_size, n).sum(axis=(1, 3))

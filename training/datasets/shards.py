@@ -33,6 +33,7 @@ the band as the last axis of every per-band array: ``image``, ``psf``, ``truth``
 ``[n, S, S, B]``, ``noise_var`` ``[n, B]``, ``noise_ps`` ``[n, S, S // 2 + 1, B]``.
 
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,8 @@ from tqdm.auto import tqdm
 
 from galsim_hub._version import __version__
 from galsim_hub.errors import MetadataError
-from galsim_hub.metadata import validate_bands
 from galsim_hub.hub.permissions import follow_umask
+from galsim_hub.metadata import validate_bands
 
 __all__ = ["DATASET_FORMAT", "DATASET_FILE", "read_dataset_metadata", "load_arrays", "make_tf_dataset"]
 
@@ -57,10 +58,19 @@ DATASET_FORMAT = 1
 #: The metadata file of a data set directory.
 DATASET_FILE = "dataset.json"
 
-_ARRAY_DTYPES = {"image": np.float32, "psf": np.float32, "noise_var": np.float32,
-                 "noise_ps": np.float32, "conditions": np.float32, "ident": np.int64,
-                 "truth": np.float32, "truth_smooth": np.float32, "parametric": np.float32,
-                 "has_parametric": bool, "background": np.float32}
+_ARRAY_DTYPES = {
+    "image": np.float32,
+    "psf": np.float32,
+    "noise_var": np.float32,
+    "noise_ps": np.float32,
+    "conditions": np.float32,
+    "ident": np.int64,
+    "truth": np.float32,
+    "truth_smooth": np.float32,
+    "parametric": np.float32,
+    "has_parametric": bool,
+    "background": np.float32,
+}
 
 
 def _atomic_write(path: pathlib.Path, write: Callable[[Any], None], mode: str = "wb") -> None:
@@ -86,11 +96,13 @@ class ShardWriter:
             raise NotADirectoryError(f"out_dir {str(self.out_dir)!r} exists and is not a directory")
         if self.out_dir.is_dir() and any(self.out_dir.iterdir()):
             leftover = not (self.out_dir / DATASET_FILE).exists() and all(
-                p.name.startswith(("shard-", ".shard-")) for p in self.out_dir.iterdir())
+                p.name.startswith(("shard-", ".shard-")) for p in self.out_dir.iterdir()
+            )
             if not (overwrite or leftover):
                 raise FileExistsError(
                     f"out_dir {str(self.out_dir)!r} is not empty; pass overwrite=True (--overwrite) to "
-                    "replace the data set in it")
+                    "replace the data set in it"
+                )
             # A build killed before its dataset.json (written last) left only shards: start again.
             for stale in self.out_dir.glob(".shard-*.tmp"):
                 stale.unlink()
@@ -113,33 +125,48 @@ class ShardWriter:
     def _flush(self) -> None:
         if not self._buffer:
             return
-        arrays = {key: np.asarray([ex[key] for ex in self._buffer], dtype=_ARRAY_DTYPES[key])
-                  for key in self._buffer[0]}
+        arrays = {
+            key: np.asarray([ex[key] for ex in self._buffer], dtype=_ARRAY_DTYPES[key]) for key in self._buffer[0]
+        }
         cond = arrays["conditions"].astype(np.float64)
         low, high = cond.min(axis=0), cond.max(axis=0)
         self._cond_min = low if self._cond_min is None else np.minimum(self._cond_min, low)
         self._cond_max = high if self._cond_max is None else np.maximum(self._cond_max, high)
         name = f"shard-{len(self.shards):05d}.npz"
-        _atomic_write(self.out_dir / name, lambda handle: np.savez(handle, **arrays))
+        _atomic_write(self.out_dir / name, lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]  # numpy's stub types every keyword as allow_pickle
         self.shards.append(name)
         self.n_examples += len(self._buffer)
         self._buffer = []
 
-    def finish(self, metadata: dict, condition_names: Sequence[str],
-               condition_info: Mapping[str, tuple[str, str]]) -> pathlib.Path:
+    def finish(
+        self, metadata: dict, condition_names: Sequence[str], condition_info: Mapping[str, tuple[str, str]]
+    ) -> pathlib.Path:
         """Write the last shard and ``dataset.json``; ``condition_info`` maps a lower-case
         condition name to its ``(unit, description)``."""
         self._flush()
         if self.n_examples == 0:
             raise ValueError("no galaxy was written: the data set would be empty")
+        assert self._cond_min is not None and self._cond_max is not None  # set by the first shard
         conditions = []
         for i, name in enumerate(condition_names):
             unit, description = condition_info.get(name.lower(), ("", f"catalog column {name}"))
-            conditions.append({"name": name, "unit": unit, "description": description,
-                               "min": float(self._cond_min[i]), "max": float(self._cond_max[i])})
-        full = {"format": DATASET_FORMAT, **metadata, "conditions": conditions,
-                "n_examples": self.n_examples, "shards": self.shards,
-                "created_by": f"galsim-hub {__version__}"}
+            conditions.append(
+                {
+                    "name": name,
+                    "unit": unit,
+                    "description": description,
+                    "min": float(self._cond_min[i]),
+                    "max": float(self._cond_max[i]),
+                }
+            )
+        full = {
+            "format": DATASET_FORMAT,
+            **metadata,
+            "conditions": conditions,
+            "n_examples": self.n_examples,
+            "shards": self.shards,
+            "created_by": f"galsim-hub {__version__}",
+        }
         text = json.dumps(full, indent=2, sort_keys=False) + "\n"
         _atomic_write(self.out_dir / DATASET_FILE, lambda handle: handle.write(text), mode="w")
         return self.out_dir
@@ -157,8 +184,12 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
 
 def check_layout(stamp_size: Any, pixel_scale: Any, shard_size: Any, seed: Any) -> tuple[int, float, int, int]:
     """Check the arguments every data-set builder takes; return them as ``int, float, int, int``."""
-    return (check_positive_int("stamp_size", stamp_size, minimum=16), check_positive_float("pixel_scale", pixel_scale),
-            check_positive_int("shard_size", shard_size), check_positive_int("seed", seed, minimum=0))
+    return (
+        check_positive_int("stamp_size", stamp_size, minimum=16),
+        check_positive_float("pixel_scale", pixel_scale),
+        check_positive_int("shard_size", shard_size),
+        check_positive_int("seed", seed, minimum=0),
+    )
 
 
 def check_positive_float(name: str, value: Any) -> float:
@@ -171,9 +202,17 @@ def check_positive_float(name: str, value: Any) -> float:
     return value
 
 
-_REQUIRED_METADATA = {"format": int, "source": str, "stamp_size": int, "pixel_scale": (int, float),
-                      "conditions": list, "n_examples": int, "shards": list,
-                      "flux_units": str, "zero_point": (int, float)}
+_REQUIRED_METADATA: dict[str, Any] = {
+    "format": int,
+    "source": str,
+    "stamp_size": int,
+    "pixel_scale": (int, float),
+    "conditions": list,
+    "n_examples": int,
+    "shards": list,
+    "flux_units": str,
+    "zero_point": (int, float),
+}
 _REQUIRED_CONDITION_FIELDS = ("name", "unit", "description", "min", "max")
 
 
@@ -198,8 +237,10 @@ def read_dataset_metadata(path: str | os.PathLike) -> dict:
     path = pathlib.Path(path)
     metadata_path = path if path.name == DATASET_FILE else path / DATASET_FILE
     if not metadata_path.is_file():
-        raise MetadataError(f"{str(metadata_path)!r} not found: {str(metadata_path.parent)!r} "
-                            "is not a data set, or its build did not finish")
+        raise MetadataError(
+            f"{str(metadata_path)!r} not found: {str(metadata_path.parent)!r} "
+            "is not a data set, or its build did not finish"
+        )
     try:
         metadata = json.loads(metadata_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -210,22 +251,24 @@ def read_dataset_metadata(path: str | os.PathLike) -> dict:
         if key not in metadata:
             raise MetadataError(f"{str(metadata_path)!r} lacks the field {key!r}")
         if not isinstance(metadata[key], kind) or isinstance(metadata[key], bool):
-            raise MetadataError(f"field {key!r} of {str(metadata_path)!r} has the wrong type "
-                                f"({type(metadata[key]).__name__})")
+            raise MetadataError(
+                f"field {key!r} of {str(metadata_path)!r} has the wrong type ({type(metadata[key]).__name__})"
+            )
     if metadata["format"] != DATASET_FORMAT:
-        raise MetadataError(f"{str(metadata_path)!r} has data set format {metadata['format']}; "
-                            f"this galsim-hub reads format {DATASET_FORMAT}")
+        raise MetadataError(
+            f"{str(metadata_path)!r} has data set format {metadata['format']}; "
+            f"this galsim-hub reads format {DATASET_FORMAT}"
+        )
     for i, condition in enumerate(metadata["conditions"]):
-        if not isinstance(condition, dict) or any(f not in condition
-                                                  for f in _REQUIRED_CONDITION_FIELDS):
-            raise MetadataError(f"condition {i} of {str(metadata_path)!r} must have the fields "
-                                f"{', '.join(_REQUIRED_CONDITION_FIELDS)}")
+        if not isinstance(condition, dict) or any(f not in condition for f in _REQUIRED_CONDITION_FIELDS):
+            raise MetadataError(
+                f"condition {i} of {str(metadata_path)!r} must have the fields {', '.join(_REQUIRED_CONDITION_FIELDS)}"
+            )
     if "bands" in metadata:
         validate_bands(metadata["bands"], str(metadata_path))
     missing = [s for s in metadata["shards"] if not (metadata_path.parent / s).is_file()]
     if missing:
-        raise MetadataError(f"shards listed in {str(metadata_path)!r} are missing: "
-                            f"{', '.join(missing)}")
+        raise MetadataError(f"shards listed in {str(metadata_path)!r} are missing: {', '.join(missing)}")
     return metadata
 
 
@@ -240,8 +283,9 @@ def _check_keys(keys: Iterable[str], available: Iterable[str], path: pathlib.Pat
     keys, available = list(keys), sorted(available)
     unknown = [k for k in keys if k not in available]
     if unknown:
-        raise MetadataError(f"the data set {str(path)!r} has no array {', '.join(unknown)}; "
-                            f"available: {', '.join(available)}")
+        raise MetadataError(
+            f"the data set {str(path)!r} has no array {', '.join(unknown)}; available: {', '.join(available)}"
+        )
     return keys
 
 
@@ -262,30 +306,38 @@ def check_shard(shard: pathlib.Path, keys: Sequence[str], stamp_size: int) -> di
             members = {name[:-4]: name for name in archive.namelist() if name.endswith(".npy")}
             for key in keys:
                 if key not in members:
-                    raise MetadataError(f"the shard {str(shard)!r} has no array {key!r} "
-                                        f"(it has {', '.join(sorted(members))})")
+                    raise MetadataError(
+                        f"the shard {str(shard)!r} has no array {key!r} (it has {', '.join(sorted(members))})"
+                    )
                 with archive.open(members[key]) as stream:
                     version = np.lib.format.read_magic(stream)
-                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                   else np.lib.format.read_array_header_2_0)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
                     shape, _, _ = read_header(stream)
                 shapes[key] = tuple(shape)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise MetadataError(f"the shard {str(shard)!r} cannot be read ({exc}): truncated or corrupt? "
-                            "Rebuild the data set") from exc
+        raise MetadataError(
+            f"the shard {str(shard)!r} cannot be read ({exc}): truncated or corrupt? Rebuild the data set"
+        ) from exc
     lengths = {shape[0] if shape else None for shape in shapes.values()}
     if len(lengths) != 1 or not all(lengths):
-        raise MetadataError(f"the shard {str(shard)!r} holds arrays of lengths "
-                            f"{ {k: v[0] if v else None for k, v in shapes.items()} }: empty or inconsistent")
+        raise MetadataError(
+            f"the shard {str(shard)!r} holds arrays of lengths "
+            f"{ {k: v[0] if v else None for k, v in shapes.items()} }: empty or inconsistent"
+        )
     for key in ("image", "psf", "truth"):
         if key in shapes and tuple(shapes[key][1:3]) != (stamp_size, stamp_size):
-            raise MetadataError(f"the shard {str(shard)!r} has {key} stamps of shape {shapes[key][1:]}, "
-                                f"but the data set says stamp_size {stamp_size}")
+            raise MetadataError(
+                f"the shard {str(shard)!r} has {key} stamps of shape {shapes[key][1:]}, "
+                f"but the data set says stamp_size {stamp_size}"
+            )
     return shapes
 
 
-def load_arrays(path: str | os.PathLike, keys: Iterable[str] | None = None
-                ) -> dict[str, np.ndarray]:
+def load_arrays(path: str | os.PathLike, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
     """Load arrays of all shards of a data set, concatenated (for small sets and validation).
 
     Parameters
@@ -311,9 +363,15 @@ def load_arrays(path: str | os.PathLike, keys: Iterable[str] | None = None
     return {key: np.concatenate(arrays) for key, arrays in parts.items()}
 
 
-def make_tf_dataset(path: str | os.PathLike, batch_size: int, *,
-                    keys: Sequence[str] = ("image", "psf", "noise_var", "noise_ps", "conditions"),
-                    shuffle: bool = True, repeat: bool = True, seed: int = 0):
+def make_tf_dataset(
+    path: str | os.PathLike,
+    batch_size: int,
+    *,
+    keys: Sequence[str] = ("image", "psf", "noise_var", "noise_ps", "conditions"),
+    shuffle: bool = True,
+    repeat: bool = True,
+    seed: int = 0,
+):
     """Stream a data set as a `tf.data.Dataset` of dicts of batched arrays.
 
     Shards are read one at a time (the shard order and the order within each shard are
@@ -346,15 +404,13 @@ def make_tf_dataset(path: str | os.PathLike, batch_size: int, *,
     metadata, shards = _shard_paths(path)
     batch_size = check_positive_int("batch_size", batch_size)
     if batch_size > metadata["n_examples"]:
-        raise ValueError(f"batch_size {batch_size} exceeds the {metadata['n_examples']} "
-                         f"examples of {str(path)!r}")
+        raise ValueError(f"batch_size {batch_size} exceeds the {metadata['n_examples']} examples of {str(path)!r}")
     keys = list(keys)
     for shard in shards:
         check_shard(shard, keys, int(metadata["stamp_size"]))
     with np.load(shards[0]) as first:
         keys = _check_keys(keys, first.files, shards[0].parent)
-        signature = {k: tf.TensorSpec((None,) + first[k].shape[1:], tf.as_dtype(first[k].dtype))
-                     for k in keys}
+        signature = {k: tf.TensorSpec((None,) + first[k].shape[1:], tf.as_dtype(first[k].dtype)) for k in keys}
         buffer_size = len(first[keys[0]])
 
     def shards_of_passes():

@@ -3,6 +3,7 @@
 :func:`build_synthetic_dataset` draws it through an HST-like PSF with COSMOS-like noise and also
 stores the noiseless truth, so that a trained model can be checked against what it should produce.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,14 +14,29 @@ from typing import Any, Mapping
 import galsim
 import numpy as np
 
-from galsim_hub.training.datasets.drawing import (COSMOS_FLUX_UNITS, COSMOS_NOISE_SIGMA, COSMOS_PIXEL_SCALE,
-                                         COSMOS_ZERO_POINT, HST_DIAMETER_M, HST_JITTER_SIGMA_ARCSEC,
-                                         HST_LAMBDA_NM, HST_OBSCURATION, draw_pixelised,
-                                         draw_psf_array, flux_radius_pixels, hst_psf)
+from galsim_hub.training.datasets.drawing import (
+    COSMOS_FLUX_UNITS,
+    COSMOS_NOISE_SIGMA,
+    COSMOS_PIXEL_SCALE,
+    COSMOS_ZERO_POINT,
+    HST_DIAMETER_M,
+    HST_JITTER_SIGMA_ARCSEC,
+    HST_LAMBDA_NM,
+    HST_OBSCURATION,
+    draw_pixelised,
+    draw_psf_array,
+    flux_radius_pixels,
+    hst_psf,
+)
 from galsim_hub.training.datasets.shards import ShardWriter, check_layout, check_positive_int, progress_bar
 
-__all__ = ["sample_synthetic_parameters", "synthetic_components", "synthetic_galaxy_profiles",
-           "build_synthetic_dataset", "NoiseModel"]
+__all__ = [
+    "sample_synthetic_parameters",
+    "synthetic_components",
+    "synthetic_galaxy_profiles",
+    "build_synthetic_dataset",
+    "NoiseModel",
+]
 
 #: rms (pixels) of the Gaussian kernel that colours the synthetic correlated noise. White noise
 #: smoothed by it has nearest-neighbour and diagonal correlations 0.48 and 0.23, those of the
@@ -29,8 +45,7 @@ CORRELATED_NOISE_KERNEL_SIGMA_PIXELS = 0.62
 
 CONDITION_INFO = {
     "mag_auto": ("mag", "F814W AB magnitude (SExtractor MAG_AUTO), zero point 25.94"),
-    "flux_radius": ("pixel", "half-light radius of the PSF-convolved galaxy in stamp pixels "
-                             "(SExtractor FLUX_RADIUS)"),
+    "flux_radius": ("pixel", "half-light radius of the PSF-convolved galaxy in stamp pixels (SExtractor FLUX_RADIUS)"),
     "zphot": ("", "photometric redshift"),
 }
 
@@ -63,7 +78,7 @@ class NoiseModel:
             kernel = np.exp(-0.5 * (x**2 + y**2) / CORRELATED_NOISE_KERNEL_SIGMA_PIXELS**2)
             kernel /= np.sqrt((kernel**2).sum())
             self._transfer = np.fft.rfft2(np.fft.ifftshift(kernel))
-            self.power_spectrum = (self.sigma**2 * np.abs(self._transfer) ** 2)
+            self.power_spectrum = self.sigma**2 * np.abs(self._transfer) ** 2
         else:
             self.power_spectrum = np.full((stamp_size, stamp_size // 2 + 1), self.sigma**2)
 
@@ -75,13 +90,14 @@ class NoiseModel:
 
     def describe(self) -> dict:
         if self.correlated:
-            return {"type": "correlated_gaussian", "sigma": self.sigma,
-                    "kernel_sigma_pixels": CORRELATED_NOISE_KERNEL_SIGMA_PIXELS,
-                    "description": "white Gaussian noise circularly convolved with a Gaussian "
-                                   "kernel (ACS-like pixel correlations); noise_ps is exact"}
-        return {"type": "white_gaussian", "sigma": self.sigma,
-                "description": "white Gaussian pixel noise"}
-
+            return {
+                "type": "correlated_gaussian",
+                "sigma": self.sigma,
+                "kernel_sigma_pixels": CORRELATED_NOISE_KERNEL_SIGMA_PIXELS,
+                "description": "white Gaussian noise circularly convolved with a Gaussian "
+                "kernel (ACS-like pixel correlations); noise_ps is exact",
+            }
+        return {"type": "white_gaussian", "sigma": self.sigma, "description": "white Gaussian pixel noise"}
 
 
 def _sample_magnitude(rng: np.random.Generator) -> float:
@@ -120,7 +136,8 @@ def sample_synthetic_parameters(rng: np.random.Generator, psf_hlr_arcsec: float)
     mag = _sample_magnitude(rng)
     size_deviate = rng.normal()
     observed_hlr = COSMOS_PIXEL_SCALE * math.exp(
-        SIZE_LOG_INTERCEPT + SIZE_LOG_SLOPE * (mag - 23.0) + SIZE_LOG_SCATTER * size_deviate)
+        SIZE_LOG_INTERCEPT + SIZE_LOG_SLOPE * (mag - 23.0) + SIZE_LOG_SCATTER * size_deviate
+    )
     disc_hlr = math.sqrt(max(observed_hlr**2 - psf_hlr_arcsec**2, 0.02**2))
     zphot = math.exp(0.50 + 0.07 * (mag - 23.0) - 0.05 * size_deviate + 0.12 * rng.normal()) - 1
     bulge_dominated = rng.uniform() < max(0.5 - 0.08 * (mag - 20.0), 0.1)
@@ -164,16 +181,19 @@ def synthetic_components(params: Mapping[str, Any]) -> dict[str, galsim.GSObject
     bulge_shear = galsim.Shear(e=0.5 * params["ellipticity"], beta=params["beta"] * galsim.radians)
 
     bulge = galsim.DeVaucouleurs(half_light_radius=params["bulge_hlr"], flux=bulge_flux)
-    positions = galsim.RandomKnots(params["n_knots"], half_light_radius=params["disc_hlr"],
-                                   flux=1.0, rng=galsim.BaseDeviate(params["knot_seed"])).points
+    positions = galsim.RandomKnots(
+        params["n_knots"], half_light_radius=params["disc_hlr"], flux=1.0, rng=galsim.BaseDeviate(params["knot_seed"])
+    ).points
     knot = galsim.Gaussian(sigma=KNOT_SIGMA_ARCSEC, flux=knot_flux / len(positions))
     disc = galsim.Exponential(half_light_radius=params["disc_hlr"], flux=disc_flux - knot_flux)
-    return {"bulge": bulge.shear(bulge_shear), "disc": disc.shear(shear),
-            "knots": galsim.Add([knot.shift(x, y) for x, y in positions]).shear(shear)}
+    return {
+        "bulge": bulge.shear(bulge_shear),
+        "disc": disc.shear(shear),
+        "knots": galsim.Add([knot.shift(x, y) for x, y in positions]).shear(shear),
+    }
 
 
-def synthetic_galaxy_profiles(params: Mapping[str, Any]) -> tuple[galsim.GSObject,
-                                                                   galsim.GSObject]:
+def synthetic_galaxy_profiles(params: Mapping[str, Any]) -> tuple[galsim.GSObject, galsim.GSObject]:
     """Build the GalSim profiles of one synthetic galaxy.
 
     Parameters
@@ -194,9 +214,16 @@ def synthetic_galaxy_profiles(params: Mapping[str, Any]) -> tuple[galsim.GSObjec
     return galaxy, smooth
 
 
-def _synthetic_example(ident: int, seed: int, psf: galsim.GSObject, psf_array: np.ndarray,
-                       psf_hlr: float, noise: NoiseModel, stamp_size: int,
-                       pixel_scale: float) -> dict:
+def _synthetic_example(
+    ident: int,
+    seed: int,
+    psf: galsim.GSObject,
+    psf_array: np.ndarray,
+    psf_hlr: float,
+    noise: NoiseModel,
+    stamp_size: int,
+    pixel_scale: float,
+) -> dict:
     """Draw galaxy ``ident`` of a synthetic data set, redrawing those that overflow the stamp."""
     rng = np.random.default_rng([seed, ident])
     max_radius = stamp_size / 5.0
@@ -205,15 +232,15 @@ def _synthetic_example(ident: int, seed: int, psf: galsim.GSObject, psf_array: n
         if params["disc_hlr"] / pixel_scale > max_radius:
             continue
         galaxy, smooth = synthetic_galaxy_profiles(params)
-        convolved = galsim.Convolve(galaxy, psf).drawImage(
-            nx=stamp_size, ny=stamp_size, scale=pixel_scale).array
+        convolved = galsim.Convolve(galaxy, psf).drawImage(nx=stamp_size, ny=stamp_size, scale=pixel_scale).array
         radius = flux_radius_pixels(convolved)
         if radius <= max_radius:
             break
     else:
         raise RuntimeError(
             f"no synthetic galaxy with flux_radius <= {max_radius:.1f} px found in "
-            f"{MAX_REDRAWS} draws: use a larger stamp_size or a coarser pixel_scale")
+            f"{MAX_REDRAWS} draws: use a larger stamp_size or a coarser pixel_scale"
+        )
     return {
         "image": convolved + noise.sample(rng),
         "psf": psf_array,
@@ -226,12 +253,20 @@ def _synthetic_example(ident: int, seed: int, psf: galsim.GSObject, psf_array: n
     }
 
 
-
-def build_synthetic_dataset(out_dir: str | os.PathLike, n_examples: int, *, stamp_size: int = 64,
-                            pixel_scale: float = 0.03, psf: str | galsim.GSObject = "hst",
-                            noise_sigma: float | None = None, correlated_noise: bool = False,
-                            seed: int = 0, shard_size: int = 1024, overwrite: bool = False,
-                            progress: bool | None = None) -> pathlib.Path:
+def build_synthetic_dataset(
+    out_dir: str | os.PathLike,
+    n_examples: int,
+    *,
+    stamp_size: int = 64,
+    pixel_scale: float = 0.03,
+    psf: str | galsim.GSObject = "hst",
+    noise_sigma: float | None = None,
+    correlated_noise: bool = False,
+    seed: int = 0,
+    shard_size: int = 1024,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> pathlib.Path:
     """Build a synthetic data set of bulge + disc + knots galaxies (format 1).
 
     Each galaxy is drawn from the population of :func:`sample_synthetic_parameters` with its own
@@ -277,20 +312,26 @@ def build_synthetic_dataset(out_dir: str | os.PathLike, n_examples: int, *, stam
     stamp_size, pixel_scale, shard_size, seed = check_layout(stamp_size, pixel_scale, shard_size, seed)
     if noise_sigma is None:
         noise_sigma = COSMOS_NOISE_SIGMA
-    if not (isinstance(noise_sigma, (int, float)) and math.isfinite(noise_sigma)
-            and noise_sigma >= 0):
+    if not (isinstance(noise_sigma, (int, float)) and math.isfinite(noise_sigma) and noise_sigma >= 0):
         raise ValueError(f"noise_sigma must be a non-negative number, got {noise_sigma!r}")
     if isinstance(psf, str) and psf == "hst":
         psf_profile = hst_psf()
         psf_description = {
-            "type": "hst", "lam_nm": HST_LAMBDA_NM, "diam_m": HST_DIAMETER_M,
-            "obscuration": HST_OBSCURATION, "jitter_sigma_arcsec": HST_JITTER_SIGMA_ARCSEC,
+            "type": "hst",
+            "lam_nm": HST_LAMBDA_NM,
+            "diam_m": HST_DIAMETER_M,
+            "obscuration": HST_OBSCURATION,
+            "jitter_sigma_arcsec": HST_JITTER_SIGMA_ARCSEC,
             "description": "Airy(814 nm, 2.4 m, obscuration 0.33) convolved with a Gaussian "
-                           "jitter; the same PSF for every galaxy"}
+            "jitter; the same PSF for every galaxy",
+        }
     elif isinstance(psf, galsim.GSObject):
         psf_profile = psf
-        psf_description = {"type": "galsim", "repr": repr(psf),
-                           "description": "user-given GalSim profile; the same for every galaxy"}
+        psf_description = {
+            "type": "galsim",
+            "repr": repr(psf),
+            "description": "user-given GalSim profile; the same for every galaxy",
+        }
     else:
         raise ValueError(f"psf must be 'hst' or a galsim.GSObject, got {psf!r}")
 
@@ -300,18 +341,25 @@ def build_synthetic_dataset(out_dir: str | os.PathLike, n_examples: int, *, stam
     writer = ShardWriter(out_dir, shard_size, overwrite)
     with progress_bar(n_examples, progress, "synthetic galaxies") as bar:
         for ident in range(n_examples):
-            writer.add(_synthetic_example(ident, seed, psf_profile, psf_array, psf_hlr, noise,
-                                          stamp_size, pixel_scale))
+            writer.add(_synthetic_example(ident, seed, psf_profile, psf_array, psf_hlr, noise, stamp_size, pixel_scale))
             bar.update()
     metadata = {
-        "source": "synthetic", "stamp_size": stamp_size, "pixel_scale": pixel_scale,
-        "flux_units": COSMOS_FLUX_UNITS, "zero_point": COSMOS_ZERO_POINT,
-        "psf": psf_description, "noise": noise.describe(),
-        "config": {"n_examples": n_examples, "stamp_size": stamp_size,
-                   "pixel_scale": pixel_scale, "psf": psf_description["type"]
-                   if psf_description["type"] == "hst" else repr(psf),
-                   "noise_sigma": float(noise_sigma), "correlated_noise": bool(correlated_noise),
-                   "seed": seed, "shard_size": shard_size},
+        "source": "synthetic",
+        "stamp_size": stamp_size,
+        "pixel_scale": pixel_scale,
+        "flux_units": COSMOS_FLUX_UNITS,
+        "zero_point": COSMOS_ZERO_POINT,
+        "psf": psf_description,
+        "noise": noise.describe(),
+        "config": {
+            "n_examples": n_examples,
+            "stamp_size": stamp_size,
+            "pixel_scale": pixel_scale,
+            "psf": psf_description["type"] if psf_description["type"] == "hst" else repr(psf),
+            "noise_sigma": float(noise_sigma),
+            "correlated_noise": bool(correlated_noise),
+            "seed": seed,
+            "shard_size": shard_size,
+        },
     }
     return writer.finish(metadata, ("mag_auto", "flux_radius", "zphot"), CONDITION_INFO)
-

@@ -5,6 +5,7 @@ architecture are refused) and ``training.json`` (its optimisation settings: a re
 ones is refused, :data:`RESUME_SETTINGS`); :class:`TrainingState` runs the steps, records the
 losses, saves checkpoints and shows a progress bar.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,16 @@ import tensorflow as tf
 
 from galsim_hub.errors import GalSimHubError
 
-__all__ = ["CheckpointMismatchError", "RESUME_SETTINGS", "TrainingState", "prepare_checkpoint_dir",
-           "read_json", "write_json", "ARCHITECTURE_FILE", "SETTINGS_FILE"]
+__all__ = [
+    "CheckpointMismatchError",
+    "RESUME_SETTINGS",
+    "TrainingState",
+    "prepare_checkpoint_dir",
+    "read_json",
+    "write_json",
+    "ARCHITECTURE_FILE",
+    "SETTINGS_FILE",
+]
 
 ARCHITECTURE_FILE = "architecture.json"
 
@@ -49,8 +58,19 @@ def write_json(path: Path, value) -> None:
 #: The optimisation settings a resumed run must share with its checkpoints (``steps`` and
 #: ``checkpoint_every`` may change: a run is extended by raising ``steps``).
 RESUME_SETTINGS = {
-    "vae": ("optimizer", "learning_rate", "lr_schedule", "warmup_steps", "batch_size", "free_bits",
-            "tv_weight", "likelihood", "kl_warmup_steps", "clip_norm", "seed"),
+    "vae": (
+        "optimizer",
+        "learning_rate",
+        "lr_schedule",
+        "warmup_steps",
+        "batch_size",
+        "free_bits",
+        "tv_weight",
+        "likelihood",
+        "kl_warmup_steps",
+        "clip_norm",
+        "seed",
+    ),
     "flow": ("learning_rate", "lr_schedule", "warmup_steps", "batch_size", "seed"),
 }
 SETTINGS_FILE = "training.json"
@@ -62,8 +82,11 @@ def _check_resume_settings(directory: Path, settings: dict, what: str) -> None:
     if saved is None:  # checkpoints of an older galsim-hub: record the settings from now on
         write_json(directory / SETTINGS_FILE, settings)
         return
-    diffs = [f"{key}: checkpoint {saved.get(key)!r} vs config {settings.get(key)!r}"
-             for key in sorted(set(saved) | set(settings)) if saved.get(key) != settings.get(key)]
+    diffs = [
+        f"{key}: checkpoint {saved.get(key)!r} vs config {settings.get(key)!r}"
+        for key in sorted(set(saved) | set(settings))
+        if saved.get(key) != settings.get(key)
+    ]
     if diffs:
         raise CheckpointMismatchError(
             f"the {what} checkpoints in {directory} were trained with other settings ({'; '.join(diffs)}); "
@@ -72,8 +95,9 @@ def _check_resume_settings(directory: Path, settings: dict, what: str) -> None:
         )
 
 
-def prepare_checkpoint_dir(directory: Path, architecture: dict, resume: bool, what: str,
-                            history_file: Path, settings: dict | None = None) -> bool:
+def prepare_checkpoint_dir(
+    directory: Path, architecture: dict, resume: bool, what: str, history_file: Path, settings: dict | None = None
+) -> bool:
     """Check or reset ``directory`` for ``architecture``; return whether to restore from it.
 
     With ``resume`` and checkpoints of another architecture or other optimisation ``settings``
@@ -85,9 +109,11 @@ def prepare_checkpoint_dir(directory: Path, architecture: dict, resume: bool, wh
         if settings is not None and tf.train.latest_checkpoint(str(directory)) is not None:
             _check_resume_settings(directory, settings, what)
         if saved != architecture:
-            diffs = [f"{key}: checkpoint {saved.get(key)!r} vs config {architecture.get(key)!r}"
-                     for key in sorted(set(saved) | set(architecture))
-                     if saved.get(key) != architecture.get(key)]
+            diffs = [
+                f"{key}: checkpoint {saved.get(key)!r} vs config {architecture.get(key)!r}"
+                for key in sorted(set(saved) | set(architecture))
+                if saved.get(key) != architecture.get(key)
+            ]
             raise CheckpointMismatchError(
                 f"the {what} checkpoints in {directory} have another architecture ("
                 + "; ".join(diffs)
@@ -141,9 +167,17 @@ class TrainingState:
         """The next step to run."""
         return int(self.step.numpy())
 
-    def run(self, run_step: Callable[[int], dict], steps: int, label: str, progress: bool | None,
-            log_every: int, checkpoint_every: int, shown: tuple[str, ...],
-            on_checkpoint: Callable[[int], None] | None = None) -> list[dict]:
+    def run(
+        self,
+        run_step: Callable[[int], dict],
+        steps: int,
+        label: str,
+        progress: bool | None,
+        log_every: int,
+        checkpoint_every: int,
+        shown: tuple[str, ...],
+        on_checkpoint: Callable[[int], None] | None = None,
+    ) -> list[dict]:
         """Call ``run_step(s)`` up to ``steps``, logging, checkpointing and showing progress.
 
         ``on_checkpoint(step)`` runs after each checkpoint (``step`` steps done).

@@ -10,6 +10,7 @@ Examples
 >>> config.vae.latent_dim                                            # doctest: +SKIP
 16
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -195,9 +196,7 @@ def _build_section(name: str, cls: type, values: Any):
     valid = [f.name for f in dataclasses.fields(cls)]
     for key in values:
         if key not in valid:
-            raise ConfigError(
-                f"unknown key '{key}' in config section '{name}'; valid keys: {', '.join(valid)}"
-            )
+            raise ConfigError(f"unknown key '{key}' in config section '{name}'; valid keys: {', '.join(valid)}")
     kwargs = dict(values)
     if "hidden_units" in kwargs:
         hidden = kwargs["hidden_units"]
@@ -232,8 +231,10 @@ def _check_positive_number(section: str, name: str, value: Any, allow_zero: bool
         isinstance(value, (int, float)) and not isinstance(value, bool),
         f"{section}.{name} must be a number, got {value!r}",
     )
-    _require(value >= 0 if allow_zero else value > 0,
-             f"{section}.{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    _require(
+        value >= 0 if allow_zero else value > 0,
+        f"{section}.{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}",
+    )
 
 
 #: Builder arguments a config may set in ``dataset.options`` (the others come from the
@@ -241,15 +242,31 @@ def _check_positive_number(section: str, name: str, value: Any, allow_zero: bool
 _BUILDER_OPTIONS = {
     "synthetic": ("correlated_noise",),
     "chromatic": ("bands", "jobs"),
-    "cosmos": ("catalog_file", "catalogs", "conditions", "exclusion_level", "min_flux_radius", "max_mag",
-               "holdout", "split", "orientations", "shifts", "max_shift", "parametric"),
+    "cosmos": (
+        "catalog_file",
+        "catalogs",
+        "conditions",
+        "exclusion_level",
+        "min_flux_radius",
+        "max_mag",
+        "holdout",
+        "split",
+        "orientations",
+        "shifts",
+        "max_shift",
+        "parametric",
+    ),
 }
 
 
 def _check_finite(section: str, name: str, value: Any, positive: bool = False) -> None:
-    _require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-             and (value > 0 or not positive),
-             f"{section}.{name} must be a {'positive ' if positive else ''}finite number, got {value!r}")
+    _require(
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > 0 or not positive),
+        f"{section}.{name} must be a {'positive ' if positive else ''}finite number, got {value!r}",
+    )
 
 
 def _check_optional_string(section: str, name: str, value: Any) -> None:
@@ -262,31 +279,39 @@ def _validate_strings_and_seeds(config: TrainingConfig) -> None:
     from galsim_hub.hub.handle import parse_hub_handle
 
     d, v, f, e = config.dataset, config.vae, config.flow, config.export
-    for section, obj, names in (("dataset", d, ("seed",)), ("vae", v, ("seed",)),
-                                ("flow", f, ("seed", "permutation_seed"))):
+    for section, obj, names in (
+        ("dataset", d, ("seed",)),
+        ("vae", v, ("seed",)),
+        ("flow", f, ("seed", "permutation_seed")),
+    ):
         _check_positive_ints(section, obj, names, allow_zero=names)
     _check_finite("dataset", "pixel_scale", d.pixel_scale, positive=True)
-    _require(d.psf == "hst", f"dataset.psf must be 'hst' (the HST-like PSF of the synthetic data sets), "
-                             f"got {d.psf!r}")
+    _require(d.psf == "hst", f"dataset.psf must be 'hst' (the HST-like PSF of the synthetic data sets), got {d.psf!r}")
     if d.noise_sigma is not None:
         _check_finite("dataset", "noise_sigma", d.noise_sigma, positive=True)
     for name in ("path", "catalog_dir"):
         _check_optional_string("dataset", name, getattr(d, name))
     unknown = sorted(set(d.options) - set(_BUILDER_OPTIONS[d.source]))
-    _require(not unknown, f"dataset.options has unknown key(s) {unknown} for source {d.source!r}; valid: "
-                          f"{', '.join(_BUILDER_OPTIONS[d.source])}")
+    _require(
+        not unknown,
+        f"dataset.options has unknown key(s) {unknown} for source {d.source!r}; valid: "
+        f"{', '.join(_BUILDER_OPTIONS[d.source])}",
+    )
     for section, obj in (("vae", v), ("flow", f)):
-        _require(obj.activation in ("elu", "relu", "gelu", "swish", "tanh", "leaky_relu"),
-                 f"{section}.activation must be one of elu, relu, gelu, swish, tanh, leaky_relu, "
-                 f"got {obj.activation!r}")
+        _require(
+            obj.activation in ("elu", "relu", "gelu", "swish", "tanh", "leaky_relu"),
+            f"{section}.activation must be one of elu, relu, gelu, swish, tanh, leaky_relu, got {obj.activation!r}",
+        )
         _check_finite(section, "learning_rate", obj.learning_rate, positive=True)
     for name in ("name", "version", "description", "license", "citation"):
         _require(isinstance(getattr(e, name), str), f"export.{name} must be a string, got {getattr(e, name)!r}")
     try:
         parse_hub_handle(f"hub:{e.name}@{e.version}")
     except HandleError as error:
-        raise ConfigError(f"export.name and export.version must be a hub name and version "
-                          f"(letters, digits, '_', '.', '+', '-'): {error}") from None
+        raise ConfigError(
+            f"export.name and export.version must be a hub name and version "
+            f"(letters, digits, '_', '.', '+', '-'): {error}"
+        ) from None
     _check_optional_string("export", "flux_units", e.flux_units)
     _check_optional_string("export", "flux_calibration", e.flux_calibration)
     if e.zero_point is not None:
@@ -299,33 +324,49 @@ def _validate_strings_and_seeds(config: TrainingConfig) -> None:
 def _validate(config: TrainingConfig) -> None:
     d, v, f = config.dataset, config.vae, config.flow
     _require(isinstance(d.source, str), f"dataset.source must be a string, got {d.source!r}")
-    _require(d.source in ("synthetic", "chromatic", "cosmos"),
-             f"dataset.source must be 'synthetic', 'chromatic' or 'cosmos', got {d.source!r}")
-    _require(d.source != "cosmos" or bool(d.catalog_dir) or bool(dict(d.options).get("catalogs")),
-             "dataset.source 'cosmos' needs dataset.catalog_dir (the COSMOS 25.2 catalog directory) "
-             "or dataset.options.catalogs (a list of {dir, file, exclusion_level})")
-    _require(d.source == "cosmos" or d.n_examples is not None,
-             "dataset.n_examples must be set for synthetic data")
+    _require(
+        d.source in ("synthetic", "chromatic", "cosmos"),
+        f"dataset.source must be 'synthetic', 'chromatic' or 'cosmos', got {d.source!r}",
+    )
+    _require(
+        d.source != "cosmos" or bool(d.catalog_dir) or bool(dict(d.options).get("catalogs")),
+        "dataset.source 'cosmos' needs dataset.catalog_dir (the COSMOS 25.2 catalog directory) "
+        "or dataset.options.catalogs (a list of {dir, file, exclusion_level})",
+    )
+    _require(d.source == "cosmos" or d.n_examples is not None, "dataset.n_examples must be set for synthetic data")
     counts = ("stamp_size", "shard_size") + (("n_examples",) if d.n_examples is not None else ())
     _check_positive_ints("dataset", d, counts)
     _check_positive_number("dataset", "pixel_scale", d.pixel_scale)
     _require(isinstance(d.options, Mapping), "dataset.options must be a mapping of builder arguments")
-    _check_positive_ints("vae", v, ("latent_dim", "num_stages", "base_depth", "max_depth",
-                                    "blocks_per_stage", "warmup_steps", "batch_size", "steps",
-                                    "kl_warmup_steps", "checkpoint_every"),
-                         allow_zero=("blocks_per_stage", "kl_warmup_steps", "warmup_steps"))
-    _require(d.stamp_size % (2 ** v.num_stages) == 0,
-             f"dataset.stamp_size ({d.stamp_size}) must be divisible by 2**vae.num_stages "
-             f"({2 ** v.num_stages})")
-    _require(v.max_depth >= v.base_depth,
-             f"vae.max_depth ({v.max_depth}) must be >= vae.base_depth ({v.base_depth})")
-    _require(v.optimizer in ("adam", "adafactor"),
-             f"vae.optimizer must be 'adam' or 'adafactor', got {v.optimizer!r}")
-    _require(v.likelihood in ("pixel", "fourier"),
-             f"vae.likelihood must be 'pixel' or 'fourier', got {v.likelihood!r}")
+    _check_positive_ints(
+        "vae",
+        v,
+        (
+            "latent_dim",
+            "num_stages",
+            "base_depth",
+            "max_depth",
+            "blocks_per_stage",
+            "warmup_steps",
+            "batch_size",
+            "steps",
+            "kl_warmup_steps",
+            "checkpoint_every",
+        ),
+        allow_zero=("blocks_per_stage", "kl_warmup_steps", "warmup_steps"),
+    )
+    _require(
+        d.stamp_size % (2**v.num_stages) == 0,
+        f"dataset.stamp_size ({d.stamp_size}) must be divisible by 2**vae.num_stages ({2**v.num_stages})",
+    )
+    _require(v.max_depth >= v.base_depth, f"vae.max_depth ({v.max_depth}) must be >= vae.base_depth ({v.base_depth})")
+    _require(v.optimizer in ("adam", "adafactor"), f"vae.optimizer must be 'adam' or 'adafactor', got {v.optimizer!r}")
+    _require(v.likelihood in ("pixel", "fourier"), f"vae.likelihood must be 'pixel' or 'fourier', got {v.likelihood!r}")
     for section, obj in (("vae", v), ("flow", f)):
-        _require(obj.lr_schedule in ("rsqrt", "constant"),
-                 f"{section}.lr_schedule must be 'rsqrt' or 'constant', got {obj.lr_schedule!r}")
+        _require(
+            obj.lr_schedule in ("rsqrt", "constant"),
+            f"{section}.lr_schedule must be 'rsqrt' or 'constant', got {obj.lr_schedule!r}",
+        )
         _check_positive_number(section, "learning_rate", obj.learning_rate)
     _check_positive_number("vae", "free_bits", v.free_bits, allow_zero=True)
     _check_positive_number("vae", "tv_weight", v.tv_weight, allow_zero=True)
@@ -333,10 +374,13 @@ def _validate(config: TrainingConfig) -> None:
         _check_positive_number("vae", "image_scale", v.image_scale)
     if v.clip_norm is not None:
         _check_positive_number("vae", "clip_norm", v.clip_norm)
-    _check_positive_ints("flow", f, ("n_blocks", "batch_size", "steps", "checkpoint_every",
-                                     "warmup_steps"), allow_zero=("warmup_steps",))
-    _require(len(f.hidden_units) > 0 and all(isinstance(h, int) and h > 0 for h in f.hidden_units),
-             f"flow.hidden_units must be a list of positive integers, got {list(f.hidden_units)}")
+    _check_positive_ints(
+        "flow", f, ("n_blocks", "batch_size", "steps", "checkpoint_every", "warmup_steps"), allow_zero=("warmup_steps",)
+    )
+    _require(
+        len(f.hidden_units) > 0 and all(isinstance(h, int) and h > 0 for h in f.hidden_units),
+        f"flow.hidden_units must be a list of positive integers, got {list(f.hidden_units)}",
+    )
     _validate_strings_and_seeds(config)
 
 

@@ -9,6 +9,7 @@ Command line::
 
     python -m galsim_hub.training curve --work-dir DIR --out loss_curve.png [--window N]
 """
+
 from __future__ import annotations
 
 import json
@@ -45,7 +46,7 @@ def read_curves(work_dir: str | Path, window: int = 100) -> dict[str, np.ndarray
     steps = np.array([h["step"] for h in history], dtype=float)
     losses = np.array([h["loss"] for h in history], dtype=float)
     half = max(1, window // 2)
-    smooth = np.array([np.median(losses[max(0, i - half):i + half + 1]) for i in range(len(losses))])
+    smooth = np.array([np.median(losses[max(0, i - half) : i + half + 1]) for i in range(len(losses))])
     curves = {"train_step": steps, "train_loss": smooth}
     heldout_file = work_dir / "vae_heldout.json"
     if heldout_file.is_file():
@@ -64,16 +65,30 @@ def plot_loss_curve(work_dir: str | Path, out: str | Path, window: int = 500, ti
 
     curves = read_curves(work_dir, window)
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(curves["train_step"], curves["train_loss"], color="tab:blue",
-            label=f"training (running median of {window} batches)")
+    ax.plot(
+        curves["train_step"],
+        curves["train_loss"],
+        color="tab:blue",
+        label=f"training (running median of {window} batches)",
+    )
     if "heldout_step" in curves:
-        ax.plot(curves["heldout_step"], curves["heldout_loss"], "o-", color="tab:orange",
-                label="held-out galaxies (every checkpoint)")
+        ax.plot(
+            curves["heldout_step"],
+            curves["heldout_loss"],
+            "o-",
+            color="tab:orange",
+            label="held-out galaxies (every checkpoint)",
+        )
     # The first steps fall from ~1e5 nats; the frame shows the rest, where convergence is judged.
     late = curves["train_step"] >= ZOOM_FROM * curves["train_step"].max()
-    values = np.concatenate([curves["train_loss"][late]] + (
-        [curves["heldout_loss"][curves["heldout_step"] >= ZOOM_FROM * curves["train_step"].max()]]
-        if "heldout_step" in curves else []))
+    values = np.concatenate(
+        [curves["train_loss"][late]]
+        + (
+            [curves["heldout_loss"][curves["heldout_step"] >= ZOOM_FROM * curves["train_step"].max()]]
+            if "heldout_step" in curves
+            else []
+        )
+    )
     low, high = np.percentile(values, [0.5, 99.5])
     margin = 0.1 * (high - low)
     ax.set_ylim(low - margin, high + margin)

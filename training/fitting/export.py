@@ -13,6 +13,7 @@ A model is a directory holding a TF2 SavedModel and ``galsim_hub.json`` (see
 ``encode`` (when an encoder is given)
     ``image`` and ``psf`` float32 ``[N, S, S(, B)]`` -> ``z`` (the posterior mean).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,7 @@ import tensorflow as tf
 
 from galsim_hub import __version__
 from galsim_hub.hub.permissions import follow_umask
-from galsim_hub.metadata import (MODEL_FORMAT_VERSION, MODEL_METADATA_FILE, MULTIBAND_FORMAT_VERSION,
-                                 validate_metadata)
+from galsim_hub.metadata import MODEL_FORMAT_VERSION, MODEL_METADATA_FILE, MULTIBAND_FORMAT_VERSION, validate_metadata
 
 DEFAULT_CITATION = (
     "Lanusse F., Mandelbaum R., Ravanbakhsh S., Li C.-L., Freeman P., Poczos B., 2021, "
@@ -105,8 +105,8 @@ def export_model(
     pixel_scale: float,
     name: str,
     version: str,
-    condition_mean: Sequence[float] | None = None,
-    condition_std: Sequence[float] | None = None,
+    condition_mean: Sequence[float] | np.ndarray | None = None,
+    condition_std: Sequence[float] | np.ndarray | None = None,
     flux_units: str = "e-/s per pixel (HST/ACS F814W-like)",
     zero_point: float | None = None,
     training: dict | None = None,
@@ -217,20 +217,22 @@ def export_model(
         "created_by": f"galsim-hub {__version__}",
     }
     if bands is not None:
-        metadata["bands"] = [{key: band[key] for key in ("name", "effective_wavelength", "zero_point", "bandpass")}
-                             for band in bands]
+        metadata["bands"] = [
+            {key: band[key] for key in ("name", "effective_wavelength", "zero_point", "bandpass")} for band in bands
+        ]
     if flux_calibration is not None:
         metadata["flux_calibration"] = {
             "condition": flux_calibration,
             "description": f"stamps are rescaled to the flux of the catalog's {flux_calibration} "
-                           "(with zero_point) unless flux= or mag= is given",
+            "(with zero_point) unless flux= or mag= is given",
         }
     if stamp_window is not None:
         metadata["stamp_window"] = {"inner": float(stamp_window)}
     validate_metadata(metadata, source=str(output_dir))
 
-    module = _ExportModule(flow, decoder, encoder, condition_mean, condition_std, stamp_size,
-                           None if bands is None else len(bands))
+    module = _ExportModule(
+        flow, decoder, encoder, condition_mean, condition_std, stamp_size, None if bands is None else len(bands)
+    )
     signatures = _signatures(module, names, int(latent_dim))
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)

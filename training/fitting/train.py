@@ -13,6 +13,7 @@ Work directory layout::
     work_dir/flow/           checkpoints + architecture.json + normalisation.json
     work_dir/flow_history.json
 """
+
 from __future__ import annotations
 
 import math
@@ -24,10 +25,17 @@ import numpy as np
 import tensorflow as tf
 
 from galsim_hub.errors import GalSimHubError
-from galsim_hub.training.networks import likelihood as lk
-from galsim_hub.training.fitting.checkpoints import (ARCHITECTURE_FILE, RESUME_SETTINGS, CheckpointMismatchError,
-                                             TrainingState, prepare_checkpoint_dir, read_json, write_json)
+from galsim_hub.training.fitting.checkpoints import (
+    ARCHITECTURE_FILE,
+    RESUME_SETTINGS,
+    CheckpointMismatchError,
+    TrainingState,
+    prepare_checkpoint_dir,
+    read_json,
+    write_json,
+)
 from galsim_hub.training.fitting.config import TrainingConfig
+from galsim_hub.training.networks import likelihood as lk
 from galsim_hub.training.networks.flow import ConditionalMAF
 from galsim_hub.training.networks.vae import VAE
 
@@ -89,24 +97,31 @@ def dataset_path(config: TrainingConfig, work_dir: str | Path) -> Path:
     return Path(work_dir) / "dataset"
 
 
-def build_dataset(config: TrainingConfig, work_dir: str | Path, overwrite: bool = False,
-                  progress: bool | None = None) -> Path:
+def build_dataset(
+    config: TrainingConfig, work_dir: str | Path, overwrite: bool = False, progress: bool | None = None
+) -> Path:
     """Build the training set described by ``config.dataset``; return its directory."""
     from galsim_hub.training.datasets import data
 
     d = config.dataset
     out_dir = dataset_path(config, work_dir)
-    common = dict(stamp_size=d.stamp_size, pixel_scale=d.pixel_scale, seed=d.seed,
-                  shard_size=d.shard_size, overwrite=overwrite, progress=progress)
+    common = dict(
+        stamp_size=d.stamp_size,
+        pixel_scale=d.pixel_scale,
+        seed=d.seed,
+        shard_size=d.shard_size,
+        overwrite=overwrite,
+        progress=progress,
+    )
     if d.source == "cosmos":
         catalog_dir = Path(d.catalog_dir).expanduser() if d.catalog_dir else None
-        data.build_cosmos_dataset(out_dir, catalog_dir, max_galaxies=d.n_examples, **common,
-                                  **dict(d.options))
+        data.build_cosmos_dataset(out_dir, catalog_dir, max_galaxies=d.n_examples, **common, **dict(d.options))
     elif d.source == "chromatic":
         data.build_chromatic_dataset(out_dir, d.n_examples, **common, **dict(d.options))
     else:
-        data.build_synthetic_dataset(out_dir, d.n_examples, psf=d.psf, noise_sigma=d.noise_sigma,
-                                     **common, **dict(d.options))
+        data.build_synthetic_dataset(
+            out_dir, d.n_examples, psf=d.psf, noise_sigma=d.noise_sigma, **common, **dict(d.options)
+        )
     return out_dir
 
 
@@ -144,8 +159,7 @@ def _vae_loss_fn(vae: VAE, config: TrainingConfig):
         observed = lk.bands_first(batch["image"])
         observed_model = lk.convolve_with_psf(profile, lk.bands_first(batch["psf"]))
         if use_fourier:
-            log_likelihood = lk.fourier_log_likelihood(observed, observed_model,
-                                                       lk.bands_first(batch["noise_ps"]))
+            log_likelihood = lk.fourier_log_likelihood(observed, observed_model, lk.bands_first(batch["noise_ps"]))
         else:
             noise_var = tf.reshape(batch["noise_var"], [tf.shape(observed)[0], -1, 1, 1])
             log_likelihood = lk.pixel_log_likelihood(observed, observed_model, noise_var)
@@ -178,8 +192,7 @@ def _raise_if_diverged(values: dict, step: int, what: str, dataset_dir=None) -> 
     if not all(math.isfinite(x) for x in values.values()):
         terms = ", ".join(f"{k}={x:.4g}" for k, x in values.items())
         raise TrainingDivergedError(
-            f"the {what} loss became non-finite at step {step} ({terms}); lower the learning "
-            "rate or check the data set"
+            f"the {what} loss became non-finite at step {step} ({terms}); lower the learning rate or check the data set"
         )
 
 
@@ -195,8 +208,9 @@ def load_vae(work_dir: str | Path) -> VAE:
     return vae
 
 
-def _heldout_evaluator(vae: VAE, config: TrainingConfig, heldout_dir: Path, keys: tuple[str, ...],
-                       latent_dim: int, seed: int) -> Callable[[], dict]:
+def _heldout_evaluator(
+    vae: VAE, config: TrainingConfig, heldout_dir: Path, keys: tuple[str, ...], latent_dim: int, seed: int
+) -> Callable[[], dict]:
     """A function returning the mean loss terms over every example of a held-out data set.
 
     The latent noise is fixed (drawn once from ``seed``) so that successive evaluations differ
@@ -207,9 +221,11 @@ def _heldout_evaluator(vae: VAE, config: TrainingConfig, heldout_dir: Path, keys
     metadata = data.read_dataset_metadata(heldout_dir)
     arrays = data.load_arrays(heldout_dir, keys)
     if arrays["image"].shape[1:3] != (config.dataset.stamp_size, config.dataset.stamp_size):
-        raise GalSimHubError(f"the held-out data set {heldout_dir} has stamps of "
-                             f"{arrays['image'].shape[1:3]} pixels, the training set "
-                             f"{config.dataset.stamp_size}")
+        raise GalSimHubError(
+            f"the held-out data set {heldout_dir} has stamps of "
+            f"{arrays['image'].shape[1:3]} pixels, the training set "
+            f"{config.dataset.stamp_size}"
+        )
     n = int(metadata["n_examples"])
     noise = np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
     loss_terms = tf.function(_vae_loss_fn(vae, config))
@@ -217,8 +233,8 @@ def _heldout_evaluator(vae: VAE, config: TrainingConfig, heldout_dir: Path, keys
     def evaluate() -> dict:
         totals: dict[str, float] = {}
         for start in range(0, n, 64):
-            batch = {k: tf.constant(arrays[k][start:start + 64]) for k in keys}
-            terms = loss_terms(batch, tf.constant(noise[start:start + 64]), tf.constant(1.0))
+            batch = {k: tf.constant(arrays[k][start : start + 64]) for k in keys}
+            terms = loss_terms(batch, tf.constant(noise[start : start + 64]), tf.constant(1.0))
             size = len(batch["image"])
             for key, value in terms.items():
                 totals[key] = totals.get(key, 0.0) + float(value) * size
@@ -227,9 +243,15 @@ def _heldout_evaluator(vae: VAE, config: TrainingConfig, heldout_dir: Path, keys
     return evaluate
 
 
-def train_vae(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | Path,
-              resume: bool = True, progress: bool | None = None,
-              log_every: int = 1, heldout_dir: str | Path | None = None) -> list[dict]:
+def train_vae(
+    config: TrainingConfig,
+    dataset_dir: str | Path,
+    work_dir: str | Path,
+    resume: bool = True,
+    progress: bool | None = None,
+    log_every: int = 1,
+    heldout_dir: str | Path | None = None,
+) -> list[dict]:
     """Train (or resume training) the VAE.
 
     Parameters
@@ -272,8 +294,7 @@ def train_vae(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | P
     metadata = data.read_dataset_metadata(dataset_dir)
     _check_dataset(config, metadata, dataset_dir)
     keys = ("image", "psf", "noise_ps" if v.likelihood == "fourier" else "noise_var")
-    batches = iter(data.make_tf_dataset(dataset_dir, v.batch_size, keys=keys, shuffle=True,
-                                        repeat=True, seed=v.seed))
+    batches = iter(data.make_tf_dataset(dataset_dir, v.batch_size, keys=keys, shuffle=True, repeat=True, seed=v.seed))
     directory = work_dir / "vae"
     history_file = work_dir / "vae_history.json"
     saved = read_json(directory / ARCHITECTURE_FILE) if resume else None
@@ -283,13 +304,15 @@ def train_vae(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | P
     else:
         scale = _image_scale_from_data(first_batch) if v.image_scale is None else v.image_scale
     architecture = config.vae_architecture(image_scale=scale, n_bands=len(metadata.get("bands") or [None]))
-    restore = prepare_checkpoint_dir(directory, architecture, resume, "VAE", history_file,
-                                      {key: getattr(v, key) for key in RESUME_SETTINGS["vae"]})
+    restore = prepare_checkpoint_dir(
+        directory, architecture, resume, "VAE", history_file, {key: getattr(v, key) for key in RESUME_SETTINGS["vae"]}
+    )
 
     keras.utils.set_random_seed(v.seed)
     vae = VAE.from_architecture(architecture)
-    optimizer = _make_optimizer(v.optimizer, _learning_rate(v.learning_rate, v.lr_schedule, v.warmup_steps),
-                                v.clip_norm)
+    optimizer = _make_optimizer(
+        v.optimizer, _learning_rate(v.learning_rate, v.lr_schedule, v.warmup_steps), v.clip_norm
+    )
     optimizer.build(vae.trainable_variables)
     state = TrainingState(directory, history_file, v.seed, restore, vae=vae, optimizer=optimizer)
     generator = state.generator
@@ -318,13 +341,18 @@ def train_vae(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | P
     if heldout_dir is not None:
         on_checkpoint = _heldout_recorder(
             _heldout_evaluator(vae, config, Path(heldout_dir), keys, vae.latent_dim, v.seed + 1),
-            work_dir / "vae_heldout.json", start, restore)
-    return state.run(run_step, v.steps, "VAE", progress, log_every, v.checkpoint_every, ("loss", "kl"),
-                     on_checkpoint=on_checkpoint)
+            work_dir / "vae_heldout.json",
+            start,
+            restore,
+        )
+    return state.run(
+        run_step, v.steps, "VAE", progress, log_every, v.checkpoint_every, ("loss", "kl"), on_checkpoint=on_checkpoint
+    )
 
 
-def _heldout_recorder(evaluate: Callable[[], dict], heldout_file: Path, start: int,
-                      restore: bool) -> Callable[[int], None]:
+def _heldout_recorder(
+    evaluate: Callable[[], dict], heldout_file: Path, start: int, restore: bool
+) -> Callable[[int], None]:
     """The checkpoint hook that appends the held-out loss to ``heldout_file`` (resumed runs keep
     the points before their start; a run without any is evaluated at its start first)."""
     heldout = [h for h in (read_json(heldout_file) or []) if h["step"] <= start] if restore else []
@@ -338,8 +366,9 @@ def _heldout_recorder(evaluate: Callable[[], dict], heldout_file: Path, start: i
     return record
 
 
-def encode_latents(config: TrainingConfig, dataset_dir: str | Path, work_dir: str | Path,
-                   batch_size: int | None = None) -> Path:
+def encode_latents(
+    config: TrainingConfig, dataset_dir: str | Path, work_dir: str | Path, batch_size: int | None = None
+) -> Path:
     """Encode every training galaxy with the trained VAE.
 
     Writes ``work_dir/latents.npz`` with the posterior ``mean`` and ``log_scale`` ``[n, L]``
@@ -360,12 +389,13 @@ def encode_latents(config: TrainingConfig, dataset_dir: str | Path, work_dir: st
             images, psfs = arrays["image"], arrays["psf"]
             conditions.append(arrays["conditions"])
         for start in range(0, len(images), batch_size):
-            mean, log_scale = encode(images[start:start + batch_size], psfs[start:start + batch_size])
+            mean, log_scale = encode(images[start : start + batch_size], psfs[start : start + batch_size])
             means.append(mean.numpy())
             log_scales.append(log_scale.numpy())
     out = Path(work_dir) / LATENTS_FILE
-    np.savez(out, mean=np.concatenate(means), log_scale=np.concatenate(log_scales),
-             conditions=np.concatenate(conditions))
+    np.savez(
+        out, mean=np.concatenate(means), log_scale=np.concatenate(log_scales), conditions=np.concatenate(conditions)
+    )
     return out
 
 
@@ -382,8 +412,9 @@ def load_flow(work_dir: str | Path) -> tuple[ConditionalMAF, dict]:
     return flow, normalisation
 
 
-def train_flow(config: TrainingConfig, work_dir: str | Path, resume: bool = True,
-               progress: bool | None = None, log_every: int = 1) -> list[dict]:
+def train_flow(
+    config: TrainingConfig, work_dir: str | Path, resume: bool = True, progress: bool | None = None, log_every: int = 1
+) -> list[dict]:
     """Train (or resume training) the conditional flow on the encoded latents.
 
     Each step draws a batch of training galaxies and one posterior sample
@@ -416,12 +447,16 @@ def train_flow(config: TrainingConfig, work_dir: str | Path, resume: bool = True
     architecture = config.flow_architecture(conditions.shape[1])
     directory = work_dir / "flow"
     history_file = work_dir / "flow_history.json"
-    restore = prepare_checkpoint_dir(directory, architecture, resume, "flow", history_file,
-                                      {key: getattr(f, key) for key in RESUME_SETTINGS["flow"]})
-    write_json(directory / NORMALISATION_FILE, {
-        "condition_mean": condition_mean.tolist(),
-        "condition_std": condition_std.tolist(),
-    })
+    restore = prepare_checkpoint_dir(
+        directory, architecture, resume, "flow", history_file, {key: getattr(f, key) for key in RESUME_SETTINGS["flow"]}
+    )
+    write_json(
+        directory / NORMALISATION_FILE,
+        {
+            "condition_mean": condition_mean.tolist(),
+            "condition_std": condition_std.tolist(),
+        },
+    )
 
     keras.utils.set_random_seed(f.seed)
     flow = ConditionalMAF.from_architecture(architecture)
@@ -439,8 +474,7 @@ def train_flow(config: TrainingConfig, work_dir: str | Path, resume: bool = True
     @tf.function
     def train_step():
         index = generator.uniform([f.batch_size], 0, n, dtype=tf.int64)
-        z = tf.gather(mean_t, index) + tf.gather(scale_t, index) * generator.normal(
-            [f.batch_size, flow.latent_dim])
+        z = tf.gather(mean_t, index) + tf.gather(scale_t, index) * generator.normal([f.batch_size, flow.latent_dim])
         with tf.GradientTape() as tape:
             loss = -tf.reduce_mean(flow.log_prob(z, tf.gather(conditions_t, index)))
         gradients = tape.gradient(loss, flow.trainable_variables)
@@ -455,8 +489,13 @@ def train_flow(config: TrainingConfig, work_dir: str | Path, resume: bool = True
     return state.run(run_step, f.steps, "flow", progress, log_every, f.checkpoint_every, ("loss",))
 
 
-def export(config: TrainingConfig, work_dir: str | Path, out_dir: str | Path,
-           dataset_dir: str | Path | None = None, overwrite: bool = False) -> Path:
+def export(
+    config: TrainingConfig,
+    work_dir: str | Path,
+    out_dir: str | Path,
+    dataset_dir: str | Path | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Export the trained decoder and flow as a galsim-hub model directory.
 
     Condition names, units and training ranges come from the data set's metadata, the
@@ -487,11 +526,15 @@ def export(config: TrainingConfig, work_dir: str | Path, out_dir: str | Path,
         )
     training = {
         "dataset": {key: metadata.get(key) for key in ("source", "n_examples", "psf", "noise")},
-        "vae": {"steps": config.vae.steps, "batch_size": config.vae.batch_size,
-                "likelihood": config.vae.likelihood, "free_bits": config.vae.free_bits,
-                "tv_weight": config.vae.tv_weight, "architecture": vae.architecture},
-        "flow": {"steps": config.flow.steps, "batch_size": config.flow.batch_size,
-                 "architecture": flow.architecture},
+        "vae": {
+            "steps": config.vae.steps,
+            "batch_size": config.vae.batch_size,
+            "likelihood": config.vae.likelihood,
+            "free_bits": config.vae.free_bits,
+            "tv_weight": config.vae.tv_weight,
+            "architecture": vae.architecture,
+        },
+        "flow": {"steps": config.flow.steps, "batch_size": config.flow.batch_size, "architecture": flow.architecture},
     }
     optional = {}
     flux_units = e.flux_units or metadata.get("flux_units")
@@ -499,19 +542,40 @@ def export(config: TrainingConfig, work_dir: str | Path, out_dir: str | Path,
         optional["flux_units"] = flux_units
     zero_point = e.zero_point if e.zero_point is not None else metadata.get("zero_point")
     return export_model(
-        out_dir, flow=flow, decoder=vae.decoder, encoder=vae, conditions=conditions,
-        latent_dim=vae.latent_dim, stamp_size=vae.stamp_size,
-        pixel_scale=float(metadata["pixel_scale"]), name=e.name, version=e.version,
-        condition_mean=normalisation["condition_mean"], condition_std=normalisation["condition_std"],
-        zero_point=zero_point, training=training, description=e.description, license=e.license,
-        citation=e.citation, bands=metadata.get("bands"), flux_calibration=e.flux_calibration,
-        stamp_window=e.stamp_window, overwrite=overwrite, **optional,
+        out_dir,
+        flow=flow,
+        decoder=vae.decoder,
+        encoder=vae,
+        conditions=conditions,
+        latent_dim=vae.latent_dim,
+        stamp_size=vae.stamp_size,
+        pixel_scale=float(metadata["pixel_scale"]),
+        name=e.name,
+        version=e.version,
+        condition_mean=normalisation["condition_mean"],
+        condition_std=normalisation["condition_std"],
+        zero_point=zero_point,
+        training=training,
+        description=e.description,
+        license=e.license,
+        citation=e.citation,
+        bands=metadata.get("bands"),
+        flux_calibration=e.flux_calibration,
+        stamp_window=e.stamp_window,
+        overwrite=overwrite,
+        **optional,
     )
 
 
-def run_all(config: TrainingConfig, work_dir: str | Path, out_dir: str | Path | None = None,
-            resume: bool = True, progress: bool | None = None,
-            log: Callable[[str], None] = print, heldout_dir: str | Path | None = None) -> Path:
+def run_all(
+    config: TrainingConfig,
+    work_dir: str | Path,
+    out_dir: str | Path | None = None,
+    resume: bool = True,
+    progress: bool | None = None,
+    log: Callable[[str], None] = print,
+    heldout_dir: str | Path | None = None,
+) -> Path:
     """Build the data set (if absent), train the VAE, encode, train the flow and export.
 
     ``heldout_dir`` is passed to :func:`train_vae` (the held-out loss curve).

@@ -16,6 +16,7 @@ the weights. A final fixed affine map ``z = latent_shift + latent_scale * y`` pu
 the scale of the data (identity by default; :meth:`ConditionalMAF.set_latent_normalisation`).
 The output layers start at zero, so an untrained flow is the identity map.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,8 +57,7 @@ def _made_masks(latent_dim: int, hidden_units) -> list[np.ndarray]:
     for units in hidden_units:
         degrees.append(np.arange(units) % max(1, latent_dim - 1) + 1)
     masks = [
-        (later[None, :] >= earlier[:, None]).astype(np.float32)
-        for earlier, later in zip(degrees[:-1], degrees[1:])
+        (later[None, :] >= earlier[:, None]).astype(np.float32) for earlier, later in zip(degrees[:-1], degrees[1:])
     ]
     # Output i (shift and log-scale of dimension i) sees hidden units of degree < i only.
     output_mask = (input_degrees[None, :] > degrees[-1][:, None]).astype(np.float32)
@@ -83,8 +83,7 @@ class MADE(keras.layers.Layer):
         Keras activation of the hidden layers.
     """
 
-    def __init__(self, latent_dim: int, n_conditions: int, hidden_units=(256, 256),
-                 activation: str = "relu", **kwargs):
+    def __init__(self, latent_dim: int, n_conditions: int, hidden_units=(256, 256), activation: str = "relu", **kwargs):
         super().__init__(**kwargs)
         self.latent_dim = int(latent_dim)
         self.n_conditions = int(n_conditions)
@@ -92,18 +91,20 @@ class MADE(keras.layers.Layer):
         self.activation = keras.activations.get(activation)
         self._masks = [tf.constant(m) for m in _made_masks(self.latent_dim, self.hidden_units)]
         widths = (self.latent_dim,) + self.hidden_units + (2 * self.latent_dim,)
-        self.kernels, self.biases, self.condition_kernels = [], [], []
+        self.kernels: list = []
+        self.biases: list = []
+        self.condition_kernels: list = []
         for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
             init = "zeros" if i == len(widths) - 2 else "glorot_uniform"
             weights = (
                 self.add_weight((n_in, n_out), initializer=init, name=f"kernel_{i}"),
                 self.add_weight((n_out,), initializer="zeros", name=f"bias_{i}"),
-                self.add_weight((self.n_conditions, n_out), initializer=init,
-                                name=f"condition_kernel_{i}"),
+                self.add_weight((self.n_conditions, n_out), initializer=init, name=f"condition_kernel_{i}"),
             )
             # Named attributes too: TF checkpoints do not follow Keras lists.
-            for kind, weight, collection in zip(("kernel", "bias", "condition_kernel"), weights,
-                                                (self.kernels, self.biases, self.condition_kernels)):
+            for kind, weight, collection in zip(
+                ("kernel", "bias", "condition_kernel"), weights, (self.kernels, self.biases, self.condition_kernels)
+            ):
                 setattr(self, f"{kind}_{i}", weight)
                 collection.append(weight)
         self.built = True
@@ -118,8 +119,11 @@ class MADE(keras.layers.Layer):
         h = x
         n_layers = len(self.kernels)
         for i in range(n_layers):
-            h = (tf.matmul(h, self.kernels[i] * self._masks[i]) + self.biases[i]
-                 + tf.matmul(conditions, self.condition_kernels[i]))
+            h = (
+                tf.matmul(h, self.kernels[i] * self._masks[i])
+                + self.biases[i]
+                + tf.matmul(conditions, self.condition_kernels[i])
+            )
             if i < n_layers - 1:
                 h = self.activation(h)
         shift, raw_log_scale = tf.split(h, 2, axis=-1)
@@ -152,9 +156,16 @@ class ConditionalMAF(keras.Model):
     >>> log_p = flow.log_prob(z, conditions)        # doctest: +SKIP
     """
 
-    def __init__(self, latent_dim: int, n_conditions: int, n_blocks: int = 8,
-                 hidden_units=(256, 256), permutation_seed: int = 0, activation: str = "relu",
-                 **kwargs):
+    def __init__(
+        self,
+        latent_dim: int,
+        n_conditions: int,
+        n_blocks: int = 8,
+        hidden_units=(256, 256),
+        permutation_seed: int = 0,
+        activation: str = "relu",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.latent_dim = int(latent_dim)
         self.n_conditions = int(n_conditions)
@@ -167,19 +178,27 @@ class ConditionalMAF(keras.Model):
             "permutation_seed": int(permutation_seed),
         }
         orders = block_orders(self.latent_dim, n_blocks, permutation_seed)
-        self.orders = self.add_weight(shape=orders.shape, dtype="int32", trainable=False,
-                                      initializer=keras.initializers.Constant(orders), name="orders")
-        self.latent_shift = self.add_weight(shape=(self.latent_dim,), initializer="zeros",
-                                            trainable=False, name="latent_shift")
-        self.latent_scale = self.add_weight(shape=(self.latent_dim,), initializer="ones",
-                                            trainable=False, name="latent_scale")
+        self.orders = self.add_weight(
+            shape=orders.shape,
+            dtype="int32",
+            trainable=False,
+            initializer=keras.initializers.Constant(orders),
+            name="orders",
+        )
+        self.latent_shift = self.add_weight(
+            shape=(self.latent_dim,), initializer="zeros", trainable=False, name="latent_shift"
+        )
+        self.latent_scale = self.add_weight(
+            shape=(self.latent_dim,), initializer="ones", trainable=False, name="latent_scale"
+        )
         self.blocks = []
         for b in range(n_blocks):
             block = MADE(self.latent_dim, self.n_conditions, hidden_units, activation, name=f"made_{b}")
             setattr(self, f"made_{b}", block)  # TF checkpoints do not follow Keras lists
             self.blocks.append(block)
-        self.log_prob(np.zeros((1, self.latent_dim), np.float32),
-                      np.zeros((1, self.n_conditions), np.float32))  # create the variables
+        self.log_prob(
+            np.zeros((1, self.latent_dim), np.float32), np.zeros((1, self.n_conditions), np.float32)
+        )  # create the variables
         self.built = True
 
     @classmethod

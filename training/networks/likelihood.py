@@ -11,6 +11,7 @@ Conventions
   normalised so that white noise of pixel variance ``v`` has ``noise_ps == v`` everywhere: it is
   the eigenvalue spectrum of the (circulant) pixel covariance matrix.
 """
+
 from __future__ import annotations
 
 import math

@@ -5,7 +5,10 @@ PSF image; it outputs a diagonal Gaussian posterior over the latent code. The de
 code to a non-negative (softplus) light profile *before* PSF convolution, so that, trained with
 the forward model of :mod:`galsim_hub.training.networks.likelihood`, it learns deconvolved galaxies.
 """
+
 from __future__ import annotations
+
+from typing import Any
 
 import keras
 import numpy as np
@@ -19,7 +22,7 @@ def stage_depths(num_stages: int, base_depth: int, max_depth: int) -> list[int]:
 
     The last entry is the depth of the bottleneck feature map (after ``num_stages`` halvings).
     """
-    return [min(base_depth * 2 ** i, max_depth) for i in range(num_stages + 1)]
+    return [min(base_depth * 2**i, max_depth) for i in range(num_stages + 1)]
 
 
 class ResidualBlock(keras.layers.Layer):
@@ -48,10 +51,8 @@ def _named_layers(owner, prefix: str, layers: list) -> list:
 
 
 def _check_architecture(stamp_size: int, num_stages: int) -> None:
-    if stamp_size % (2 ** num_stages):
-        raise ValueError(
-            f"stamp_size {stamp_size} is not divisible by 2**num_stages = {2 ** num_stages}"
-        )
+    if stamp_size % (2**num_stages):
+        raise ValueError(f"stamp_size {stamp_size} is not divisible by 2**num_stages = {2**num_stages}")
 
 
 class Encoder(keras.Model):
@@ -71,9 +72,19 @@ class Encoder(keras.Model):
         Images are divided by this before the first convolution.
     """
 
-    def __init__(self, stamp_size: int, latent_dim: int, num_stages: int, base_depth: int,
-                 max_depth: int, blocks_per_stage: int = 1, activation: str = "elu",
-                 image_scale: float = 1.0, n_bands: int = 1, **kwargs):
+    def __init__(
+        self,
+        stamp_size: int,
+        latent_dim: int,
+        num_stages: int,
+        base_depth: int,
+        max_depth: int,
+        blocks_per_stage: int = 1,
+        activation: str = "elu",
+        image_scale: float = 1.0,
+        n_bands: int = 1,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         _check_architecture(stamp_size, num_stages)
         self.stamp_size = stamp_size
@@ -85,12 +96,14 @@ class Encoder(keras.Model):
         self.psf_stem = keras.layers.Conv2D(base_depth, 3, padding="same")
         self.merge = keras.layers.Conv2D(depths[0], 1)
         self.stage_blocks = [
-            _named_layers(self, f"stage{i}_block", [ResidualBlock(depths[i], activation)
-                                                    for _ in range(blocks_per_stage)])
+            _named_layers(
+                self, f"stage{i}_block", [ResidualBlock(depths[i], activation) for _ in range(blocks_per_stage)]
+            )
             for i in range(num_stages)
         ]
         self.downsamplers = _named_layers(
-            self, "downsample",
+            self,
+            "downsample",
             [keras.layers.Conv2D(depths[i + 1], 3, strides=2, padding="same") for i in range(num_stages)],
         )
         self.flatten = keras.layers.Flatten()
@@ -124,9 +137,19 @@ class Decoder(keras.Model):
     Parameters mirror :class:`Encoder`.
     """
 
-    def __init__(self, stamp_size: int, latent_dim: int, num_stages: int, base_depth: int,
-                 max_depth: int, blocks_per_stage: int = 1, activation: str = "elu",
-                 image_scale: float = 1.0, n_bands: int = 1, **kwargs):
+    def __init__(
+        self,
+        stamp_size: int,
+        latent_dim: int,
+        num_stages: int,
+        base_depth: int,
+        max_depth: int,
+        blocks_per_stage: int = 1,
+        activation: str = "elu",
+        image_scale: float = 1.0,
+        n_bands: int = 1,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         _check_architecture(stamp_size, num_stages)
         self.stamp_size = stamp_size
@@ -134,23 +157,26 @@ class Decoder(keras.Model):
         self.image_scale = float(image_scale)
         self.activation = keras.activations.get(activation)
         depths = stage_depths(num_stages, base_depth, max_depth)
-        self.bottom_size = stamp_size // 2 ** num_stages
+        self.bottom_size = stamp_size // 2**num_stages
         self.bottom_depth = depths[-1]
-        self.project = keras.layers.Dense(self.bottom_size ** 2 * self.bottom_depth)
+        self.project = keras.layers.Dense(self.bottom_size**2 * self.bottom_depth)
         self.upsample = keras.layers.UpSampling2D(2, interpolation="bilinear")
         self.stage_convs = _named_layers(
-            self, "upsample_conv",
+            self,
+            "upsample_conv",
             [keras.layers.Conv2D(depths[i], 3, padding="same") for i in reversed(range(num_stages))],
         )
         self.stage_blocks = [
-            _named_layers(self, f"upstage{i}_block", [ResidualBlock(depths[i], activation)
-                                                      for _ in range(blocks_per_stage)])
+            _named_layers(
+                self, f"upstage{i}_block", [ResidualBlock(depths[i], activation) for _ in range(blocks_per_stage)]
+            )
             for i in reversed(range(num_stages))
         ]
         # Start faint (softplus(-3) = 0.05 of image_scale per pixel): a bright flat start makes
         # the first updates push the softplus into saturation, where it never recovers.
-        self.to_image = keras.layers.Conv2D(n_bands, 3, padding="same",
-                                            bias_initializer=keras.initializers.Constant(-3.0))
+        self.to_image = keras.layers.Conv2D(
+            n_bands, 3, padding="same", bias_initializer=keras.initializers.Constant(-3.0)
+        )
 
     def call(self, z):
         """Return the ``[N, S, S, n_bands]`` light profiles of codes ``z`` ``[N, latent_dim]``."""
@@ -200,11 +226,21 @@ class VAE(keras.Model):
     >>> profiles = vae.decode(mean)                  # [N, 32, 32, 1], non-negative
     """
 
-    def __init__(self, stamp_size: int, latent_dim: int = 16, num_stages: int = 7,
-                 base_depth: int = 16, max_depth: int = 512, blocks_per_stage: int = 1,
-                 activation: str = "elu", image_scale: float = 1.0, n_bands: int = 1, **kwargs):
+    def __init__(
+        self,
+        stamp_size: int,
+        latent_dim: int = 16,
+        num_stages: int = 7,
+        base_depth: int = 16,
+        max_depth: int = 512,
+        blocks_per_stage: int = 1,
+        activation: str = "elu",
+        image_scale: float = 1.0,
+        n_bands: int = 1,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        self.architecture = {
+        self.architecture: dict[str, Any] = {
             "stamp_size": int(stamp_size),
             "latent_dim": int(latent_dim),
             "num_stages": int(num_stages),

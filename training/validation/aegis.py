@@ -26,6 +26,7 @@ Command line::
     python -m galsim_hub.training aegis MODEL --aegis-dir DIR --out DIR [--data DATASET] [--n-mocks 20]
         [--seed S] [--white-noise]
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,15 @@ from astropy.table import Table
 from galsim_hub.errors import MetadataError
 from galsim_hub.training.validation.colours import observed_photometry
 
-__all__ = ["AEGIS_BANDS", "read_aegis", "measure_pair", "aegis_conditions", "correlated_noise", "run_aegis_check",
-           "aegis_markdown"]
+__all__ = [
+    "AEGIS_BANDS",
+    "read_aegis",
+    "measure_pair",
+    "aegis_conditions",
+    "correlated_noise",
+    "run_aegis_check",
+    "aegis_markdown",
+]
 
 #: Model band names of the two AEGIS bands and their catalog files.
 AEGIS_BANDS = {"f606w": "AEGIS_F606w_catalog.fits", "f814w": "AEGIS_F814w_catalog.fits"}
@@ -75,8 +83,9 @@ def read_aegis(aegis_dir: str | Path) -> list[dict[str, Any]]:
     for band, name in AEGIS_BANDS.items():
         path = aegis_dir / name
         if not path.is_file():
-            raise MetadataError(f"AEGIS catalog {path} not found (expected {list(AEGIS_BANDS.values())} in "
-                                f"{aegis_dir})")
+            raise MetadataError(
+                f"AEGIS catalog {path} not found (expected {list(AEGIS_BANDS.values())} in {aegis_dir})"
+            )
         with fits.open(path) as hdus:
             catalogs[band] = Table(hdus[1].data)
     idents = {band: list(np.asarray(cat["IDENT"])) for band, cat in catalogs.items()}
@@ -84,7 +93,7 @@ def read_aegis(aegis_dir: str | Path) -> list[dict[str, Any]]:
         raise MetadataError(f"the AEGIS catalogs in {aegis_dir} list different galaxies: {idents}")
     galaxies = []
     for row in range(len(catalogs["f814w"])):
-        galaxy = {"ident": int(idents["f814w"][row]), "bands": {}}
+        galaxy: dict[str, Any] = {"ident": int(idents["f814w"][row]), "bands": {}}
         scales = set()
         for band, cat in catalogs.items():
             entry = cat[row]
@@ -96,9 +105,12 @@ def read_aegis(aegis_dir: str | Path) -> list[dict[str, Any]]:
                 with fits.open(path) as hdus:
                     arrays[key] = np.asarray(hdus[int(entry[hdu_key])].data, dtype=np.float64)
             noise_file = aegis_dir / str(entry["NOISE_FILENAME"]).strip()
-            galaxy["bands"][band] = {**arrays, "noise_variance": float(entry["NOISE_VARIANCE"]),
-                                     "mag": float(entry["MAG"]),
-                                     "noise_file": noise_file if noise_file.is_file() else None}
+            galaxy["bands"][band] = {
+                **arrays,
+                "noise_variance": float(entry["NOISE_VARIANCE"]),
+                "mag": float(entry["MAG"]),
+                "noise_file": noise_file if noise_file.is_file() else None,
+            }
             scales.add(float(entry["PIXEL_SCALE"]))
         if len(scales) != 1:
             raise MetadataError(f"galaxy {galaxy['ident']} has different pixel scales in its bands: {scales}")
@@ -115,8 +127,9 @@ def _hsm_sigma(image: np.ndarray) -> float:
     return float(result.moments_sigma) if result.moments_status == 0 and result.moments_sigma > 0 else math.nan
 
 
-def measure_pair(image_606: np.ndarray, image_814: np.ndarray, sigma_606: float, sigma_814: float,
-                 zero_points: tuple[float, float]) -> dict[str, float]:
+def measure_pair(
+    image_606: np.ndarray, image_814: np.ndarray, sigma_606: float, sigma_814: float, zero_points: tuple[float, float]
+) -> dict[str, float]:
     """Colour and size ratio of one galaxy observed in F606W and F814W.
 
     Returns
@@ -128,13 +141,20 @@ def measure_pair(image_606: np.ndarray, image_814: np.ndarray, sigma_606: float,
     """
     phot = observed_photometry([image_606, image_814], [sigma_606, sigma_814], zero_points)
     hsm = (_hsm_sigma(image_606), _hsm_sigma(image_814))
-    return {"color": float(phot["mag"][0] - phot["mag"][1]), "hlr_606": float(phot["hlr"][0]),
-            "hlr_814": float(phot["hlr"][1]), "ratio": float(phot["hlr"][0] / phot["hlr"][1]),
-            "hsm_ratio": hsm[0] / hsm[1], "flux_606": float(phot["flux"][0]), "flux_814": float(phot["flux"][1])}
+    return {
+        "color": float(phot["mag"][0] - phot["mag"][1]),
+        "hlr_606": float(phot["hlr"][0]),
+        "hlr_814": float(phot["hlr"][1]),
+        "ratio": float(phot["hlr"][0] / phot["hlr"][1]),
+        "hsm_ratio": hsm[0] / hsm[1],
+        "flux_606": float(phot["flux"][0]),
+        "flux_814": float(phot["flux"][1]),
+    }
 
 
-def aegis_conditions(model: Any, known: dict[str, float], reference: Table | None = None,
-                     n_neighbours: int = 20) -> tuple[dict[str, float], str]:
+def aegis_conditions(
+    model: Any, known: dict[str, float], reference: Table | None = None, n_neighbours: int = 20
+) -> tuple[dict[str, float], str]:
     """The model's conditions for one galaxy: ``known`` ones, the others from a reference set.
 
     Parameters
@@ -174,14 +194,14 @@ def aegis_conditions(model: Any, known: dict[str, float], reference: Table | Non
     scale = rows.std(axis=0)
     scale[scale == 0] = 1.0
     distance = np.hypot.reduce((rows - np.array([known[k] for k in keys])) / scale, axis=1)
-    nearest = np.argsort(distance)[:max(1, int(n_neighbours))]
+    nearest = np.argsort(distance)[: max(1, int(n_neighbours))]
     values.update({q: float(np.median(np.asarray(reference[q], dtype=float)[nearest])) for q in missing})
-    return values, (f"{', '.join(missing)}: median of the {len(nearest)} reference rows nearest in "
-                    f"({', '.join(keys)})")
+    return values, (f"{', '.join(missing)}: median of the {len(nearest)} reference rows nearest in ({', '.join(keys)})")
 
 
-def correlated_noise(path: str | Path, variance: float, pixel_scale: float = AEGIS_PIXEL_SCALE,
-                     rng: galsim.BaseDeviate | None = None) -> galsim.BaseCorrelatedNoise:
+def correlated_noise(
+    path: str | Path, variance: float, pixel_scale: float = AEGIS_PIXEL_SCALE, rng: galsim.BaseDeviate | None = None
+) -> galsim.BaseCorrelatedNoise:
     """The ACS noise of a RealGalaxyCatalog correlation-function file, scaled to ``variance``.
 
     GalSim's AEGIS files hold 50x50 correlation functions peaked at (25, 25), which
@@ -194,14 +214,26 @@ def correlated_noise(path: str | Path, variance: float, pixel_scale: float = AEG
         cf = cf[1:, 1:]
     if cf.ndim != 2 or cf.shape[0] != cf.shape[1] or np.unravel_index(cf.argmax(), cf.shape) != (cf.shape[0] // 2,) * 2:
         raise MetadataError(f"noise correlation function {path} is not a square image peaked at its centre")
-    profile = galsim.InterpolatedImage(galsim.Image(cf, scale=pixel_scale), normalization="sb", calculate_stepk=False,
-                                       calculate_maxk=False, x_interpolant=galsim.Linear())
+    profile = galsim.InterpolatedImage(
+        galsim.Image(cf, scale=pixel_scale),
+        normalization="sb",
+        calculate_stepk=False,
+        calculate_maxk=False,
+        x_interpolant=galsim.Linear(),
+    )
     noise = galsim.correlatednoise.BaseCorrelatedNoise(rng, profile, galsim.PixelScale(pixel_scale))
     return noise.withVariance(float(variance))
 
 
-def _draw(image: galsim.GSObject, psf: galsim.GSObject, shape: tuple[int, int], scale: float,
-          sigma: float, noise: galsim.BaseCorrelatedNoise | None, rng: np.random.Generator) -> np.ndarray:
+def _draw(
+    image: galsim.GSObject,
+    psf: galsim.GSObject,
+    shape: tuple[int, int],
+    scale: float,
+    sigma: float,
+    noise: galsim.BaseCorrelatedNoise | None,
+    rng: np.random.Generator,
+) -> np.ndarray:
     drawn = galsim.Convolve(image, psf).drawImage(nx=shape[1], ny=shape[0], scale=scale, method="no_pixel")
     if noise is None:
         return drawn.array + rng.normal(0.0, sigma, shape)
@@ -209,9 +241,17 @@ def _draw(image: galsim.GSObject, psf: galsim.GSObject, shape: tuple[int, int], 
     return drawn.array
 
 
-def run_aegis_check(model: Any, aegis_dir: str | Path, out_dir: str | Path | None = None, *,
-                    data: str | Path | None = None, n_mocks: int = 20, seed: int = 1,
-                    n_neighbours: int = 20, correlated: bool = True) -> Table:
+def run_aegis_check(
+    model: Any,
+    aegis_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    data: str | Path | None = None,
+    n_mocks: int = 20,
+    seed: int = 1,
+    n_neighbours: int = 20,
+    correlated: bool = True,
+) -> Table:
     """Compare real AEGIS colours and size ratios with those of mocks of the same galaxies.
 
     Parameters
@@ -256,8 +296,10 @@ def run_aegis_check(model: Any, aegis_dir: str | Path, out_dir: str | Path | Non
         handle = getattr(model, "file_name", type(model).__name__)
     bands = list(getattr(model, "bands", None) or [])
     if not set(AEGIS_BANDS) <= set(bands):
-        raise MetadataError(f"{handle} has bands {bands or 'none (single-band)'}: the AEGIS check needs a "
-                            f"multi-band model with {list(AEGIS_BANDS)}")
+        raise MetadataError(
+            f"{handle} has bands {bands or 'none (single-band)'}: the AEGIS check needs a "
+            f"multi-band model with {list(AEGIS_BANDS)}"
+        )
     if int(n_mocks) < 1:
         raise ValueError(f"n_mocks must be at least 1, got {n_mocks}")
     zero_points = {b["name"]: float(b["zero_point"]) for b in model.metadata["bands"]}
@@ -271,7 +313,10 @@ def run_aegis_check(model: Any, aegis_dir: str | Path, out_dir: str | Path | Non
         reference = Table(load_arrays(data, keys=["conditions"])["conditions"], names=names)
     ranges = {c["name"]: (c.get("min", -np.inf), c.get("max", np.inf)) for c in model.metadata["conditions"]}
     rng = np.random.default_rng(seed)
-    rows, notes, stamps, noise_notes = [], set(), [], set()
+    rows: list = []
+    stamps: list = []
+    notes: set[str] = set()
+    noise_notes: set[str] = set()
     for index, galaxy in enumerate(read_aegis(aegis_dir)):
         scale = galaxy["pixel_scale"]
         v, i = galaxy["bands"]["f606w"], galaxy["bands"]["f814w"]
@@ -279,8 +324,11 @@ def run_aegis_check(model: Any, aegis_dir: str | Path, out_dir: str | Path | Non
         if v["image"].shape != i["image"].shape:
             raise MetadataError(f"galaxy {galaxy['ident']}: F606W and F814W stamps differ in shape")
         real = measure_pair(v["image"], i["image"], *sigmas, zp)
-        known = {"mag_f814w": i["mag"], "color_f606w_f814w": v["mag"] - i["mag"],
-                 "flux_radius": real["hlr_814"] * scale / float(model.pixel_scale)}
+        known = {
+            "mag_f814w": i["mag"],
+            "color_f606w_f814w": v["mag"] - i["mag"],
+            "flux_radius": real["hlr_814"] * scale / float(model.pixel_scale),
+        }
         conditions, note = aegis_conditions(model, known, reference, n_neighbours)
         notes.add(note)
         clipped = [q for q, x in conditions.items() if not ranges[q][0] <= x <= ranges[q][1]]
@@ -288,20 +336,40 @@ def run_aegis_check(model: Any, aegis_dir: str | Path, out_dir: str | Path | Non
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # out-of-range clipping is reported in the table
             mocks = model.sample(cat, seed=int(seed) * 1000 + index + 1)
-        psfs = {b: galsim.InterpolatedImage(galsim.Image(galaxy["bands"][b]["psf"], scale=scale), flux=1.0)
-                for b in AEGIS_BANDS}
-        noises = {b: (correlated_noise(galaxy["bands"][b]["noise_file"], galaxy["bands"][b]["noise_variance"], scale)
-                      if correlated and galaxy["bands"][b]["noise_file"] else None) for b in AEGIS_BANDS}
-        noise_notes.update("correlated (the band's ACS correlation function)" if noises[b] is not None
-                           else "white" for b in AEGIS_BANDS)
-        drawn = [(_draw(m.images["f606w"], psfs["f606w"], v["image"].shape, scale, sigmas[0], noises["f606w"], rng),
-                  _draw(m.images["f814w"], psfs["f814w"], i["image"].shape, scale, sigmas[1], noises["f814w"], rng))
-                 for m in mocks]
+        psfs = {
+            b: galsim.InterpolatedImage(galsim.Image(galaxy["bands"][b]["psf"], scale=scale), flux=1.0)
+            for b in AEGIS_BANDS
+        }
+        noises = {
+            b: (
+                correlated_noise(galaxy["bands"][b]["noise_file"], galaxy["bands"][b]["noise_variance"], scale)
+                if correlated and galaxy["bands"][b]["noise_file"]
+                else None
+            )
+            for b in AEGIS_BANDS
+        }
+        noise_notes.update(
+            "correlated (the band's ACS correlation function)" if noises[b] is not None else "white"
+            for b in AEGIS_BANDS
+        )
+        drawn = [
+            (
+                _draw(m.images["f606w"], psfs["f606w"], v["image"].shape, scale, sigmas[0], noises["f606w"], rng),
+                _draw(m.images["f814w"], psfs["f814w"], i["image"].shape, scale, sigmas[1], noises["f814w"], rng),
+            )
+            for m in mocks
+        ]
         measured = [measure_pair(*pair, *sigmas, zp) for pair in drawn]
         stamps.append((galaxy["ident"], (v["image"], i["image"]), drawn[0], sigmas))
-        row = {"ident": galaxy["ident"], "mag_f814w": i["mag"], "color_mag": known["color_f606w_f814w"],
-               "color_real": real["color"], "ratio_real": real["ratio"], "hsm_ratio_real": real["hsm_ratio"],
-               "flux_radius": known["flux_radius"]}
+        row = {
+            "ident": galaxy["ident"],
+            "mag_f814w": i["mag"],
+            "color_mag": known["color_f606w_f814w"],
+            "color_real": real["color"],
+            "ratio_real": real["ratio"],
+            "hsm_ratio_real": real["hsm_ratio"],
+            "flux_radius": known["flux_radius"],
+        }
         for key in ("color", "ratio", "hsm_ratio"):
             values = np.array([m[key] for m in measured], dtype=float)
             values = values[np.isfinite(values)]
@@ -312,10 +380,18 @@ def run_aegis_check(model: Any, aegis_dir: str | Path, out_dir: str | Path | Non
         row.update({f"cond_{q}": x for q, x in conditions.items() if q not in known})
         rows.append(row)
     table = Table(rows=rows)
-    table.meta.update({"model": str(handle), "aegis_dir": str(aegis_dir), "data": None if data is None else str(data),
-                       "filled": "; ".join(sorted(notes)), "n_mocks": int(n_mocks), "seed": int(seed),
-                       "noise": " / ".join(sorted(noise_notes)) + " Gaussian noise of the real NOISE_VARIANCE",
-                       "zero_points": f"f606w {zp[0]:.4f}, f814w {zp[1]:.4f} (the model's)"})
+    table.meta.update(
+        {
+            "model": str(handle),
+            "aegis_dir": str(aegis_dir),
+            "data": None if data is None else str(data),
+            "filled": "; ".join(sorted(notes)),
+            "n_mocks": int(n_mocks),
+            "seed": int(seed),
+            "noise": " / ".join(sorted(noise_notes)) + " Gaussian noise of the real NOISE_VARIANCE",
+            "zero_points": f"f606w {zp[0]:.4f}, f814w {zp[1]:.4f} (the model's)",
+        }
+    )
     if out_dir is not None:
         _figure(stamps, Path(out_dir))
         write_aegis_report(table, out_dir)
@@ -332,13 +408,22 @@ def _figure(stamps: list, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(4, len(stamps), figsize=(2.0 * len(stamps), 8.0), squeeze=False)
     for column, (ident, real, mock, sigmas) in enumerate(stamps):
-        for row, (image, sigma, label) in enumerate(((real[0], sigmas[0], "real F606W"),
-                                                     (real[1], sigmas[1], "real F814W"),
-                                                     (mock[0], sigmas[0], "mock F606W"),
-                                                     (mock[1], sigmas[1], "mock F814W"))):
+        for row, (image, sigma, label) in enumerate(
+            (
+                (real[0], sigmas[0], "real F606W"),
+                (real[1], sigmas[1], "real F814W"),
+                (mock[0], sigmas[0], "mock F606W"),
+                (mock[1], sigmas[1], "mock F814W"),
+            )
+        ):
             ax = axes[row, column]
-            ax.imshow(np.arcsinh(image / (2 * sigma)), origin="lower", cmap="gray", vmin=-1,
-                      vmax=float(np.arcsinh(real[1].max() / (2 * sigmas[1]))))
+            ax.imshow(
+                np.arcsinh(image / (2 * sigma)),
+                origin="lower",
+                cmap="gray",
+                vmin=-1,
+                vmax=float(np.arcsinh(real[1].max() / (2 * sigmas[1]))),
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             if column == 0:
@@ -353,14 +438,19 @@ def _figure(stamps: list, out_dir: Path) -> Path:
 
 def aegis_markdown(table: Table) -> str:
     """The five-row table: real vs mock colour and size ratio (mock median [16th, 84th percentile])."""
-    lines = ["| IDENT | MAG F814W | colour MAG | colour stamp | colour mock | r606/r814 real | r606/r814 mock | "
-             "HSM ratio real | HSM ratio mock | flux_radius [model px] | clipped |", "|" + "---|" * 11]
+    lines = [
+        "| IDENT | MAG F814W | colour MAG | colour stamp | colour mock | r606/r814 real | r606/r814 mock | "
+        "HSM ratio real | HSM ratio mock | flux_radius [model px] | clipped |",
+        "|" + "---|" * 11,
+    ]
     for r in table:
-        lines.append(f"| {r['ident']} | {r['mag_f814w']:.2f} | {r['color_mag']:.2f} | {r['color_real']:.2f} | "
-                     f"{r['color_mock']:.2f} [{r['color_mock_lo']:.2f}, {r['color_mock_hi']:.2f}] | "
-                     f"{r['ratio_real']:.2f} | {r['ratio_mock']:.2f} [{r['ratio_mock_lo']:.2f}, "
-                     f"{r['ratio_mock_hi']:.2f}] | {r['hsm_ratio_real']:.2f} | {r['hsm_ratio_mock']:.2f} | "
-                     f"{r['flux_radius']:.2f} | {r['clipped'] or '-'} |")
+        lines.append(
+            f"| {r['ident']} | {r['mag_f814w']:.2f} | {r['color_mag']:.2f} | {r['color_real']:.2f} | "
+            f"{r['color_mock']:.2f} [{r['color_mock_lo']:.2f}, {r['color_mock_hi']:.2f}] | "
+            f"{r['ratio_real']:.2f} | {r['ratio_mock']:.2f} [{r['ratio_mock_lo']:.2f}, "
+            f"{r['ratio_mock_hi']:.2f}] | {r['hsm_ratio_real']:.2f} | {r['hsm_ratio_mock']:.2f} | "
+            f"{r['flux_radius']:.2f} | {r['clipped'] or '-'} |"
+        )
     return "\n".join(lines)
 
 
@@ -369,23 +459,43 @@ def write_aegis_report(table: Table, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = table.meta
-    lines = ["# AEGIS two-band sanity check", "",
-             f"- model: {meta['model']}", f"- AEGIS files: {meta['aegis_dir']}",
-             f"- mocks per galaxy: {meta['n_mocks']} (seed {meta['seed']})", f"- AB zero points: {meta['zero_points']}",
-             "- mocks conditioned on mag_f814w = MAG(F814W), color_f606w_f814w = MAG(F606W) - MAG(F814W), "
-             "flux_radius = half-light radius of the F814W stamp in model pixels",
-             f"- conditions AEGIS lacks: {meta['filled']}",
-             f"- mock noise: {meta['noise']}",
-             "- measured on the observed stamps (real) and on mocks drawn through the real PSFs at 0.03\"/px "
-             "on the real stamp's grid: colour from stamp photometry in the union of both "
-             "bands' footprints grown by 3 px, half-light radii from the curve of growth in that aperture about "
-             "the F814W centroid, HSM sigma ratio", "",
-             "Five galaxies: a sanity check, not a statistic. Mock columns: median [16th, 84th percentile].", "",
-             aegis_markdown(table), "", "![aegis](aegis.png)", ""]
+    lines = [
+        "# AEGIS two-band sanity check",
+        "",
+        f"- model: {meta['model']}",
+        f"- AEGIS files: {meta['aegis_dir']}",
+        f"- mocks per galaxy: {meta['n_mocks']} (seed {meta['seed']})",
+        f"- AB zero points: {meta['zero_points']}",
+        "- mocks conditioned on mag_f814w = MAG(F814W), color_f606w_f814w = MAG(F606W) - MAG(F814W), "
+        "flux_radius = half-light radius of the F814W stamp in model pixels",
+        f"- conditions AEGIS lacks: {meta['filled']}",
+        f"- mock noise: {meta['noise']}",
+        '- measured on the observed stamps (real) and on mocks drawn through the real PSFs at 0.03"/px '
+        "on the real stamp's grid: colour from stamp photometry in the union of both "
+        "bands' footprints grown by 3 px, half-light radii from the curve of growth in that aperture about "
+        "the F814W centroid, HSM sigma ratio",
+        "",
+        "Five galaxies: a sanity check, not a statistic. Mock columns: median [16th, 84th percentile].",
+        "",
+        aegis_markdown(table),
+        "",
+        "![aegis](aegis.png)",
+        "",
+    ]
     path = out_dir / "aegis.md"
     path.write_text("\n".join(lines))
-    rows = [{name: (None if isinstance(row[name], (float, np.floating)) and not np.isfinite(row[name])
-                    else row[name].item() if hasattr(row[name], "item") else row[name]) for name in table.colnames}
-            for row in table]
+    rows = [
+        {
+            name: (
+                None
+                if isinstance(row[name], (float, np.floating)) and not np.isfinite(row[name])
+                else row[name].item()
+                if hasattr(row[name], "item")
+                else row[name]
+            )
+            for name in table.colnames
+        }
+        for row in table
+    ]
     (out_dir / "aegis.json").write_text(json.dumps({"meta": dict(meta), "galaxies": rows}, indent=2))
     return path

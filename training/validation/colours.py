@@ -16,6 +16,7 @@ which measures noisy observed stamps (the real AEGIS check, :mod:`.aegis`):
 :func:`no_gradient_profiles` builds the parametric comparison population without colour
 gradients: each galaxy's reference-band image scaled to every band's total flux.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,9 +26,19 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-__all__ = ["DEFAULT_OVERSAMPLE", "band_magnitudes", "centroid", "curve_of_growth", "half_light_radius",
-           "aperture_weights", "measure_colours", "colour_pairs", "no_gradient_profiles", "compare_colours",
-           "observed_photometry"]
+__all__ = [
+    "DEFAULT_OVERSAMPLE",
+    "band_magnitudes",
+    "centroid",
+    "curve_of_growth",
+    "half_light_radius",
+    "aperture_weights",
+    "measure_colours",
+    "colour_pairs",
+    "no_gradient_profiles",
+    "compare_colours",
+    "observed_photometry",
+]
 
 #: Sub-pixels per pixel side used for aperture fractions and curves of growth.
 DEFAULT_OVERSAMPLE = 4
@@ -41,8 +52,9 @@ def _as_band_stack(images: Any, n_bands: int | None = None, name: str = "images"
     if array.ndim == 3:
         array = array[np.newaxis]
     if array.ndim != 4 or array.shape[1] < 4 or array.shape[2] < 4:
-        raise ValueError(f"{name} must be an array [N, S, S, B] of multi-band stamps (band last), "
-                         f"got shape {np.shape(images)}")
+        raise ValueError(
+            f"{name} must be an array [N, S, S, B] of multi-band stamps (band last), got shape {np.shape(images)}"
+        )
     if n_bands is not None and array.shape[-1] != n_bands:
         raise ValueError(f"{name} have {array.shape[-1]} bands on their last axis, expected {n_bands}")
     if not np.isfinite(array).all():
@@ -84,16 +96,18 @@ def _subpixel_radii(shape: tuple[int, int], centre: tuple[float, float], oversam
     return np.sqrt(r2).reshape(shape[0], shape[1], oversample * oversample)
 
 
-def aperture_weights(shape: tuple[int, int], centre: tuple[float, float], radius: float,
-                     oversample: int = DEFAULT_OVERSAMPLE) -> np.ndarray:
+def aperture_weights(
+    shape: tuple[int, int], centre: tuple[float, float], radius: float, oversample: int = DEFAULT_OVERSAMPLE
+) -> np.ndarray:
     """Fraction of each pixel inside a circle of ``radius`` pixels about ``centre`` (y, x)."""
     if not radius >= 0:
         raise ValueError(f"aperture radius must be non-negative, got {radius}")
     return (_subpixel_radii(shape, centre, oversample) <= radius).mean(axis=-1)
 
 
-def curve_of_growth(image: np.ndarray, centre: tuple[float, float],
-                    oversample: int = DEFAULT_OVERSAMPLE) -> tuple[np.ndarray, np.ndarray]:
+def curve_of_growth(
+    image: np.ndarray, centre: tuple[float, float], oversample: int = DEFAULT_OVERSAMPLE
+) -> tuple[np.ndarray, np.ndarray]:
     """Sorted sub-pixel radii (pixels) and the flux enclosed within each of them."""
     image = np.asarray(image, dtype=np.float64)
     radii = _subpixel_radii(image.shape, centre, oversample).ravel()
@@ -102,8 +116,13 @@ def curve_of_growth(image: np.ndarray, centre: tuple[float, float],
     return radii[order], np.cumsum(values[order])
 
 
-def half_light_radius(image: np.ndarray, centre: tuple[float, float] | None = None, *,
-                      total: float | None = None, oversample: int = DEFAULT_OVERSAMPLE) -> float:
+def half_light_radius(
+    image: np.ndarray,
+    centre: tuple[float, float] | None = None,
+    *,
+    total: float | None = None,
+    oversample: int = DEFAULT_OVERSAMPLE,
+) -> float:
     """Radius (pixels) of the circle about ``centre`` that encloses half of ``total``.
 
     Parameters
@@ -145,13 +164,13 @@ def _half_light(radii: np.ndarray, enclosed: np.ndarray, total: float) -> float:
     return float(r0 + (0.5 * total - f0) / (f1 - f0) * (r1 - r0)) if f1 > f0 else float(r1)
 
 
-def band_magnitudes(images: Any, zero_points: Sequence[float]) -> np.ndarray:
+def band_magnitudes(images: Any, zero_points: Sequence[float] | np.ndarray) -> np.ndarray:
     """AB magnitudes ``[N, B]`` of the total flux of each stamp (NaN where it is not positive)."""
-    zero_points = np.asarray(zero_points, dtype=np.float64)
-    stack = _as_band_stack(images, len(zero_points))
+    points = np.asarray(zero_points, dtype=np.float64)
+    stack = _as_band_stack(images, len(points))
     flux = stack.sum(axis=(1, 2))
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(flux > 0, zero_points - 2.5 * np.log10(np.where(flux > 0, flux, 1.0)), np.nan)
+        return np.where(flux > 0, points - 2.5 * np.log10(np.where(flux > 0, flux, 1.0)), np.nan)
 
 
 def _mag(flux: np.ndarray | float, zero_point: float) -> np.ndarray:
@@ -163,9 +182,15 @@ def _mag(flux: np.ndarray | float, zero_point: float) -> np.ndarray:
 # ----------------------------------------------------------------------------------------
 # Noiseless profiles
 # ----------------------------------------------------------------------------------------
-def measure_colours(images: Any, bands: Sequence[str], zero_points: Sequence[float], *,
-                    reference: str = "f814w", pixel_scale: float = 1.0,
-                    oversample: int = DEFAULT_OVERSAMPLE) -> Table:
+def measure_colours(
+    images: Any,
+    bands: Sequence[str],
+    zero_points: Sequence[float] | np.ndarray,
+    *,
+    reference: str = "f814w",
+    pixel_scale: float = 1.0,
+    oversample: int = DEFAULT_OVERSAMPLE,
+) -> Table:
     """Colours, colour gradients and half-light radii of noiseless multi-band profiles.
 
     Parameters
@@ -278,12 +303,24 @@ def _summary(truth: np.ndarray, other: np.ndarray) -> tuple[float, ...]:
         return (math.nan,) * 6
     t, o = truth[ok], other[ok]
     d = o - t
-    return (float(t.mean()), float(o.mean()), float(o.mean() - t.mean()), float(t.std(ddof=1)),
-            float(o.std(ddof=1)), float(d.std(ddof=1)))
+    return (
+        float(t.mean()),
+        float(o.mean()),
+        float(o.mean() - t.mean()),
+        float(t.std(ddof=1)),
+        float(o.std(ddof=1)),
+        float(d.std(ddof=1)),
+    )
 
 
-def compare_colours(truth: Table, others: Mapping[str, Table], columns: Sequence[str], *,
-                    n_bootstrap: int = 500, rng: np.random.Generator | int | None = None) -> Table:
+def compare_colours(
+    truth: Table,
+    others: Mapping[str, Table],
+    columns: Sequence[str],
+    *,
+    n_bootstrap: int = 500,
+    rng: np.random.Generator | int | None = None,
+) -> Table:
     """Compare colour statistics of samples with the truth, galaxy by galaxy.
 
     Row ``i`` of every table is the same galaxy (its mock, its no-gradient counterpart), so
@@ -333,12 +370,42 @@ def compare_colours(truth: Table, others: Mapping[str, Table], columns: Sequence
             else:
                 errors = np.full(6, math.nan)
             n_ok = int((np.isfinite(t) & np.isfinite(o)).sum())
-            rows.append((sample, column, n_ok, values[0], values[1], values[2], float(errors[2]),
-                         float(errors[0]), values[3], values[4], values[5], float(errors[4]), float(errors[5])))
-    return Table(rows=rows, names=("sample", "statistic", "n", "mean_truth", "mean_other", "mean_diff",
-                                   "mean_diff_err", "mean_truth_err", "scatter_truth", "scatter_other",
-                                   "scatter_diff", "scatter_other_err", "scatter_diff_err"),
-                 dtype=(str, str, int) + (float,) * 10)
+            rows.append(
+                (
+                    sample,
+                    column,
+                    n_ok,
+                    values[0],
+                    values[1],
+                    values[2],
+                    float(errors[2]),
+                    float(errors[0]),
+                    values[3],
+                    values[4],
+                    values[5],
+                    float(errors[4]),
+                    float(errors[5]),
+                )
+            )
+    return Table(
+        rows=rows,
+        names=(
+            "sample",
+            "statistic",
+            "n",
+            "mean_truth",
+            "mean_other",
+            "mean_diff",
+            "mean_diff_err",
+            "mean_truth_err",
+            "scatter_truth",
+            "scatter_other",
+            "scatter_diff",
+            "scatter_other_err",
+            "scatter_diff_err",
+        ),
+        dtype=(str, str, int) + (float,) * 10,
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -353,15 +420,28 @@ def _smoothed_border_noise(stamp: np.ndarray, smoothing: float = 1.0, width: int
     if min(stamp.shape) <= 2 * width + 2:
         return 0.0
     smoothed = ndimage.gaussian_filter(stamp, smoothing)
-    border = np.concatenate([smoothed[:width].ravel(), smoothed[-width:].ravel(),
-                             smoothed[width:-width, :width].ravel(), smoothed[width:-width, -width:].ravel()])
+    border = np.concatenate(
+        [
+            smoothed[:width].ravel(),
+            smoothed[-width:].ravel(),
+            smoothed[width:-width, :width].ravel(),
+            smoothed[width:-width, -width:].ravel(),
+        ]
+    )
     mad = 1.4826 * float(np.median(np.abs(border - np.median(border))))
     return mad / _smoothing_noise_factor(smoothing)
 
 
-def observed_photometry(images: Sequence[np.ndarray], noise_sigmas: Sequence[float],
-                        zero_points: Sequence[float], *, reference: int = -1, nsigma: float = 1.5,
-                        grow: int = 3, oversample: int = DEFAULT_OVERSAMPLE) -> dict[str, Any]:
+def observed_photometry(
+    images: Sequence[np.ndarray],
+    noise_sigmas: Sequence[float],
+    zero_points: Sequence[float],
+    *,
+    reference: int = -1,
+    nsigma: float = 1.5,
+    grow: int = 3,
+    oversample: int = DEFAULT_OVERSAMPLE,
+) -> dict[str, Any]:
     """Noise-robust fluxes and half-light radii of one galaxy observed in several bands.
 
     The aperture is the union of the central source's footprint in every band
@@ -412,8 +492,13 @@ def observed_photometry(images: Sequence[np.ndarray], noise_sigmas: Sequence[flo
         footprint |= central_segmap(stamp, max(float(sigma), _smoothed_border_noise(stamp)), nsigma=nsigma)
     n_bands = len(stamps)
     if not footprint.any():
-        return {"flux": np.full(n_bands, math.nan), "mag": np.full(n_bands, math.nan),
-                "hlr": np.full(n_bands, math.nan), "centre": (math.nan, math.nan), "n_pixels": 0}
+        return {
+            "flux": np.full(n_bands, math.nan),
+            "mag": np.full(n_bands, math.nan),
+            "hlr": np.full(n_bands, math.nan),
+            "centre": (math.nan, math.nan),
+            "n_pixels": 0,
+        }
     if grow > 0:
         footprint = ndimage.binary_dilation(footprint, iterations=int(grow))
     masked = [np.where(footprint, stamp, 0.0) for stamp in stamps]

@@ -5,6 +5,7 @@ The single-band validation (:mod:`~galsim_hub.training.validation.morphology`) a
 multi-band one (:mod:`~galsim_hub.training.validation.multiband`) both run through these
 helpers; the mocks always come back as ``[N, S, S, B]`` (``B = 1`` for a single-band model).
 """
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,18 @@ from astropy.table import Table
 
 from galsim_hub.errors import CatalogError, MetadataError
 
-__all__ = ["condition_names", "select_rows", "open_model", "check_model_conditions", "sample_mocks",
-           "FigureWriter",
-           "format_value", "markdown_table", "jsonable", "write_report_files"]
+__all__ = [
+    "condition_names",
+    "select_rows",
+    "open_model",
+    "check_model_conditions",
+    "sample_mocks",
+    "FigureWriter",
+    "format_value",
+    "markdown_table",
+    "jsonable",
+    "write_report_files",
+]
 
 
 def condition_names(metadata: Mapping[str, Any]) -> list[str]:
@@ -49,8 +59,9 @@ def check_model_conditions(model: Any, names: Sequence[str], data_dir: Any) -> N
     """Refuse a model conditioned on a column the data set does not have."""
     missing = [q for q in model.quantities if q not in names]
     if missing:
-        raise CatalogError(f"the model needs conditions {missing} that data set {data_dir} does not have "
-                           f"({list(names)})")
+        raise CatalogError(
+            f"the model needs conditions {missing} that data set {data_dir} does not have ({list(names)})"
+        )
 
 
 def sample_mocks(model: Any, conditions: Table, rng: np.random.Generator, out_of_range: str) -> np.ndarray:
@@ -59,13 +70,17 @@ def sample_mocks(model: Any, conditions: Table, rng: np.random.Generator, out_of
     The model's seed is drawn from ``rng`` (never 0, which GalSim takes to mean random).
     """
     seed = int(rng.integers(1, 2**31 - 1))
-    mocks = np.asarray(model.sample(conditions[list(model.quantities)], seed=seed, return_arrays=True,
-                                    out_of_range=out_of_range), dtype=np.float64)
+    mocks = np.asarray(
+        model.sample(conditions[list(model.quantities)], seed=seed, return_arrays=True, out_of_range=out_of_range),
+        dtype=np.float64,
+    )
     if mocks.ndim == 3:  # a single-band model's public shape
         mocks = mocks[..., None]
     if mocks.ndim != 4 or mocks.shape[0] != len(conditions):
-        raise ValueError(f"model returned stamps of shape {mocks.shape} for {len(conditions)} galaxies, "
-                         "expected [N, S, S] or [N, S, S, B]")
+        raise ValueError(
+            f"model returned stamps of shape {mocks.shape} for {len(conditions)} galaxies, "
+            "expected [N, S, S] or [N, S, S, B]"
+        )
     return mocks
 
 

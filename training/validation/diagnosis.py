@@ -25,6 +25,7 @@ Command line::
 
     python -m galsim_hub.training diagnose MODEL --data HELDOUT_DIR --out DIR [--seed S]
 """
+
 from __future__ import annotations
 
 import math
@@ -53,8 +54,9 @@ def _bootstrap_mean(values: np.ndarray, rng: np.random.Generator, n_bootstrap: i
     return float(values.mean()), float(values[draws].mean(axis=1).std())
 
 
-def flux_offsets_by_magnitude(magnitudes: np.ndarray, offsets: np.ndarray,
-                              edges: Sequence[float] = MAGNITUDE_EDGES) -> list[dict[str, Any]]:
+def flux_offsets_by_magnitude(
+    magnitudes: np.ndarray, offsets: np.ndarray, edges: Sequence[float] = MAGNITUDE_EDGES
+) -> list[dict[str, Any]]:
     """Median magnitude offset (sample - catalog) in bins of catalog magnitude.
 
     Parameters
@@ -75,13 +77,25 @@ def flux_offsets_by_magnitude(magnitudes: np.ndarray, offsets: np.ndarray,
     for lo, hi in zip(edges[:-1], edges[1:]):
         members = (magnitudes >= lo) & (magnitudes < hi) & np.isfinite(offsets)
         if members.any():
-            rows.append({"lo": float(lo), "hi": float(hi), "n": int(members.sum()),
-                         "median": float(np.median(offsets[members]))})
+            rows.append(
+                {
+                    "lo": float(lo),
+                    "hi": float(hi),
+                    "n": int(members.sum()),
+                    "median": float(np.median(offsets[members])),
+                }
+            )
     return rows
 
 
-def pedestal_levels(profiles: np.ndarray, pixel_scale: float, psf: galsim.GSObject, draw_scale: float,
-                    noise_sigma: float, radius_factor: float = 4.0) -> Table:
+def pedestal_levels(
+    profiles: np.ndarray,
+    pixel_scale: float,
+    psf: galsim.GSObject,
+    draw_scale: float,
+    noise_sigma: float,
+    radius_factor: float = 4.0,
+) -> Table:
     """The light a mock keeps far from its centre: a postage-stamp pedestal shows here.
 
     Each profile is convolved with ``psf`` and drawn noise-free at ``draw_scale`` on the model's
@@ -135,8 +149,7 @@ def pedestal_levels(profiles: np.ndarray, pixel_scale: float, psf: galsim.GSObje
             region = "edge"
         n = int(annulus.sum())
         level = float(image[annulus].mean())
-        rows.append((r_half * draw_scale, region, n, level, level / noise_sigma,
-                     level / (noise_sigma / math.sqrt(n))))
+        rows.append((r_half * draw_scale, region, n, level, level / noise_sigma, level / (noise_sigma / math.sqrt(n))))
     return Table(rows=rows, names=("r_half", "region", "n_annulus", "level", "level_sigma", "level_error"))
 
 
@@ -175,8 +188,10 @@ def diagnose(model: Any, data_dir: str | Path, *, seed: int = 0, n_bootstrap: in
         raise GalSimHubError("diagnose is for single-band models")
     scale, size = float(metadata["pixel_scale"]), int(metadata["stamp_size"])
     if (size, scale) != (model.stamp_size, model.pixel_scale):
-        raise GalSimHubError(f"data set {data_dir} has {size}-pixel stamps at {scale}\", the model "
-                             f"{model.stamp_size} at {model.pixel_scale}\": diagnose needs the same geometry")
+        raise GalSimHubError(
+            f'data set {data_dir} has {size}-pixel stamps at {scale}", the model '
+            f'{model.stamp_size} at {model.pixel_scale}": diagnose needs the same geometry'
+        )
     arrays = load_arrays(data_dir, ["image", "psf", "noise_ps", "noise_var", "conditions"])
     names = [c["name"] for c in metadata["conditions"]]
     catalog = Table(arrays["conditions"].astype(np.float64), names=names)
@@ -194,15 +209,20 @@ def diagnose(model: Any, data_dir: str | Path, *, seed: int = 0, n_bootstrap: in
         "flow": model.sample_arrays(conditions, noise),
         "flow_mode": model.sample_arrays(conditions, np.zeros_like(noise)),
     }
-    psfs = [galsim.InterpolatedImage(galsim.Image(np.asarray(p, dtype=np.float64), scale=scale),
-                                     use_true_center=False) for p in arrays["psf"]]
+    psfs = [
+        galsim.InterpolatedImage(galsim.Image(np.asarray(p, dtype=np.float64), scale=scale), use_true_center=False)
+        for p in arrays["psf"]
+    ]
     rng = np.random.default_rng(seed)
     observed = {"real": arrays["image"].astype(np.float64)}
     for name, images in profiles.items():
-        observed[name] = draw_observed(images, scale, psfs, scale, size, None, rng, method="no_pixel",
-                                       noise_power=arrays["noise_ps"])
-    fluxes = {"real": arrays["image"].sum(axis=(1, 2), dtype=np.float64),
-              **{name: images.sum(axis=(1, 2), dtype=np.float64) for name, images in profiles.items()}}
+        observed[name] = draw_observed(
+            images, scale, psfs, scale, size, None, rng, method="no_pixel", noise_power=arrays["noise_ps"]
+        )
+    fluxes = {
+        "real": arrays["image"].sum(axis=(1, 2), dtype=np.float64),
+        **{name: images.sum(axis=(1, 2), dtype=np.float64) for name, images in profiles.items()},
+    }
     sigma_noise = np.sqrt(arrays["noise_var"])
     rows, flux_bins = [], {}
     for name in DIAGNOSIS_SAMPLES:
@@ -216,36 +236,65 @@ def diagnose(model: Any, data_dir: str | Path, *, seed: int = 0, n_bootstrap: in
         draws = rng.integers(0, len(finite), size=(n_bootstrap, len(finite)))
         mean_g, mean_g_err = _bootstrap_mean(g, rng, n_bootstrap)
         mean_sigma, mean_sigma_err = _bootstrap_mean(sigma, rng, n_bootstrap)
-        rows.append((name, int(ok.sum()), mean_g, mean_g_err, mean_sigma, mean_sigma_err,
-                     float(np.median(finite)), float(np.median(finite[draws], axis=1).std())))
+        rows.append(
+            (
+                name,
+                int(ok.sum()),
+                mean_g,
+                mean_g_err,
+                mean_sigma,
+                mean_sigma_err,
+                float(np.median(finite)),
+                float(np.median(finite[draws], axis=1).std()),
+            )
+        )
         flux_bins[name] = flux_offsets_by_magnitude(magnitudes, dmag)
-    table = Table(rows=rows, names=("sample", "n", "mean_g", "mean_g_err", "mean_sigma", "mean_sigma_err",
-                                    "median_dmag", "median_dmag_err"))
-    return {"table": table, "flux_bins": flux_bins,
-            "metadata": {"model": str(model.metadata.get("name")) + " " + str(model.metadata.get("version")),
-                         "data": str(data_dir), "n_galaxies": n, "seed": int(seed),
-                         "n_bootstrap": int(n_bootstrap)}}
+    table = Table(
+        rows=rows,
+        names=("sample", "n", "mean_g", "mean_g_err", "mean_sigma", "mean_sigma_err", "median_dmag", "median_dmag_err"),
+    )
+    return {
+        "table": table,
+        "flux_bins": flux_bins,
+        "metadata": {
+            "model": str(model.metadata.get("name")) + " " + str(model.metadata.get("version")),
+            "data": str(data_dir),
+            "n_galaxies": n,
+            "seed": int(seed),
+            "n_bootstrap": int(n_bootstrap),
+        },
+    }
 
 
 def diagnosis_markdown(result: dict[str, Any]) -> str:
     """The diagnosis as markdown: the four-sample table and the per-magnitude-bin fluxes."""
     table = result["table"]
     real = table[table["sample"] == "real"][0]
-    lines = ["| sample | n | mean \\|g\\| | vs real | mean size σ (\") | vs real | median mag − catalog |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        '| sample | n | mean \\|g\\| | vs real | mean size σ (") | vs real | median mag − catalog |',
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for row in table:
-        lines.append(f"| {row['sample']} | {row['n']} | {row['mean_g']:.3f} ± {row['mean_g_err']:.3f} | "
-                     f"{row['mean_g'] / real['mean_g'] - 1:+.0%} | {row['mean_sigma']:.4f} ± "
-                     f"{row['mean_sigma_err']:.4f} | {row['mean_sigma'] / real['mean_sigma'] - 1:+.0%} | "
-                     f"{row['median_dmag']:+.2f} ± {row['median_dmag_err']:.2f} |")
+        lines.append(
+            f"| {row['sample']} | {row['n']} | {row['mean_g']:.3f} ± {row['mean_g_err']:.3f} | "
+            f"{row['mean_g'] / real['mean_g'] - 1:+.0%} | {row['mean_sigma']:.4f} ± "
+            f"{row['mean_sigma_err']:.4f} | {row['mean_sigma'] / real['mean_sigma'] - 1:+.0%} | "
+            f"{row['median_dmag']:+.2f} ± {row['median_dmag_err']:.2f} |"
+        )
     bins = result["flux_bins"]["real"]
     header = " | ".join(f"{b['lo']:g}–{b['hi']:g}" for b in bins)
-    lines += ["", "Median magnitude − catalog `mag_auto` per catalog-magnitude bin:", "",
-              f"| sample | {header} |", "| --- |" + " --- |" * len(bins)]
+    lines += [
+        "",
+        "Median magnitude − catalog `mag_auto` per catalog-magnitude bin:",
+        "",
+        f"| sample | {header} |",
+        "| --- |" + " --- |" * len(bins),
+    ]
     for name, sample_bins in result["flux_bins"].items():
         by_lo = {b["lo"]: b for b in sample_bins}
-        cells = [f"{by_lo[b['lo']]['median']:+.2f} (n={by_lo[b['lo']]['n']})" if b["lo"] in by_lo else "–"
-                 for b in bins]
+        cells = [
+            f"{by_lo[b['lo']]['median']:+.2f} (n={by_lo[b['lo']]['n']})" if b["lo"] in by_lo else "–" for b in bins
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -6,6 +6,7 @@ than new real galaxies of the same population do. For each held-out real galaxy 
 the distance to the nearest training stamp, over every training example (all its orientations and
 shifts, so that a turned or mirrored copy is found too), and compares the two distributions.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -52,12 +53,11 @@ def nearest_distances(stamps: Any, references: Any, chunk: int = 256) -> tuple[n
     """
     a, b = _unit_rows(stamps), _unit_rows(references)
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"stamps of {a.shape[1]} pixels cannot be compared with references of "
-                         f"{b.shape[1]}")
+        raise ValueError(f"stamps of {a.shape[1]} pixels cannot be compared with references of {b.shape[1]}")
     best = np.full(len(a), -np.inf)
     nearest = np.zeros(len(a), dtype=np.int64)
     for start in range(0, len(b), chunk):
-        cosine = a @ b[start:start + chunk].T
+        cosine = a @ b[start : start + chunk].T
         index = np.argmax(cosine, axis=1)
         value = cosine[np.arange(len(a)), index]
         better = value > best
@@ -66,8 +66,7 @@ def nearest_distances(stamps: Any, references: Any, chunk: int = 256) -> tuple[n
     return np.sqrt(np.maximum(2.0 - 2.0 * best, 0.0)), nearest
 
 
-def memorisation_check(real: Any, mock: Any, training: Any,
-                       limit: float = COPY_FRACTION_LIMIT) -> dict[str, Any]:
+def memorisation_check(real: Any, mock: Any, training: Any, limit: float = COPY_FRACTION_LIMIT) -> dict[str, Any]:
     """Compare mocks' and held-out real galaxies' distances to the nearest training stamp.
 
     Parameters
@@ -93,9 +92,18 @@ def memorisation_check(real: Any, mock: Any, training: Any,
     threshold = float(d_real.min())
     copy_fraction = float(np.mean(d_mock < threshold))
     test = stats.mannwhitneyu(d_mock, d_real, alternative="less")
-    return {"n": len(d_real), "n_training": int(len(np.asarray(training))),
-            "d_real": d_real, "d_mock": d_mock, "nearest_training": nearest,
-            "median_real": float(np.median(d_real)), "median_mock": float(np.median(d_mock)),
-            "ratio": float(np.median(d_mock) / np.median(d_real)), "copy_threshold": threshold,
-            "copy_fraction": copy_fraction, "mannwhitney_p": float(test.pvalue), "limit": float(limit),
-            "passed": bool(copy_fraction <= limit)}
+    return {
+        "n": len(d_real),
+        "n_training": int(len(np.asarray(training))),
+        "d_real": d_real,
+        "d_mock": d_mock,
+        "nearest_training": nearest,
+        "median_real": float(np.median(d_real)),
+        "median_mock": float(np.median(d_mock)),
+        "ratio": float(np.median(d_mock) / np.median(d_real)),
+        "copy_threshold": threshold,
+        "copy_fraction": copy_fraction,
+        "mannwhitney_p": float(test.pvalue),
+        "limit": float(limit),
+        "passed": bool(copy_fraction <= limit),
+    }

@@ -25,6 +25,7 @@ Command line::
     python -m galsim_hub.training validate MODEL --data DIR --out DIR [--n N] [--seed S] [--jobs J]
         [--train-data TRAIN_DIR] [--bootstrap B]
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -43,11 +44,25 @@ from galsim_hub.training.validation.common import (
     sample_mocks,
     select_rows,
 )
-from galsim_hub.training.validation.report import TARGETS, evaluate_targets, make_figures, targets_markdown, write_report
-from galsim_hub.training.validation.statistics import (HSM_COLUMNS, MORPH_COLUMNS, RESIDUAL_CONDITIONS, STAT_COLUMNS,
-                                            central_segmap, compare_samples, conditional_residuals,
-                                            draw_observed, measure_statistics, reconstruction_check)
-
+from galsim_hub.training.validation.report import (
+    TARGETS,
+    evaluate_targets,
+    make_figures,
+    targets_markdown,
+    write_report,
+)
+from galsim_hub.training.validation.statistics import (
+    HSM_COLUMNS,
+    MORPH_COLUMNS,
+    RESIDUAL_CONDITIONS,
+    STAT_COLUMNS,
+    central_segmap,
+    compare_samples,
+    conditional_residuals,
+    draw_observed,
+    measure_statistics,
+    reconstruction_check,
+)
 
 __all__ = [
     "HSM_COLUMNS",
@@ -78,12 +93,17 @@ GALLERY_SIZE = 8  # stamps per sample in gallery.png
 def _observed_psfs(arrays: Mapping[str, np.ndarray], indices: np.ndarray, pixel_scale: float):
     # The data set's PSF images are sampled without a pixel, centred on pixel (S//2, S//2), and
     # its truth images already hold the pixel: draw without a further pixel.
-    return [galsim.InterpolatedImage(galsim.Image(np.asarray(p, dtype=np.float64), scale=pixel_scale),
-                                     use_true_center=False) for p in arrays["psf"][indices]]
+    return [
+        galsim.InterpolatedImage(
+            galsim.Image(np.asarray(p, dtype=np.float64), scale=pixel_scale), use_true_center=False
+        )
+        for p in arrays["psf"][indices]
+    ]
 
 
-def check_same_geometry(stamp_size: int, pixel_scale: float, data_stamp_size: int, data_pixel_scale: float,
-                        what: str, data_dir: Path) -> None:
+def check_same_geometry(
+    stamp_size: int, pixel_scale: float, data_stamp_size: int, data_pixel_scale: float, what: str, data_dir: Path
+) -> None:
     """Refuse stamps of another geometry than the data set's before any statistic is computed.
 
     Raises
@@ -93,16 +113,17 @@ def check_same_geometry(stamp_size: int, pixel_scale: float, data_stamp_size: in
     """
     if stamp_size != data_stamp_size or not np.isclose(pixel_scale, data_pixel_scale, rtol=1e-6):
         raise MetadataError(
-            f"{what} has {stamp_size}-pixel stamps at {pixel_scale:g}\"/px but the data set {data_dir} "
-            f"{data_stamp_size}-pixel stamps at {data_pixel_scale:g}\"/px: the comparison needs the same geometry"
+            f'{what} has {stamp_size}-pixel stamps at {pixel_scale:g}"/px but the data set {data_dir} '
+            f'{data_stamp_size}-pixel stamps at {data_pixel_scale:g}"/px: the comparison needs the same geometry'
         )
 
 
 def _load_validation_arrays(data_dir: Path, real_galaxies: bool, noise_sigma: float | None) -> dict:
     from galsim_hub.training.datasets.data import load_arrays
 
-    keys = ["conditions", "image", "psf"] + (["parametric", "has_parametric"] if real_galaxies
-                                              else ["truth", "truth_smooth"])
+    keys = ["conditions", "image", "psf"] + (
+        ["parametric", "has_parametric"] if real_galaxies else ["truth", "truth_smooth"]
+    )
     keys += ["noise_var"] if noise_sigma is None or real_galaxies else []
     try:  # the data set's (possibly correlated) noise power spectrum, when it has one
         return load_arrays(data_dir, keys=keys + (["noise_ps"] if noise_sigma is None else []))
@@ -112,10 +133,22 @@ def _load_validation_arrays(data_dir: Path, real_galaxies: bool, noise_sigma: fl
         return load_arrays(data_dir, keys=keys)
 
 
-def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: int | None = None, seed: int = 0,
-                   psf: galsim.GSObject | None = None, noise_sigma: float | None = None, n_jobs: int = 1,
-                   n_morph: int | None = None, reconstructions: Any = None, train_data: str | Path | None = None,
-                   n_bootstrap: int = 500, out_of_range: str = "clip") -> dict[str, Any]:
+def run_validation(
+    model: Any,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    n: int | None = None,
+    seed: int = 0,
+    psf: galsim.GSObject | None = None,
+    noise_sigma: float | None = None,
+    n_jobs: int = 1,
+    n_morph: int | None = None,
+    reconstructions: Any = None,
+    train_data: str | Path | None = None,
+    n_bootstrap: int = 500,
+    out_of_range: str = "clip",
+) -> dict[str, Any]:
     """Validate a generative model against a held-out data set and write the results.
 
     Multi-band data sets (with ``bands`` in their ``dataset.json``) are validated by
@@ -185,26 +218,48 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
     if metadata.get("bands"):  # a multi-band data set: colours, gradients, per-band sizes
         from galsim_hub.training.validation.multiband import run_multiband_validation
 
-        given = [name for name, value in (("psf", psf), ("noise_sigma", noise_sigma),
-                                          ("reconstructions", reconstructions), ("train_data", train_data))
-                 if value is not None]
+        given = [
+            name
+            for name, value in (
+                ("psf", psf),
+                ("noise_sigma", noise_sigma),
+                ("reconstructions", reconstructions),
+                ("train_data", train_data),
+            )
+            if value is not None
+        ]
         if given:
-            raise ValueError(f"{', '.join(given)} do not apply to multi-band data sets ({data_dir} has bands): "
-                             "each band is drawn with its own data set PSF and noise")
-        return run_multiband_validation(model, data_dir, out_dir, n=n, seed=seed, n_jobs=n_jobs, n_morph=n_morph,
-                                        n_bootstrap=n_bootstrap, out_of_range=out_of_range)
+            raise ValueError(
+                f"{', '.join(given)} do not apply to multi-band data sets ({data_dir} has bands): "
+                "each band is drawn with its own data set PSF and noise"
+            )
+        return run_multiband_validation(
+            model,
+            data_dir,
+            out_dir,
+            n=n,
+            seed=seed,
+            n_jobs=n_jobs,
+            n_morph=n_morph,
+            n_bootstrap=n_bootstrap,
+            out_of_range=out_of_range,
+        )
     names = condition_names(metadata)
     pixel_scale = float(metadata["pixel_scale"])
     stamp_size = int(metadata["stamp_size"])
     real_galaxies = metadata["source"] != "synthetic"
     if real_galaxies and (psf is not None or noise_sigma is not None):
-        raise ValueError("psf and noise_sigma apply to synthetic data sets only: real galaxies are "
-                         "compared as observed, with their own PSF and noise")
+        raise ValueError(
+            "psf and noise_sigma apply to synthetic data sets only: real galaxies are "
+            "compared as observed, with their own PSF and noise"
+        )
     arrays = _load_validation_arrays(data_dir, real_galaxies, noise_sigma)
     total = len(arrays["image"])
     if arrays["conditions"].shape != (total, len(names)):
-        raise MetadataError(f"conditions of {data_dir} have shape {arrays['conditions'].shape}, "
-                            f"expected ({total}, {len(names)}) for {names}")
+        raise MetadataError(
+            f"conditions of {data_dir} have shape {arrays['conditions'].shape}, "
+            f"expected ({total}, {len(names)}) for {names}"
+        )
 
     rng = np.random.default_rng(seed)
     indices = select_rows(total, n, rng)
@@ -212,15 +267,22 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
 
     model, handle = open_model(model)
     if getattr(model, "bands", None):
-        raise MetadataError(f"{handle} is a multi-band model (bands {list(model.bands)}) but data set {data_dir} "
-                            "has no 'bands': validate it against a multi-band data set (training.chromatic)")
+        raise MetadataError(
+            f"{handle} is a multi-band model (bands {list(model.bands)}) but data set {data_dir} "
+            "has no 'bands': validate it against a multi-band data set (training.chromatic)"
+        )
     check_model_conditions(model, names, data_dir)
     if train_data is not None:  # the memorisation check compares stamps pixel by pixel
         train_metadata = read_dataset_metadata(train_data)
-        check_same_geometry(int(train_metadata["stamp_size"]), float(train_metadata["pixel_scale"]),
-                            stamp_size, pixel_scale, f"the training data set {train_data}", data_dir)
-    same_geometry = (int(model.stamp_size) == stamp_size
-                     and np.isclose(float(model.pixel_scale), pixel_scale, rtol=1e-6))
+        check_same_geometry(
+            int(train_metadata["stamp_size"]),
+            float(train_metadata["pixel_scale"]),
+            stamp_size,
+            pixel_scale,
+            f"the training data set {train_data}",
+            data_dir,
+        )
+    same_geometry = int(model.stamp_size) == stamp_size and np.isclose(float(model.pixel_scale), pixel_scale, rtol=1e-6)
     mocks = sample_mocks(model, conditions, rng, out_of_range)
     if mocks.shape[-1] != 1:
         raise MetadataError(f"{handle} returned {mocks.shape[-1]} bands for the single-band data set {data_dir}")
@@ -235,38 +297,63 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
         psfs, method, psf_text = psf, "auto", repr(psf)
     sigmas = np.sqrt(arrays["noise_var"][indices]) if noise_sigma is None else float(noise_sigma)
     noise_power = arrays["noise_ps"][indices] if "noise_ps" in arrays else None
-    noise_text = "data set noise power spectra" if noise_power is not None else (
-        "white, data set noise_var" if noise_sigma is None else f"white, sigma {float(noise_sigma):g}")
+    noise_text = (
+        "data set noise power spectra"
+        if noise_power is not None
+        else ("white, data set noise_var" if noise_sigma is None else f"white, sigma {float(noise_sigma):g}")
+    )
 
     def observe(profiles, scale, rows=slice(None)):
         chosen = psfs if not isinstance(psfs, list) else [psfs[i] for i in np.arange(len(indices))[rows]]
         if noise_power is not None:
-            return draw_observed(profiles, scale, chosen, pixel_scale, stamp_size, None, rng, method=method,
-                                 noise_power=noise_power[rows])
+            return draw_observed(
+                profiles,
+                scale,
+                chosen,
+                pixel_scale,
+                stamp_size,
+                None,
+                rng,
+                method=method,
+                noise_power=noise_power[rows],
+            )
         sigma = sigmas if np.ndim(sigmas) == 0 else sigmas[rows]
         return draw_observed(profiles, scale, chosen, pixel_scale, stamp_size, sigma, rng, method=method)
 
     if real_galaxies:
         fitted = np.flatnonzero(arrays["has_parametric"][indices])
-        observed = {"real": arrays["image"][indices],
-                    "parametric": (observe(arrays["parametric"][indices][fitted], pixel_scale, fitted)
-                                   if len(fitted) else np.zeros((0, stamp_size, stamp_size))),
-                    "mock": observe(mock_profiles, float(model.pixel_scale))}
+        observed = {
+            "real": arrays["image"][indices],
+            "parametric": (
+                observe(arrays["parametric"][indices][fitted], pixel_scale, fitted)
+                if len(fitted)
+                else np.zeros((0, stamp_size, stamp_size))
+            ),
+            "mock": observe(mock_profiles, float(model.pixel_scale)),
+        }
     else:
         fitted = np.arange(len(indices))
-        observed = {"real": observe(arrays["truth"][indices], pixel_scale),
-                    "parametric": observe(arrays["truth_smooth"][indices], pixel_scale),
-                    "mock": observe(mock_profiles, float(model.pixel_scale))}
-    noise_rms = {"real": sigmas, "mock": sigmas,
-                 "parametric": sigmas if np.ndim(sigmas) == 0 else np.asarray(sigmas)[fitted]}
-    stats_tables = {sample: measure_statistics(images, pixel_scale, noise_sigma=noise_rms[sample], n_morph=n_morph,
-                                               n_jobs=n_jobs) for sample, images in observed.items()}
+        observed = {
+            "real": observe(arrays["truth"][indices], pixel_scale),
+            "parametric": observe(arrays["truth_smooth"][indices], pixel_scale),
+            "mock": observe(mock_profiles, float(model.pixel_scale)),
+        }
+    noise_rms = {
+        "real": sigmas,
+        "mock": sigmas,
+        "parametric": sigmas if np.ndim(sigmas) == 0 else np.asarray(sigmas)[fitted],
+    }
+    stats_tables = {
+        sample: measure_statistics(images, pixel_scale, noise_sigma=noise_rms[sample], n_morph=n_morph, n_jobs=n_jobs)
+        for sample, images in observed.items()
+    }
     boot = dict(n_bootstrap=n_bootstrap, rng=rng)
-    comparisons = {"parametric": compare_samples(stats_tables["real"][fitted], stats_tables["parametric"], **boot),
-                   "mock": compare_samples(stats_tables["real"], stats_tables["mock"], **boot)}
+    comparisons = {
+        "parametric": compare_samples(stats_tables["real"][fitted], stats_tables["parametric"], **boot),
+        "mock": compare_samples(stats_tables["real"], stats_tables["mock"], **boot),
+    }
     if real_galaxies:
-        comparisons["mock_fitted"] = compare_samples(stats_tables["real"][fitted], stats_tables["mock"][fitted],
-                                                     **boot)
+        comparisons["mock_fitted"] = compare_samples(stats_tables["real"][fitted], stats_tables["mock"][fitted], **boot)
     residual_names = [c for c in RESIDUAL_CONDITIONS if c in names] or names[:2]
     residuals = conditional_residuals(stats_tables["real"], stats_tables["mock"], conditions, residual_names)
 
@@ -274,8 +361,10 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
     if train_data is not None:
         training = load_arrays(train_data, keys=["image"])["image"]
         if training.shape[1:] != observed["real"].shape[1:]:
-            raise MetadataError(f"training stamps {training.shape[1:]} differ from the validation stamps "
-                                f"{observed['real'].shape[1:]}: the memorisation check needs the same geometry")
+            raise MetadataError(
+                f"training stamps {training.shape[1:]} differ from the validation stamps "
+                f"{observed['real'].shape[1:]}: the memorisation check needs the same geometry"
+            )
         memorisation = memorisation_check(observed["real"], observed["mock"], training)
     catalog_flux = _catalog_flux(model, conditions, mock_profiles)
     targets = evaluate_targets(comparisons, residuals, memorisation, catalog_flux)
@@ -288,12 +377,21 @@ def run_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: 
         reconstruction = _reconstruction(model, arrays, indices, total, reconstructions)
 
     results = {
-        "metadata": {"model": str(handle), "data": str(data_dir), "n_galaxies": len(indices),
-                     "n_parametric": len(fitted), "seed": seed, "pixel_scale": pixel_scale,
-                     "stamp_size": stamp_size, "psf": psf_text, "noise_sigma": float(np.mean(sigmas)),
-                     "noise": noise_text, "n_morph": len(indices) if n_morph is None else n_morph,
-                     "n_bootstrap": n_bootstrap,
-                     "real sample": "observed stamps" if real_galaxies else "noiseless truth, drawn"},
+        "metadata": {
+            "model": str(handle),
+            "data": str(data_dir),
+            "n_galaxies": len(indices),
+            "n_parametric": len(fitted),
+            "seed": seed,
+            "pixel_scale": pixel_scale,
+            "stamp_size": stamp_size,
+            "psf": psf_text,
+            "noise_sigma": float(np.mean(sigmas)),
+            "noise": noise_text,
+            "n_morph": len(indices) if n_morph is None else n_morph,
+            "n_bootstrap": n_bootstrap,
+            "real sample": "observed stamps" if real_galaxies else "noiseless truth, drawn",
+        },
         "indices": indices,
         "conditions": conditions,
         "stats": stats_tables,
@@ -328,13 +426,17 @@ def _gallery(observed: Mapping[str, np.ndarray], fitted: np.ndarray) -> dict[str
     """The first galaxies with a parametric fit (when there are enough), in every sample."""
     if len(fitted) >= GALLERY_SIZE:
         rows = fitted[:GALLERY_SIZE]
-        return {"real": observed["real"][rows], "parametric": observed["parametric"][:GALLERY_SIZE],
-                "mock": observed["mock"][rows]}
+        return {
+            "real": observed["real"][rows],
+            "parametric": observed["parametric"][:GALLERY_SIZE],
+            "mock": observed["mock"][rows],
+        }
     return {sample: images[:GALLERY_SIZE] for sample, images in observed.items() if len(images)}
 
 
-def _reconstruction(model: Any, arrays: Mapping[str, np.ndarray], indices: np.ndarray, total: int,
-                    reconstructions: Any) -> dict[str, Any] | None:
+def _reconstruction(
+    model: Any, arrays: Mapping[str, np.ndarray], indices: np.ndarray, total: int, reconstructions: Any
+) -> dict[str, Any] | None:
     if reconstructions is None and hasattr(model, "reconstruct"):
         try:
             reconstructions = model.reconstruct(arrays["image"][indices], arrays["psf"][indices])
@@ -345,8 +447,7 @@ def _reconstruction(model: Any, arrays: Mapping[str, np.ndarray], indices: np.nd
         return None
     reconstructions = np.asarray(reconstructions)
     if len(reconstructions) != total:
-        raise ValueError(f"reconstructions must have one image per data set row ({total}), "
-                         f"got {len(reconstructions)}")
+        raise ValueError(f"reconstructions must have one image per data set row ({total}), got {len(reconstructions)}")
     return reconstruction_check(reconstructions[indices], arrays["image"][indices], arrays["truth"][indices])
 
 

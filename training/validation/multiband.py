@@ -18,6 +18,7 @@ the reference band's half-light radius) and half-light-radius ratios ``r_b / r_r
 scatters are compared with bootstrap errors, and targets give PASS/FAIL
 (:data:`COLOUR_TARGETS`).
 """
+
 from __future__ import annotations
 
 import math
@@ -30,6 +31,7 @@ import numpy as np
 from astropy.table import Table
 
 from galsim_hub.errors import MetadataError
+from galsim_hub.training.validation.colours import colour_pairs, compare_colours, measure_colours, no_gradient_profiles
 from galsim_hub.training.validation.common import (
     check_model_conditions,
     condition_names,
@@ -37,22 +39,33 @@ from galsim_hub.training.validation.common import (
     sample_mocks,
     select_rows,
 )
-from galsim_hub.training.validation.colours import colour_pairs, compare_colours, measure_colours, no_gradient_profiles
 from galsim_hub.training.validation.report import TARGETS
-from galsim_hub.training.validation.statistics import (HSM_COLUMNS, MORPH_COLUMNS, compare_samples, conditional_residuals,
-                                            draw_observed, measure_statistics)
+from galsim_hub.training.validation.statistics import (
+    HSM_COLUMNS,
+    MORPH_COLUMNS,
+    compare_samples,
+    conditional_residuals,
+    draw_observed,
+    measure_statistics,
+)
 
-__all__ = ["COLOUR_TARGETS", "MULTIBAND_SAMPLES", "dataset_bands", "model_band_order", "evaluate_multiband_targets",
-           "run_multiband_validation"]
+__all__ = [
+    "COLOUR_TARGETS",
+    "MULTIBAND_SAMPLES",
+    "dataset_bands",
+    "model_band_order",
+    "evaluate_multiband_targets",
+    "run_multiband_validation",
+]
 
 MULTIBAND_SAMPLES = ("truth", "mock", "no_gradient")
 
 #: Tolerances of the multi-band targets (mag for colours and gradients, fractional for sizes).
 COLOUR_TARGETS = {
-    "mean_color": 0.05,        # |mean colour mock - truth|
-    "color_scatter": 0.10,     # scatter of the per-galaxy colour residual mock - truth
-    "mean_gradient": 0.05,     # |mean colour gradient mock - truth|, and closer than no_gradient
-    "mean_size_ratio": 0.03,   # |mean r_b/r_ref of mocks / that of the truth - 1|
+    "mean_color": 0.05,  # |mean colour mock - truth|
+    "color_scatter": 0.10,  # scatter of the per-galaxy colour residual mock - truth
+    "mean_gradient": 0.05,  # |mean colour gradient mock - truth|, and closer than no_gradient
+    "mean_size_ratio": 0.03,  # |mean r_b/r_ref of mocks / that of the truth - 1|
 }
 GALLERY_SIZE = 8
 
@@ -67,8 +80,10 @@ def dataset_bands(metadata: Mapping[str, Any], where: Any = "the data set") -> t
     """
     bands = metadata.get("bands")
     if not bands:
-        raise MetadataError(f"{where} has no 'bands' in its dataset.json: multi-band validation needs a "
-                            "multi-band data set (galsim_hub.training.datasets.chromatic.build_chromatic_dataset)")
+        raise MetadataError(
+            f"{where} has no 'bands' in its dataset.json: multi-band validation needs a "
+            "multi-band data set (galsim_hub.training.datasets.chromatic.build_chromatic_dataset)"
+        )
     try:
         bands = [{"name": str(b["name"]), "zero_point": float(b["zero_point"]), **b} for b in bands]
     except (KeyError, TypeError, ValueError) as error:
@@ -90,8 +105,10 @@ def model_band_order(model: Any, names: Sequence[str], handle: Any = "the model"
     """
     model_bands = getattr(model, "bands", None)
     if not model_bands:
-        raise MetadataError(f"{handle} is a single-band model (no 'bands' in its metadata): multi-band "
-                            f"validation needs a multi-band model of the bands {list(names)}")
+        raise MetadataError(
+            f"{handle} is a single-band model (no 'bands' in its metadata): multi-band "
+            f"validation needs a multi-band model of the bands {list(names)}"
+        )
     model_bands = list(model_bands)
     missing = [b for b in names if b not in model_bands]
     if missing:
@@ -110,19 +127,34 @@ def _load(data_dir: Path) -> dict[str, np.ndarray]:
 
 
 def _psfs(psf: np.ndarray, pixel_scale: float) -> list[galsim.GSObject]:
-    return [galsim.InterpolatedImage(galsim.Image(np.asarray(p, dtype=np.float64), scale=pixel_scale),
-                                     use_true_center=False) for p in psf]
+    return [
+        galsim.InterpolatedImage(
+            galsim.Image(np.asarray(p, dtype=np.float64), scale=pixel_scale), use_true_center=False
+        )
+        for p in psf
+    ]
 
 
-def _target(name: str, description: str, value: float, requirement: str, passed: bool,
-            error: float = math.nan) -> dict[str, Any]:
-    return {"name": name, "description": description, "value": float(value), "error": float(error),
-            "requirement": requirement, "passed": bool(passed and np.isfinite(value))}
+def _target(
+    name: str, description: str, value: float, requirement: str, passed: bool, error: float = math.nan
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "description": description,
+        "value": float(value),
+        "error": float(error),
+        "requirement": requirement,
+        "passed": bool(passed and np.isfinite(value)),
+    }
 
 
-def evaluate_multiband_targets(band_comparisons: Mapping[str, Table], band_residuals: Mapping[str, Table],
-                               colour_comparison: Table, bands: Sequence[str], reference: str
-                               ) -> list[dict[str, Any]]:
+def evaluate_multiband_targets(
+    band_comparisons: Mapping[str, Table],
+    band_residuals: Mapping[str, Table],
+    colour_comparison: Table,
+    bands: Sequence[str],
+    reference: str,
+) -> list[dict[str, Any]]:
     """PASS/FAIL targets of the multi-band validation.
 
     Parameters
@@ -148,41 +180,73 @@ def evaluate_multiband_targets(band_comparisons: Mapping[str, Table], band_resid
         rows = {row["statistic"]: row for row in band_comparisons[band]}
         for column, key, text in (("sigma", "mean_size_relative", "HSM size"), ("g", "mean_g_relative", "|g|")):
             value, limit = rows[column]["mean_diff"], TARGETS[key]
-            targets.append(_target(f"{key}_{band}", f"{band}: relative difference of the mean {text}, mock vs "
-                                   "truth (drawn with the band's PSF and noise)", value, f"abs(value) < {limit:g}",
-                                   abs(value) < limit, rows[column]["mean_diff_err"]))
+            targets.append(
+                _target(
+                    f"{key}_{band}",
+                    f"{band}: relative difference of the mean {text}, mock vs "
+                    "truth (drawn with the band's PSF and noise)",
+                    value,
+                    f"abs(value) < {limit:g}",
+                    abs(value) < limit,
+                    rows[column]["mean_diff_err"],
+                )
+            )
     comparison = {(row["sample"], row["statistic"]): row for row in colour_comparison}
     for blue, red in colour_pairs(bands):
         mock = comparison[("mock", f"color_{blue}_{red}")]
         limit = COLOUR_TARGETS["mean_color"]
-        targets.append(_target(f"mean_color_{blue}_{red}", f"mean {blue} - {red} colour, mock - truth (mag)",
-                               mock["mean_diff"], f"abs(value) < {limit:g}", abs(mock["mean_diff"]) < limit,
-                               mock["mean_diff_err"]))
+        targets.append(
+            _target(
+                f"mean_color_{blue}_{red}",
+                f"mean {blue} - {red} colour, mock - truth (mag)",
+                mock["mean_diff"],
+                f"abs(value) < {limit:g}",
+                abs(mock["mean_diff"]) < limit,
+                mock["mean_diff_err"],
+            )
+        )
         limit = COLOUR_TARGETS["color_scatter"]
-        targets.append(_target(f"color_scatter_{blue}_{red}", f"scatter of the per-galaxy {blue} - {red} colour "
-                               "residual, mock - truth (mag)", mock["scatter_diff"], f"< {limit:g}",
-                               mock["scatter_diff"] < limit, mock["scatter_diff_err"]))
+        targets.append(
+            _target(
+                f"color_scatter_{blue}_{red}",
+                f"scatter of the per-galaxy {blue} - {red} colour residual, mock - truth (mag)",
+                mock["scatter_diff"],
+                f"< {limit:g}",
+                mock["scatter_diff"] < limit,
+                mock["scatter_diff_err"],
+            )
+        )
     for blue, red in colour_pairs(bands):
         mock = comparison[("mock", f"grad_{blue}_{red}")]
         flat = comparison[("no_gradient", f"grad_{blue}_{red}")]
         limit = COLOUR_TARGETS["mean_gradient"]
-        targets.append(_target(
-            f"mean_gradient_{blue}_{red}",
-            f"mean {blue} - {red} colour gradient (inside - outside the {reference} half-light radius), mock - truth "
-            f"(mag; truth {mock['mean_truth']:.3f} ± {mock['mean_truth_err']:.3f})", mock["mean_diff"],
-            f"abs(value) < {limit:g} and abs(value) + 2 ± < {abs(flat['mean_diff']):.3g} (no_gradient)",
-            abs(mock["mean_diff"]) < limit and _closer(mock, flat), mock["mean_diff_err"]))
+        targets.append(
+            _target(
+                f"mean_gradient_{blue}_{red}",
+                f"mean {blue} - {red} colour gradient (inside - outside the {reference} half-light radius), mock - truth "
+                f"(mag; truth {mock['mean_truth']:.3f} ± {mock['mean_truth_err']:.3f})",
+                mock["mean_diff"],
+                f"abs(value) < {limit:g} and abs(value) + 2 ± < {abs(flat['mean_diff']):.3g} (no_gradient)",
+                abs(mock["mean_diff"]) < limit and _closer(mock, flat),
+                mock["mean_diff_err"],
+            )
+        )
     for band in bands:
         if band == reference:
             continue
         mock = comparison[("mock", f"ratio_{band}")]
         value = mock["mean_other"] / mock["mean_truth"] - 1 if mock["mean_truth"] else math.nan
         limit = COLOUR_TARGETS["mean_size_ratio"]
-        targets.append(_target(
-            f"mean_size_ratio_{band}",
-            f"mean half-light radius ratio r_{band}/r_{reference}, mock / truth - 1 (truth {mock['mean_truth']:.3f})",
-            value, f"abs(value) < {limit:g}", abs(value) < limit,
-            mock["mean_diff_err"] / mock["mean_truth"] if mock["mean_truth"] else math.nan))
+        targets.append(
+            _target(
+                f"mean_size_ratio_{band}",
+                f"mean half-light radius ratio r_{band}/r_{reference}, mock / truth - 1 (truth {mock['mean_truth']:.3f})",
+                value,
+                f"abs(value) < {limit:g}",
+                abs(value) < limit,
+                mock["mean_diff_err"] / mock["mean_truth"] if mock["mean_truth"] else math.nan,
+            )
+        )
     return targets
 
 
@@ -192,8 +256,9 @@ def _closer(mock: Mapping[str, float], flat: Mapping[str, float]) -> bool:
     return bool(abs(mock["mean_diff"]) + 2 * error < abs(flat["mean_diff"]))
 
 
-def _gradient_verdicts(colour_comparison: Table, correlations: Mapping[str, float],
-                       bands: Sequence[str], reference: str) -> list[str]:
+def _gradient_verdicts(
+    colour_comparison: Table, correlations: Mapping[str, float], bands: Sequence[str], reference: str
+) -> list[str]:
     """One sentence per colour and per size ratio: did the mocks reproduce the truth's gradients?"""
     comparison = {(row["sample"], row["statistic"]): row for row in colour_comparison}
     lines = []
@@ -209,15 +274,19 @@ def _gradient_verdicts(colour_comparison: Table, correlations: Mapping[str, floa
         elif close and better:
             verdict = "LEARNT (mean gradient within tolerance, closer to the truth than no gradient by > 2 sigma)"
         elif better:
-            verdict = ("PARTLY learnt (closer to the truth than no gradient by > 2 sigma, but off by more than "
-                       f"{COLOUR_TARGETS['mean_gradient']:g} mag)")
+            verdict = (
+                "PARTLY learnt (closer to the truth than no gradient by > 2 sigma, but off by more than "
+                f"{COLOUR_TARGETS['mean_gradient']:g} mag)"
+            )
         else:
             verdict = "NOT learnt (not significantly closer to the truth than a population without gradients)"
-        lines.append(f"- {blue} - {red}: truth {truth_mean:+.3f} ± {truth_err:.3f} mag, mock "
-                     f"{mock['mean_other']:+.3f} (mock - truth {mock['mean_diff']:+.3f} ± "
-                     f"{mock['mean_diff_err']:.3f}), "
-                     f"no_gradient {flat['mean_other']:+.3f}; "
-                     f"per-galaxy correlation mock/truth r = {correlations.get(column, math.nan):.2f}: {verdict}.")
+        lines.append(
+            f"- {blue} - {red}: truth {truth_mean:+.3f} ± {truth_err:.3f} mag, mock "
+            f"{mock['mean_other']:+.3f} (mock - truth {mock['mean_diff']:+.3f} ± "
+            f"{mock['mean_diff_err']:.3f}), "
+            f"no_gradient {flat['mean_other']:+.3f}; "
+            f"per-galaxy correlation mock/truth r = {correlations.get(column, math.nan):.2f}: {verdict}."
+        )
     for band in bands:
         column = f"ratio_{band}"
         if ("mock", column) not in comparison:
@@ -227,16 +296,28 @@ def _gradient_verdicts(colour_comparison: Table, correlations: Mapping[str, floa
         offset = mock["mean_other"] / mock["mean_truth"] - 1 if mock["mean_truth"] else math.nan
         away_from_one = abs(mock["mean_truth"] - 1) > 2 * mock["mean_truth_err"]
         verdict = ("within tolerance" if abs(offset) < limit else f"off by {offset:+.1%}") + (
-            "" if away_from_one else "; the truth's ratio is 1 at 2 sigma, so this cannot tell")
-        lines.append(f"- size ratio r_{band}/r_{reference}: truth {mock['mean_truth']:.3f} ± "
-                     f"{mock['mean_truth_err']:.3f}, "
-                     f"mock {mock['mean_other']:.3f}, no_gradient 1: {verdict}.")
+            "" if away_from_one else "; the truth's ratio is 1 at 2 sigma, so this cannot tell"
+        )
+        lines.append(
+            f"- size ratio r_{band}/r_{reference}: truth {mock['mean_truth']:.3f} ± "
+            f"{mock['mean_truth_err']:.3f}, "
+            f"mock {mock['mean_other']:.3f}, no_gradient 1: {verdict}."
+        )
     return lines
 
 
-def run_multiband_validation(model: Any, data_dir: str | Path, out_dir: str | Path, *, n: int | None = None,
-                             seed: int = 0, n_jobs: int = 1, n_morph: int | None = None, n_bootstrap: int = 500,
-                             out_of_range: str = "clip") -> dict[str, Any]:
+def run_multiband_validation(
+    model: Any,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    n: int | None = None,
+    seed: int = 0,
+    n_jobs: int = 1,
+    n_morph: int | None = None,
+    n_bootstrap: int = 500,
+    out_of_range: str = "clip",
+) -> dict[str, Any]:
     """Validate a multi-band model against a held-out multi-band data set and write the report.
 
     Parameters
@@ -279,8 +360,8 @@ def run_multiband_validation(model: Any, data_dir: str | Path, out_dir: str | Pa
     CatalogError
         When the model needs a condition the data set does not have.
     """
-    from galsim_hub.training.validation.multiband_report import make_multiband_figures, write_multiband_report
     from galsim_hub.training.datasets.shards import read_dataset_metadata
+    from galsim_hub.training.validation.multiband_report import make_multiband_figures, write_multiband_report
 
     data_dir = Path(data_dir)
     metadata = read_dataset_metadata(data_dir)
@@ -293,8 +374,10 @@ def run_multiband_validation(model: Any, data_dir: str | Path, out_dir: str | Pa
     arrays = _load(data_dir)
     total = len(arrays["truth"])
     if arrays["truth"].ndim != 4 or arrays["truth"].shape[-1] != len(names):
-        raise MetadataError(f"truth of {data_dir} has shape {arrays['truth'].shape}, expected [n, S, S, "
-                            f"{len(names)}] for the bands {names}")
+        raise MetadataError(
+            f"truth of {data_dir} has shape {arrays['truth'].shape}, expected [n, S, S, "
+            f"{len(names)}] for the bands {names}"
+        )
 
     rng = np.random.default_rng(seed)
     indices = select_rows(total, n, rng)
@@ -304,8 +387,9 @@ def run_multiband_validation(model: Any, data_dir: str | Path, out_dir: str | Pa
     order = model_band_order(model, names, handle)
     check_model_conditions(model, names_of_conditions, data_dir)
     mock = sample_mocks(model, conditions, rng, out_of_range)[..., order]
-    model_zero_points = [float(b["zero_point"]) for b in model.metadata["bands"]] if hasattr(model, "metadata") \
-        else zero_points
+    model_zero_points = (
+        [float(b["zero_point"]) for b in model.metadata["bands"]] if hasattr(model, "metadata") else zero_points
+    )
     model_zero_points = [model_zero_points[i] for i in order]
     truth = np.asarray(arrays["truth"][indices], dtype=np.float64)
 
@@ -319,47 +403,83 @@ def run_multiband_validation(model: Any, data_dir: str | Path, out_dir: str | Pa
         power = arrays["noise_ps"][indices, ..., b] if "noise_ps" in arrays else None
         noise = dict(noise_sigma=None, noise_power=power) if power is not None else dict(noise_sigma=sigma)
         observed = {
-            "truth": draw_observed(truth[..., b], pixel_scale, psfs, pixel_scale, stamp_size, rng=rng,
-                                   method="no_pixel", **noise),
-            "mock": draw_observed(mock[..., b], float(model.pixel_scale), psfs, pixel_scale, stamp_size, rng=rng,
-                                  method="no_pixel", **noise)}
-        stats[band] = {sample: measure_statistics(images, pixel_scale, noise_sigma=sigma, n_morph=n_morph,
-                                                  n_jobs=n_jobs) for sample, images in observed.items()}
-        comparisons[band] = compare_samples(stats[band]["truth"], stats[band]["mock"], columns,
-                                            n_bootstrap=n_bootstrap, rng=rng)
+            "truth": draw_observed(
+                truth[..., b], pixel_scale, psfs, pixel_scale, stamp_size, rng=rng, method="no_pixel", **noise
+            ),
+            "mock": draw_observed(
+                mock[..., b],
+                float(model.pixel_scale),
+                psfs,
+                pixel_scale,
+                stamp_size,
+                rng=rng,
+                method="no_pixel",
+                **noise,
+            ),
+        }
+        stats[band] = {
+            sample: measure_statistics(images, pixel_scale, noise_sigma=sigma, n_morph=n_morph, n_jobs=n_jobs)
+            for sample, images in observed.items()
+        }
+        comparisons[band] = compare_samples(
+            stats[band]["truth"], stats[band]["mock"], columns, n_bootstrap=n_bootstrap, rng=rng
+        )
         residuals[band] = conditional_residuals(stats[band]["truth"], stats[band]["mock"], conditions, [])
 
     # Colours, gradients and size ratios of the noiseless profiles.
     colour_tables = {
         "truth": measure_colours(truth, names, zero_points, reference=reference, pixel_scale=pixel_scale),
-        "mock": measure_colours(mock, names, model_zero_points, reference=reference,
-                                pixel_scale=float(model.pixel_scale)),
-        "no_gradient": measure_colours(no_gradient_profiles(truth, ref), names, zero_points, reference=reference,
-                                       pixel_scale=pixel_scale)}
+        "mock": measure_colours(
+            mock, names, model_zero_points, reference=reference, pixel_scale=float(model.pixel_scale)
+        ),
+        "no_gradient": measure_colours(
+            no_gradient_profiles(truth, ref), names, zero_points, reference=reference, pixel_scale=pixel_scale
+        ),
+    }
     pairs = colour_pairs(names)
-    colour_columns = ([f"color_{a}_{b}" for a, b in pairs] + [f"grad_{a}_{b}" for a, b in pairs]
-                      + [f"ratio_{b}" for b in names if b != reference])
-    colour_comparison = compare_colours(colour_tables["truth"], {"mock": colour_tables["mock"],
-                                                                 "no_gradient": colour_tables["no_gradient"]},
-                                        colour_columns, n_bootstrap=n_bootstrap, rng=rng)
+    colour_columns = (
+        [f"color_{a}_{b}" for a, b in pairs]
+        + [f"grad_{a}_{b}" for a, b in pairs]
+        + [f"ratio_{b}" for b in names if b != reference]
+    )
+    colour_comparison = compare_colours(
+        colour_tables["truth"],
+        {"mock": colour_tables["mock"], "no_gradient": colour_tables["no_gradient"]},
+        colour_columns,
+        n_bootstrap=n_bootstrap,
+        rng=rng,
+    )
     correlations = {}
     for column in colour_columns:
         t, m = (np.asarray(colour_tables[s][column], dtype=float) for s in ("truth", "mock"))
         ok = np.isfinite(t) & np.isfinite(m)
-        correlations[column] = (float(np.corrcoef(t[ok], m[ok])[0, 1])
-                                if ok.sum() > 2 and t[ok].std() > 0 and m[ok].std() > 0 else math.nan)
+        correlations[column] = (
+            float(np.corrcoef(t[ok], m[ok])[0, 1]) if ok.sum() > 2 and t[ok].std() > 0 and m[ok].std() > 0 else math.nan
+        )
     targets = evaluate_multiband_targets(comparisons, residuals, colour_comparison, names, reference)
 
     results = {
-        "metadata": {"model": str(handle), "data": str(data_dir), "bands": ", ".join(names),
-                     "reference band": reference, "n_galaxies": len(indices), "seed": seed,
-                     "pixel_scale": pixel_scale, "stamp_size": stamp_size,
-                     "psf": "data set PSF image of each band", "noise": ("data set noise power spectra, per band"
-                                                                         if "noise_ps" in arrays else
-                                                                         "white, data set noise_var, per band"),
-                     "n_morph": n_morph, "n_bootstrap": n_bootstrap, "out_of_range": out_of_range,
-                     "truth sample": "noiseless data set truth (drawn with PSF and noise for HSM)",
-                     "no_gradient sample": f"each galaxy's {reference} truth scaled to every band's truth flux"},
+        "metadata": {
+            "model": str(handle),
+            "data": str(data_dir),
+            "bands": ", ".join(names),
+            "reference band": reference,
+            "n_galaxies": len(indices),
+            "seed": seed,
+            "pixel_scale": pixel_scale,
+            "stamp_size": stamp_size,
+            "psf": "data set PSF image of each band",
+            "noise": (
+                "data set noise power spectra, per band"
+                if "noise_ps" in arrays
+                else "white, data set noise_var, per band"
+            ),
+            "n_morph": n_morph,
+            "n_bootstrap": n_bootstrap,
+            "out_of_range": out_of_range,
+            "truth sample": "noiseless data set truth (drawn with PSF and noise for HSM)",
+            "no_gradient sample": f"each galaxy's {reference} truth scaled to every band's truth flux",
+        },
         "indices": indices,
         "conditions": conditions,
         "stats": stats,
@@ -370,8 +490,12 @@ def run_multiband_validation(model: Any, data_dir: str | Path, out_dir: str | Pa
         "gradient_correlation": correlations,
         "targets": targets,
         "verdicts": _gradient_verdicts(colour_comparison, correlations, names, reference),
-        "gallery": {"truth": truth[:GALLERY_SIZE], "mock": mock[:GALLERY_SIZE], "zero_points": zero_points,
-                    "reference": ref},
+        "gallery": {
+            "truth": truth[:GALLERY_SIZE],
+            "mock": mock[:GALLERY_SIZE],
+            "zero_points": zero_points,
+            "reference": ref,
+        },
     }
     results["figures"] = make_multiband_figures(results, out_dir)
     results["report"] = write_multiband_report(results, out_dir)

@@ -1,4 +1,5 @@
 """Validation targets, figures and the markdown/JSON report."""
+
 from __future__ import annotations
 
 import math
@@ -40,9 +41,12 @@ _LABELS = {
 _COLOURS = {"real": "k", "parametric": "tab:orange", "mock": "tab:blue"}
 
 
-def evaluate_targets(comparisons: Mapping[str, Table], residuals: Table,
-                     memorisation: Mapping[str, Any] | None = None,
-                     catalog_flux: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+def evaluate_targets(
+    comparisons: Mapping[str, Table],
+    residuals: Table,
+    memorisation: Mapping[str, Any] | None = None,
+    catalog_flux: Sequence[Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """Check the validation targets of the paper (and the memorisation check when given).
 
     Parameters
@@ -73,34 +77,68 @@ def evaluate_targets(comparisons: Mapping[str, Table], residuals: Table,
     targets = []
 
     def add(name, description, value, requirement, passed, error=math.nan):
-        targets.append({"name": name, "description": description, "value": float(value), "error": float(error),
-                        "requirement": requirement, "passed": bool(passed)})
+        targets.append(
+            {
+                "name": name,
+                "description": description,
+                "value": float(value),
+                "error": float(error),
+                "requirement": requirement,
+                "passed": bool(passed),
+            }
+        )
 
     for column, key, text in (("sigma", "mean_size_relative", "mean size"), ("g", "mean_g_relative", "mean |g|")):
         value = mock[column]["mean_diff"]
         limit = TARGETS[key]
-        add(key, f"relative difference of the {text} of mocks and real galaxies", value,
-            f"abs(value) < {limit:g}", abs(value) < limit, mock[column]["mean_diff_err"])
+        add(
+            key,
+            f"relative difference of the {text} of mocks and real galaxies",
+            value,
+            f"abs(value) < {limit:g}",
+            abs(value) < limit,
+            mock[column]["mean_diff_err"],
+        )
     for column, key, unit in (("size_scatter", "size_scatter", "fractional"), ("mag_scatter", "mag_scatter", "mag")):
         value = overall[column]
         limit = TARGETS[key]
-        add(key, f"scatter of the per-galaxy {column.split('_')[0]} residual, mock vs real ({unit})", value,
-            f"< {limit:g}", value < limit)
+        add(
+            key,
+            f"scatter of the per-galaxy {column.split('_')[0]} residual, mock vs real ({unit})",
+            value,
+            f"< {limit:g}",
+            value < limit,
+        )
     for column in MORPH_COLUMNS:
         value, reference = fitted[column]["wasserstein"], parametric[column]["wasserstein"]
-        add(f"{column}_distance", f"Wasserstein distance of {column} to the real sample, mock vs parametric",
-            value, f"< parametric ({reference:.4g} ± {parametric[column]['wasserstein_err']:.2g})",
-            value < reference, fitted[column]["wasserstein_err"])
+        add(
+            f"{column}_distance",
+            f"Wasserstein distance of {column} to the real sample, mock vs parametric",
+            value,
+            f"< parametric ({reference:.4g} ± {parametric[column]['wasserstein_err']:.2g})",
+            value < reference,
+            fitted[column]["wasserstein_err"],
+        )
     if catalog_flux:
         worst = max(catalog_flux, key=lambda b: abs(b["median"]))
         limit = TARGETS["catalog_flux"]
-        add("catalog_flux", "largest median offset of the mocks' magnitude from the catalog's, over "
-            f"magnitude bins (worst: {worst['lo']:g} - {worst['hi']:g}, n={worst['n']})", worst["median"],
-            f"abs(value) < {limit:g} mag in every bin", all(abs(b["median"]) < limit for b in catalog_flux))
+        add(
+            "catalog_flux",
+            "largest median offset of the mocks' magnitude from the catalog's, over "
+            f"magnitude bins (worst: {worst['lo']:g} - {worst['hi']:g}, n={worst['n']})",
+            worst["median"],
+            f"abs(value) < {limit:g} mag in every bin",
+            all(abs(b["median"]) < limit for b in catalog_flux),
+        )
     if memorisation is not None:
-        add("memorisation", "fraction of mocks closer to a training stamp than the closest held-out real "
-            f"galaxy (median distance mock/real {memorisation['ratio']:.3f})", memorisation["copy_fraction"],
-            f"<= {memorisation['limit']:g}", memorisation["passed"])
+        add(
+            "memorisation",
+            "fraction of mocks closer to a training stamp than the closest held-out real "
+            f"galaxy (median distance mock/real {memorisation['ratio']:.3f})",
+            memorisation["copy_fraction"],
+            f"<= {memorisation['limit']:g}",
+            memorisation["passed"],
+        )
     return targets
 
 
@@ -149,8 +187,14 @@ def _pair_panel(ax, stats_tables: Mapping[str, Table], x: str, y: str) -> None:
         ok = np.asarray(table["morph_ok"], dtype=bool)
         ok &= np.isfinite(np.asarray(table[x], dtype=float)) & np.isfinite(np.asarray(table[y], dtype=float))
         if ok.any() and extent is not None:
-            _density_contours(ax, np.asarray(table[x])[ok], np.asarray(table[y])[ok],
-                              _COLOURS.get(sample, None) or "grey", sample, extent)
+            _density_contours(
+                ax,
+                np.asarray(table[x])[ok],
+                np.asarray(table[y])[ok],
+                _COLOURS.get(sample, None) or "grey",
+                sample,
+                extent,
+            )
     if extent is not None:
         ax.set_xlim(extent[0])
         ax.set_ylim(extent[1])
@@ -185,9 +229,13 @@ def make_figures(results: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     writer = FigureWriter(out_dir, dpi=110)
+    # matplotlib's axes arrays and the loop names reused across panels
+    ax: Any
+    axes: Any
+    row: Any
+    column: Any
     save = writer.save
     stats_tables = results["stats"]
-
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, column in zip(axes, ("sigma", "g")):
@@ -195,8 +243,15 @@ def make_figures(results: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
         bins = np.histogram_bin_edges(pooled, bins=25) if len(pooled) else 10
         for sample, table in stats_tables.items():
             values = valid_values(table, column)
-            ax.hist(values, bins=bins, histtype="step", density=True, lw=1.5,
-                    color=_COLOURS.get(sample), label=f"{sample} (n={len(values)})")
+            ax.hist(
+                values,
+                bins=bins,
+                histtype="step",
+                density=True,
+                lw=1.5,
+                color=_COLOURS.get(sample),
+                label=f"{sample} (n={len(values)})",
+            )
         ax.set_xlabel(_LABELS[column])
         ax.set_ylabel("density")
         ax.legend(fontsize="small")
@@ -207,8 +262,12 @@ def make_figures(results: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     fig, axes = plt.subplots(2, max(1, len(conditions)), figsize=(5 * max(1, len(conditions)), 7), squeeze=False)
     for column, condition in enumerate(conditions):
         rows = residuals[residuals["condition"] == condition]
-        for row, (mean, scatter, label) in enumerate((("size_mean", "size_scatter", r"$\sigma_{mock}/\sigma_{real}-1$"),
-                                                      ("mag_mean", "mag_scatter", r"$m_{mock}-m_{real}$"))):
+        for row, (mean, scatter, label) in enumerate(
+            (
+                ("size_mean", "size_scatter", r"$\sigma_{mock}/\sigma_{real}-1$"),
+                ("mag_mean", "mag_scatter", r"$m_{mock}-m_{real}$"),
+            )
+        ):
             ax = axes[row, column]
             ax.errorbar(rows["bin_centre"], rows[mean], yerr=np.nan_to_num(rows[scatter]), fmt="o", capsize=3)
             ax.axhline(0, color="grey", lw=0.8)
@@ -239,10 +298,11 @@ def make_figures(results: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     if memorisation:
         fig, ax = plt.subplots(figsize=(5.5, 4))
         pooled = np.concatenate([memorisation["d_real"], memorisation["d_mock"]])
-        bins = np.histogram_bin_edges(pooled, bins=20)
-        ax.hist(memorisation["d_real"], bins=bins, histtype="step", lw=1.5, color=_COLOURS["real"],
-                label="held-out real")
-        ax.hist(memorisation["d_mock"], bins=bins, histtype="step", lw=1.5, color=_COLOURS["mock"], label="mock")
+        edges = list(np.histogram_bin_edges(pooled, bins=20))
+        ax.hist(
+            memorisation["d_real"], bins=edges, histtype="step", lw=1.5, color=_COLOURS["real"], label="held-out real"
+        )
+        ax.hist(memorisation["d_mock"], bins=edges, histtype="step", lw=1.5, color=_COLOURS["mock"], label="mock")
         ax.axvline(memorisation["copy_threshold"], color="grey", ls="--", lw=0.8, label="closest real")
         ax.set_xlabel("distance to the nearest training stamp")
         ax.set_ylabel("galaxies")
@@ -251,10 +311,12 @@ def make_figures(results: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
 
     gallery = results.get("gallery")
     if gallery:
-        rows = list(gallery.items())
-        n_columns = min(len(images) for _, images in rows)
-        fig, axes = plt.subplots(len(rows), n_columns, figsize=(1.6 * n_columns, 1.7 * len(rows)), squeeze=False)
-        for row, (sample, images) in enumerate(rows):
+        gallery_rows = list(gallery.items())
+        n_columns = min(len(images) for _, images in gallery_rows)
+        fig, axes = plt.subplots(
+            len(gallery_rows), n_columns, figsize=(1.6 * n_columns, 1.7 * len(gallery_rows)), squeeze=False
+        )
+        for row, (sample, images) in enumerate(gallery_rows):
             for column in range(n_columns):
                 ax = axes[row, column]
                 stamp = images[column]
@@ -275,9 +337,13 @@ def _noise_level(stamp: np.ndarray) -> float:
 
 def targets_markdown(targets: Sequence[Mapping[str, Any]]) -> str:
     """The targets as a markdown table with a PASS/FAIL column."""
-    return markdown_table(("target", "value", "± (bootstrap)", "requirement", "result"),
-                           [(t["name"], t["value"], t.get("error", math.nan), t["requirement"],
-                             "PASS" if t["passed"] else "FAIL") for t in targets])
+    return markdown_table(
+        ("target", "value", "± (bootstrap)", "requirement", "result"),
+        [
+            (t["name"], t["value"], t.get("error", math.nan), t["requirement"], "PASS" if t["passed"] else "FAIL")
+            for t in targets
+        ],
+    )
 
 
 def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
@@ -314,48 +380,129 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
     rows = []
     for statistic in comparisons[samples[0]]["statistic"]:
         per = [tables[s][statistic] for s in samples]
-        rows.append([statistic, per[0]["mean_real"]] + [r["mean_other"] for r in per] + [r["mean_diff"] for r in per]
-                    + [r["wasserstein"] for r in per] + [r["wasserstein_err"] for r in per]
-                    + [r["ks"] for r in per])
-    lines += ["## Distributions compared with the real sample", "",
-              "Δmean is relative for sigma and g; W is the Wasserstein distance (± its bootstrap "
-              "standard deviation), KS the Kolmogorov-Smirnov statistic. `mock_fitted`: mocks of the "
-              "galaxies that have a parametric fit, the sample the parametric one is compared with.", "", markdown_table(header, rows), ""]
+        rows.append(
+            [statistic, per[0]["mean_real"]]
+            + [r["mean_other"] for r in per]
+            + [r["mean_diff"] for r in per]
+            + [r["wasserstein"] for r in per]
+            + [r["wasserstein_err"] for r in per]
+            + [r["ks"] for r in per]
+        )
+    lines += [
+        "## Distributions compared with the real sample",
+        "",
+        "Δmean is relative for sigma and g; W is the Wasserstein distance (± its bootstrap "
+        "standard deviation), KS the Kolmogorov-Smirnov statistic. `mock_fitted`: mocks of the "
+        "galaxies that have a parametric fit, the sample the parametric one is compared with.",
+        "",
+        markdown_table(header, rows),
+        "",
+    ]
 
     residuals = results["residuals"]
-    lines += ["## Residuals of mocks vs real galaxies with the same conditions", "",
-              "size: sigma_mock / sigma_real - 1; magnitude: m_mock - m_real.", "",
-              markdown_table(("condition", "bin", "n", "size mean", "size scatter", "mag mean", "mag scatter"),
-                              [(r["condition"], "all" if r["condition"] == "all" else
-                                f"{r['bin_lo']:.3g} - {r['bin_hi']:.3g}", r["n"], r["size_mean"],
-                                r["size_scatter"], r["mag_mean"], r["mag_scatter"]) for r in residuals]), ""]
+    lines += [
+        "## Residuals of mocks vs real galaxies with the same conditions",
+        "",
+        "size: sigma_mock / sigma_real - 1; magnitude: m_mock - m_real.",
+        "",
+        markdown_table(
+            ("condition", "bin", "n", "size mean", "size scatter", "mag mean", "mag scatter"),
+            [
+                (
+                    r["condition"],
+                    "all" if r["condition"] == "all" else f"{r['bin_lo']:.3g} - {r['bin_hi']:.3g}",
+                    r["n"],
+                    r["size_mean"],
+                    r["size_scatter"],
+                    r["mag_mean"],
+                    r["mag_scatter"],
+                )
+                for r in residuals
+            ],
+        ),
+        "",
+    ]
     catalog_flux = results.get("catalog_flux")
     if catalog_flux:
-        lines += ["## Fluxes against the catalog", "",
-                  "Median of m_mock - m_catalog per bin of catalog magnitude (m_mock from the mock's "
-                  "noise-free flux, with the model's zero point; what `sample` returns by default).", "",
-                  markdown_table(("magnitude bin", "n", "median offset (mag)"),
-                                  [(f"{b['lo']:g} - {b['hi']:g}", b["n"], b["median"]) for b in catalog_flux]), ""]
+        lines += [
+            "## Fluxes against the catalog",
+            "",
+            "Median of m_mock - m_catalog per bin of catalog magnitude (m_mock from the mock's "
+            "noise-free flux, with the model's zero point; what `sample` returns by default).",
+            "",
+            markdown_table(
+                ("magnitude bin", "n", "median offset (mag)"),
+                [(f"{b['lo']:g} - {b['hi']:g}", b["n"], b["median"]) for b in catalog_flux],
+            ),
+            "",
+        ]
     reconstruction = results.get("reconstruction")
     if reconstruction:
-        lines += ["## Autoencoder reconstructions", "",
-                  markdown_table(("MSE reconstruction", "MSE noisy input", "ratio", "result"),
-                                  [(reconstruction["mse_reconstruction"], reconstruction["mse_noisy"],
-                                    reconstruction["ratio"], "PASS" if reconstruction["passed"] else "FAIL")]), ""]
+        lines += [
+            "## Autoencoder reconstructions",
+            "",
+            markdown_table(
+                ("MSE reconstruction", "MSE noisy input", "ratio", "result"),
+                [
+                    (
+                        reconstruction["mse_reconstruction"],
+                        reconstruction["mse_noisy"],
+                        reconstruction["ratio"],
+                        "PASS" if reconstruction["passed"] else "FAIL",
+                    )
+                ],
+            ),
+            "",
+        ]
     memorisation = results.get("memorisation")
     if memorisation:
-        lines += ["## Memorisation check", "",
-                  "Distance (shape: stamps divided by their L2 norm) from each held-out real galaxy and from "
-                  "its mock to the nearest of the training stamps (every orientation and shift). A model "
-                  "that copies its training set puts its mocks much nearer than new real galaxies are.", "",
-                  markdown_table(("n", "training stamps", "median d real", "median d mock", "ratio",
-                                   "closest real d", "mock copies", "Mann-Whitney p (mock nearer)", "result"),
-                                  [(memorisation["n"], memorisation["n_training"], memorisation["median_real"],
-                                    memorisation["median_mock"], memorisation["ratio"],
-                                    memorisation["copy_threshold"], memorisation["copy_fraction"],
-                                    memorisation["mannwhitney_p"], "PASS" if memorisation["passed"] else "FAIL")]),
-                  ""]
-    numbers = {key: results[key] for key in ("metadata", "targets", "comparisons", "residuals", "reconstruction",
-                                             "memorisation", "catalog_flux", "figures")
-               if key in results and results[key] is not None}
+        lines += [
+            "## Memorisation check",
+            "",
+            "Distance (shape: stamps divided by their L2 norm) from each held-out real galaxy and from "
+            "its mock to the nearest of the training stamps (every orientation and shift). A model "
+            "that copies its training set puts its mocks much nearer than new real galaxies are.",
+            "",
+            markdown_table(
+                (
+                    "n",
+                    "training stamps",
+                    "median d real",
+                    "median d mock",
+                    "ratio",
+                    "closest real d",
+                    "mock copies",
+                    "Mann-Whitney p (mock nearer)",
+                    "result",
+                ),
+                [
+                    (
+                        memorisation["n"],
+                        memorisation["n_training"],
+                        memorisation["median_real"],
+                        memorisation["median_mock"],
+                        memorisation["ratio"],
+                        memorisation["copy_threshold"],
+                        memorisation["copy_fraction"],
+                        memorisation["mannwhitney_p"],
+                        "PASS" if memorisation["passed"] else "FAIL",
+                    )
+                ],
+            ),
+            "",
+        ]
+    numbers = {
+        key: results[key]
+        for key in (
+            "metadata",
+            "targets",
+            "comparisons",
+            "residuals",
+            "reconstruction",
+            "memorisation",
+            "catalog_flux",
+            "figures",
+        )
+        if key in results and results[key] is not None
+    }
     return write_report_files(out_dir, lines, results.get("figures") or [], numbers)

@@ -1,6 +1,7 @@
 """Measurements for validation: HSM moments and statmorph morphology of observed stamps, drawing
 profiles as observed, and comparisons of samples (distributions, per-galaxy residuals, reconstructions).
 """
+
 from __future__ import annotations
 
 import math
@@ -16,9 +17,20 @@ from scipy import ndimage, stats
 
 from galsim_hub.errors import CatalogError
 
-__all__ = ["HSM_COLUMNS", "MORPH_COLUMNS", "STAT_COLUMNS", "RELATIVE_COLUMNS", "RESIDUAL_CONDITIONS",
-           "central_segmap", "measure_statistics", "draw_observed", "compare_samples",
-           "conditional_residuals", "reconstruction_check", "valid_values"]
+__all__ = [
+    "HSM_COLUMNS",
+    "MORPH_COLUMNS",
+    "STAT_COLUMNS",
+    "RELATIVE_COLUMNS",
+    "RESIDUAL_CONDITIONS",
+    "central_segmap",
+    "measure_statistics",
+    "draw_observed",
+    "compare_samples",
+    "conditional_residuals",
+    "reconstruction_check",
+    "valid_values",
+]
 
 HSM_COLUMNS = ("flux", "sigma", "g1", "g2", "g")
 MORPH_COLUMNS = ("gini", "m20", "multimode", "intensity", "deviation")
@@ -75,8 +87,7 @@ def _smoothing_noise_factor(smoothing: float) -> float:
     return float(np.sqrt(np.sum(ndimage.gaussian_filter(delta, smoothing) ** 2)))
 
 
-def central_segmap(image: np.ndarray, noise_sigma: float, *, nsigma: float = 2.0,
-                   smoothing: float = 1.0) -> np.ndarray:
+def central_segmap(image: np.ndarray, noise_sigma: float, *, nsigma: float = 2.0, smoothing: float = 1.0) -> np.ndarray:
     """Segmentation map of the source at the centre of a stamp.
 
     The stamp is smoothed with a Gaussian of ``smoothing`` pixels, thresholded at
@@ -160,9 +171,17 @@ def _morphology_one(task: tuple[np.ndarray, np.ndarray, float, dict]) -> tuple[t
     return values, flag, bool(flag <= 1 and np.isfinite(values).all())
 
 
-def measure_statistics(images: Any, pixel_scale: float, *, noise_sigma: Any = None, segmap: Any = None,
-                       n_morph: int | None = None, n_jobs: int = 1, nsigma: float = 2.0,
-                       statmorph_kwargs: Mapping[str, Any] | None = None) -> Table:
+def measure_statistics(
+    images: Any,
+    pixel_scale: float,
+    *,
+    noise_sigma: Any = None,
+    segmap: Any = None,
+    n_morph: int | None = None,
+    n_jobs: int = 1,
+    nsigma: float = 2.0,
+    statmorph_kwargs: Mapping[str, Any] | None = None,
+) -> Table:
     """Measure HSM moments and statmorph morphology of a stack of observed stamps.
 
     Parameters
@@ -238,10 +257,18 @@ def measure_statistics(images: Any, pixel_scale: float, *, noise_sigma: Any = No
 # ----------------------------------------------------------------------------------------
 # Drawing observed stamps
 # ----------------------------------------------------------------------------------------
-def draw_observed(profiles: Any, pixel_scale_in: float, psf: galsim.GSObject | Sequence[galsim.GSObject],
-                  pixel_scale_out: float, stamp_size_out: int, noise_sigma: Any,
-                  rng: np.random.Generator | int | None = None, *, method: str = "auto",
-                  noise_power: Any = None) -> np.ndarray:
+def draw_observed(
+    profiles: Any,
+    pixel_scale_in: float,
+    psf: galsim.GSObject | Sequence[galsim.GSObject],
+    pixel_scale_out: float,
+    stamp_size_out: int,
+    noise_sigma: Any,
+    rng: np.random.Generator | int | None = None,
+    *,
+    method: str = "auto",
+    noise_power: Any = None,
+) -> np.ndarray:
     """Convolve unconvolved profile images with a PSF, draw them and add Gaussian noise.
 
     Parameters
@@ -292,8 +319,7 @@ def draw_observed(profiles: Any, pixel_scale_in: float, psf: galsim.GSObject | S
     if noise_power is not None:
         noise_power = np.asarray(noise_power, dtype=np.float64)
         if noise_power.shape != (n_images, size, size // 2 + 1):
-            raise ValueError(f"noise_power must have shape {(n_images, size, size // 2 + 1)}, "
-                             f"got {noise_power.shape}")
+            raise ValueError(f"noise_power must have shape {(n_images, size, size // 2 + 1)}, got {noise_power.shape}")
         if not np.isfinite(noise_power).all() or (noise_power < 0).any():
             raise ValueError("noise_power must be finite and non-negative")
     else:
@@ -304,8 +330,9 @@ def draw_observed(profiles: Any, pixel_scale_in: float, psf: galsim.GSObject | S
         if stack[index].sum() <= 0:
             continue
         galaxy = galsim.InterpolatedImage(galsim.Image(stack[index], scale=pixel_scale_in))
-        stamps[index] = galsim.Convolve(galaxy, psfs[index]).drawImage(
-            nx=size, ny=size, scale=pixel_scale_out, method=method).array
+        stamps[index] = (
+            galsim.Convolve(galaxy, psfs[index]).drawImage(nx=size, ny=size, scale=pixel_scale_out, method=method).array
+        )
     white = rng.standard_normal(stamps.shape)
     if noise_power is None:
         return stamps + sigmas[:, None, None] * white
@@ -321,18 +348,32 @@ def valid_values(table: Table, column: str) -> np.ndarray:
     return values[np.asarray(table[flag], dtype=bool) & np.isfinite(values)]
 
 
-def _comparison_row(real: np.ndarray, other: np.ndarray, relative: bool) -> tuple[float, float, float, float, float, float]:
+def _comparison_row(
+    real: np.ndarray, other: np.ndarray, relative: bool
+) -> tuple[float, float, float, float, float, float]:
     if len(real) < 2 or len(other) < 2:
         return (math.nan,) * 6
     mean_real, mean_other = float(real.mean()), float(other.mean())
     diff = (mean_other - mean_real) / mean_real if relative else mean_other - mean_real
     ks = stats.ks_2samp(real, other)
-    return (mean_real, mean_other, diff, float(stats.wasserstein_distance(real, other)),
-            float(ks.statistic), float(ks.pvalue))
+    return (
+        mean_real,
+        mean_other,
+        diff,
+        float(stats.wasserstein_distance(real, other)),
+        float(ks.statistic),
+        float(ks.pvalue),
+    )
 
 
-def compare_samples(stats_real: Table, stats_other: Table, columns: Sequence[str] = STAT_COLUMNS, *,
-                    n_bootstrap: int = 0, rng: np.random.Generator | int | None = None) -> Table:
+def compare_samples(
+    stats_real: Table,
+    stats_other: Table,
+    columns: Sequence[str] = STAT_COLUMNS,
+    *,
+    n_bootstrap: int = 0,
+    rng: np.random.Generator | int | None = None,
+) -> Table:
     """Compare the distributions of statistics of a sample with those of the real one.
 
     Only rows with ``hsm_ok`` (for HSM columns) or ``morph_ok`` (for morphology columns)
@@ -376,17 +417,53 @@ def compare_samples(stats_real: Table, stats_other: Table, columns: Sequence[str
         relative = column in RELATIVE_COLUMNS
         real, other = valid_values(stats_real, column), valid_values(stats_other, column)
         values = _comparison_row(real, other, relative)
-        boot = np.array([_comparison_row(valid_values(stats_real[a], column),
-                                         valid_values(stats_other[b], column), relative)[2:4]
-                         for a, b in resamples]).reshape(-1, 2)
-        errors = (np.nanstd(boot, axis=0, ddof=1) if len(boot) > 1 and np.isfinite(boot).any(axis=0).all()
-                  else np.full(2, math.nan))
-        rows.append((column, len(real), len(other), values[0], values[1], values[2], relative,
-                     values[3], values[4], values[5], float(errors[0]), float(errors[1])))
-    return Table(rows=rows, names=("statistic", "n_real", "n_other", "mean_real", "mean_other", "mean_diff",
-                                   "relative", "wasserstein", "ks", "ks_pvalue", "mean_diff_err",
-                                   "wasserstein_err"),
-                 dtype=(str, int, int, float, float, float, bool, float, float, float, float, float))
+        boot = np.array(
+            [
+                _comparison_row(valid_values(stats_real[a], column), valid_values(stats_other[b], column), relative)[
+                    2:4
+                ]
+                for a, b in resamples
+            ]
+        ).reshape(-1, 2)
+        errors = (
+            np.nanstd(boot, axis=0, ddof=1)
+            if len(boot) > 1 and np.isfinite(boot).any(axis=0).all()
+            else np.full(2, math.nan)
+        )
+        rows.append(
+            (
+                column,
+                len(real),
+                len(other),
+                values[0],
+                values[1],
+                values[2],
+                relative,
+                values[3],
+                values[4],
+                values[5],
+                float(errors[0]),
+                float(errors[1]),
+            )
+        )
+    return Table(
+        rows=rows,
+        names=(
+            "statistic",
+            "n_real",
+            "n_other",
+            "mean_real",
+            "mean_other",
+            "mean_diff",
+            "relative",
+            "wasserstein",
+            "ks",
+            "ks_pvalue",
+            "mean_diff_err",
+            "wasserstein_err",
+        ),
+        dtype=(str, int, int, float, float, float, bool, float, float, float, float, float),
+    )
 
 
 def _residual_summary(size_ratio: np.ndarray, dmag: np.ndarray) -> tuple[int, float, float, float, float]:
@@ -397,8 +474,14 @@ def _residual_summary(size_ratio: np.ndarray, dmag: np.ndarray) -> tuple[int, fl
     return n, float(np.mean(size_ratio - 1)), spread(size_ratio), float(np.mean(dmag)), spread(dmag)
 
 
-def conditional_residuals(stats_real: Table, stats_mock: Table, conditions: Any,
-                          names: Sequence[str] = RESIDUAL_CONDITIONS, *, n_bins: int = 5) -> Table:
+def conditional_residuals(
+    stats_real: Table,
+    stats_mock: Table,
+    conditions: Any,
+    names: Sequence[str] = RESIDUAL_CONDITIONS,
+    *,
+    n_bins: int = 5,
+) -> Table:
     """Size and magnitude residuals of mock versus real galaxies binned in the conditions.
 
     Row ``i`` of the three inputs is the same galaxy: the mock was conditioned on the real
@@ -432,8 +515,12 @@ def conditional_residuals(stats_real: Table, stats_mock: Table, conditions: Any,
         raise ValueError(f"n_bins must be at least 1, got {n_bins}")
     flux_real = np.asarray(stats_real["flux"], dtype=np.float64)
     flux_mock = np.asarray(stats_mock["flux"], dtype=np.float64)
-    ok = (np.asarray(stats_real["hsm_ok"], dtype=bool) & np.asarray(stats_mock["hsm_ok"], dtype=bool)
-          & (flux_real > 0) & (flux_mock > 0))
+    ok = (
+        np.asarray(stats_real["hsm_ok"], dtype=bool)
+        & np.asarray(stats_mock["hsm_ok"], dtype=bool)
+        & (flux_real > 0)
+        & (flux_mock > 0)
+    )
     size_ratio = np.full(n_rows, math.nan)
     dmag = np.full(n_rows, math.nan)
     size_ratio[ok] = np.asarray(stats_mock["sigma"])[ok] / np.asarray(stats_real["sigma"])[ok]
@@ -457,11 +544,25 @@ def conditional_residuals(stats_real: Table, stats_mock: Table, conditions: Any,
         for index in range(len(edges) - 1):
             members = usable & (which == index)
             centre = float(np.median(values[members])) if members.any() else math.nan
-            rows.append((name, float(edges[index]), float(edges[index + 1]), centre)
-                        + _residual_summary(size_ratio[members], dmag[members]))
-    return Table(rows=rows, names=("condition", "bin_lo", "bin_hi", "bin_centre", "n", "size_mean",
-                                   "size_scatter", "mag_mean", "mag_scatter"),
-                 dtype=(str, float, float, float, int, float, float, float, float))
+            rows.append(
+                (name, float(edges[index]), float(edges[index + 1]), centre)
+                + _residual_summary(size_ratio[members], dmag[members])
+            )
+    return Table(
+        rows=rows,
+        names=(
+            "condition",
+            "bin_lo",
+            "bin_hi",
+            "bin_centre",
+            "n",
+            "size_mean",
+            "size_scatter",
+            "mag_mean",
+            "mag_scatter",
+        ),
+        dtype=(str, float, float, float, int, float, float, float, float),
+    )
 
 
 def reconstruction_check(reconstructions: Any, noisy: Any, truth: Any) -> dict[str, Any]:
@@ -483,14 +584,17 @@ def reconstruction_check(reconstructions: Any, noisy: Any, truth: Any) -> dict[s
         ``mse_reconstruction``, ``mse_noisy``, ``ratio`` (their quotient) and ``passed``
         (``mse_reconstruction < mse_noisy``).
     """
-    arrays = [_as_image_stack(a, name) for a, name in
-              ((reconstructions, "reconstructions"), (noisy, "noisy"), (truth, "truth"))]
+    arrays = [
+        _as_image_stack(a, name)
+        for a, name in ((reconstructions, "reconstructions"), (noisy, "noisy"), (truth, "truth"))
+    ]
     if len({a.shape for a in arrays}) != 1:
         raise ValueError(f"reconstructions, noisy and truth differ in shape: {[a.shape for a in arrays]}")
     mse_reconstruction = float(np.mean((arrays[0] - arrays[2]) ** 2))
     mse_noisy = float(np.mean((arrays[1] - arrays[2]) ** 2))
-    return {"mse_reconstruction": mse_reconstruction, "mse_noisy": mse_noisy,
-            "ratio": mse_reconstruction / mse_noisy if mse_noisy > 0 else math.inf,
-            "passed": bool(mse_reconstruction < mse_noisy)}
-
-
+    return {
+        "mse_reconstruction": mse_reconstruction,
+        "mse_noisy": mse_noisy,
+        "ratio": mse_reconstruction / mse_noisy if mse_noisy > 0 else math.inf,
+        "passed": bool(mse_reconstruction < mse_noisy),
+    }

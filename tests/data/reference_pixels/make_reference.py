@@ -4,6 +4,7 @@ Run from the repository root: ``python tests/data/reference_pixels/make_referenc
 file was written once, before the single-band and multi-band sampling paths became one, so
 that the test shows the merged pipeline gives the same pixels.
 """
+
 from __future__ import annotations
 
 import json
