@@ -203,6 +203,7 @@ def test_offline_mode_advice_for_lanusse2020(hub_cache, monkeypatch):
     assert_no_leftovers(hub_cache)
 
 
+@pytest.mark.slow
 def test_connection_error_for_hub_model_gives_offline_advice(hub_cache):
     source = dataclasses.replace(resolve("hub:Lanusse2020"), location=refused_url())
     with pytest.raises(DownloadError, match=r"connection failed.*galsim-hub fetch /path/model.tar.gz"):
@@ -452,6 +453,7 @@ def _fetch_in_process(source, barrier, results):
     results.put(str(fetch(source, progress=False)))
 
 
+@pytest.mark.slow
 def test_concurrent_processes_download_once(http_server, hub_cache, make_model_archive):
     url, _ = served_archive(http_server, make_model_archive)
     http_server.delay("toy.tar.gz", 0.5)  # keep the first download going while the others arrive

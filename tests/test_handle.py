@@ -251,6 +251,7 @@ def test_model_source_is_hashable(hub_cache):
     assert {source: 1}[resolve("hub:Lanusse2020")] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("failure", ["down", 404, 503, "malformed"])
 def test_bad_remote_index_uses_its_last_good_copy_or_is_skipped(failure, http_server, hub_cache, monkeypatch):
     """Issue 17 (5): one unreadable extra index must not break bundled or cached handles."""

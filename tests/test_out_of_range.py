@@ -150,6 +150,7 @@ def test_iter_sample_and_galsim_objects_follow_the_policy(model):
     assert np.isfinite(drawn.array).all()
 
 
+@pytest.mark.slow
 def test_config_clips_by_default_and_refuses_on_request(model, tmp_path):
     path = tmp_path / "real.fits"
     cat = table(BEYOND[:4])

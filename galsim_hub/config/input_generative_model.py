@@ -132,7 +132,7 @@ class GenerativeModelInput(GenerativeGalaxyModel):
         """Decode a block once: ``[B, C]`` conditions and ``[B, L]`` base noise, under ``key``.
 
         Conditions outside the training range are treated by the ``out_of_range`` policy
-        (:mod:`galsim_hub.sampling.fluxes`); the block keeps the conditions as the objects gave them.
+        (:mod:`galsim_hub.sampling.plan`); the block keeps the conditions as the objects gave them.
 
         Another caller with the same key (another worker that needs the same block) waits
         for this decoding and receives its result.

@@ -112,7 +112,7 @@ def condition_matrix(catalog: Any, conditions: Sequence[dict]) -> np.ndarray:
     """Read, check and stack the condition columns of a catalog.
 
     Values outside the training range are returned as they are: what to do with them is the
-    ``out_of_range`` policy of :class:`galsim_hub.sampling.fluxes.SamplingPlan`.
+    ``out_of_range`` policy of :class:`galsim_hub.sampling.plan.SamplingPlan`.
 
     Parameters
     ----------

@@ -19,6 +19,7 @@ from galsim_hub.errors import CatalogError, MetadataError
 
 __all__ = [
     "condition_names",
+    "held_out_rows",
     "select_rows",
     "open_model",
     "check_model_conditions",
@@ -44,6 +45,20 @@ def select_rows(total: int, n: int | None, rng: np.random.Generator) -> np.ndarr
     if n is None or n >= total:
         return np.arange(total)
     return np.sort(rng.choice(total, size=int(n), replace=False))
+
+
+def held_out_rows(
+    conditions: np.ndarray, names: Sequence[str], n: int | None, seed: int, model: Any
+) -> tuple[np.random.Generator, np.ndarray, Table, Any, str]:
+    """The validation's generator (seeded with ``seed``), the rows it uses, their condition table, and the model.
+
+    Returns ``(rng, indices, table, model, handle)``: ``rng`` then draws the noise, the bootstrap
+    and the model's seed, in the order the validation asks for them.
+    """
+    rng = np.random.default_rng(seed)
+    indices = select_rows(len(conditions), n, rng)
+    model, handle = open_model(model)
+    return rng, indices, Table(conditions[indices], names=list(names)), model, handle
 
 
 def open_model(model: Any) -> tuple[Any, str]:

@@ -40,9 +40,8 @@ from galsim_hub.errors import MetadataError
 from galsim_hub.training.validation.common import (
     check_model_conditions,
     condition_names,
-    open_model,
+    held_out_rows,
     sample_mocks,
-    select_rows,
 )
 from galsim_hub.training.validation.report import (
     TARGETS,
@@ -199,7 +198,7 @@ def run_validation(
         Bootstrap resamples for the uncertainties of the comparisons.
     out_of_range : {"clip", "error", "extrapolate"}, optional
         The model's policy for held-out galaxies outside its training range (see
-        :mod:`galsim_hub.sampling.fluxes`); ``clip``, what users get by default.
+        :mod:`galsim_hub.sampling.plan`); ``clip``, what users get by default.
 
     Returns
     -------
@@ -261,11 +260,7 @@ def run_validation(
             f"expected ({total}, {len(names)}) for {names}"
         )
 
-    rng = np.random.default_rng(seed)
-    indices = select_rows(total, n, rng)
-    conditions = Table(arrays["conditions"][indices], names=names)
-
-    model, handle = open_model(model)
+    rng, indices, conditions, model, handle = held_out_rows(arrays["conditions"], names, n, seed, model)
     if getattr(model, "bands", None):
         raise MetadataError(
             f"{handle} is a multi-band model (bands {list(model.bands)}) but data set {data_dir} "

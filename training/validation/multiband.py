@@ -35,9 +35,8 @@ from galsim_hub.training.validation.colours import colour_pairs, compare_colours
 from galsim_hub.training.validation.common import (
     check_model_conditions,
     condition_names,
-    open_model,
+    held_out_rows,
     sample_mocks,
-    select_rows,
 )
 from galsim_hub.training.validation.report import TARGETS
 from galsim_hub.training.validation.statistics import (
@@ -372,18 +371,13 @@ def run_multiband_validation(
     names_of_conditions = condition_names(metadata)
     pixel_scale, stamp_size = float(metadata["pixel_scale"]), int(metadata["stamp_size"])
     arrays = _load(data_dir)
-    total = len(arrays["truth"])
     if arrays["truth"].ndim != 4 or arrays["truth"].shape[-1] != len(names):
         raise MetadataError(
             f"truth of {data_dir} has shape {arrays['truth'].shape}, expected [n, S, S, "
             f"{len(names)}] for the bands {names}"
         )
 
-    rng = np.random.default_rng(seed)
-    indices = select_rows(total, n, rng)
-    conditions = Table(arrays["conditions"][indices], names=names_of_conditions)
-
-    model, handle = open_model(model)
+    rng, indices, conditions, model, handle = held_out_rows(arrays["conditions"], names_of_conditions, n, seed, model)
     order = model_band_order(model, names, handle)
     check_model_conditions(model, names_of_conditions, data_dir)
     mock = sample_mocks(model, conditions, rng, out_of_range)[..., order]
