@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from galsim_hub.training.datasets import cosmos
+from galsim_hub.training.datasets import cosmos, stamps
 
 DATA = Path(__file__).parent / "data"
 CATALOG = {"dir": str(DATA / "cosmos_23.5_example"), "file": "real_galaxy_catalog_23.5_example.fits"}
@@ -46,9 +46,9 @@ def test_stamp_background_is_the_clipped_border_level():
     stamp = rng.normal(0.5, 0.1, (40, 50))
     stamp[15:25, 15:35] += 50.0  # a galaxy far from the border does not count
     stamp[0, :10] += 30.0  # nor does a neighbour crossing the border
-    assert cosmos.stamp_background(stamp) == pytest.approx(0.5, abs=0.02)
+    assert stamps.stamp_background(stamp) == pytest.approx(0.5, abs=0.02)
     with pytest.raises(ValueError, match="border"):
-        cosmos.stamp_background(np.zeros((3, 3)))
+        stamps.stamp_background(np.zeros((3, 3)))
 
 
 def test_padding_matches_the_original_stamps_border_on_real_galaxies():
@@ -82,17 +82,17 @@ def test_stamp_is_cleaned_before_padding():
     assert galaxy.noise_mean is not None
     example = cosmos._draw_example(galaxy, 0, False, (0.0, 0.0), STAMP, 0.03, 7, False)
     assert example["background"] == pytest.approx(galaxy.noise_mean)
-    clean = cosmos.clean_stamp(raw, galaxy.noise_mean)
+    clean = stamps.clean_stamp(raw, galaxy.noise_mean)
     inner = (slice(8, -8), slice(8, -8))
     np.testing.assert_allclose(clean[inner], raw[inner] - galaxy.noise_mean)
     assert np.all(clean[0] == 0) and np.all(clean[:, -1] == 0)
 
 
 def test_edge_taper_rises_from_zero_to_one():
-    window = cosmos.edge_taper((40, 60), 8)
+    window = stamps.edge_taper((40, 60), 8)
     assert window[0].max() == 0 and window[20, 30] == 1 and window[8, 30] == 1
     assert 0 < window[4, 30] < 1 and np.all(np.diff(window[:9, 30]) > 0)
-    assert cosmos.edge_taper((12, 12), 8)[3, 6] == 1  # narrower on small stamps (a quarter of the side)
+    assert stamps.edge_taper((12, 12), 8)[3, 6] == 1  # narrower on small stamps (a quarter of the side)
 
 
 def test_noise_keeps_its_level_under_the_taper():
