@@ -2,7 +2,7 @@
 
 Usage::
 
-    galsim-hub dataset  --config CFG.yaml --work-dir DIR [--overwrite]
+    galsim-hub dataset  --config CFG.yaml --work-dir DIR [--overwrite] [--part I/N | --merge]
     galsim-hub train    --config CFG.yaml --work-dir DIR [--stage vae|flow|all] [--no-resume] [--heldout-data DIR]
     galsim-hub export   --config CFG.yaml --work-dir DIR [--out MODEL_DIR] [--overwrite]
     galsim-hub validate MODEL --data DIR --out DIR [options]
@@ -48,9 +48,22 @@ def _pipeline(args: argparse.Namespace):
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
-    """Build the training data set of a config."""
-    train, config, work_dir, _, _ = _pipeline(args)
-    print(train.build_dataset(config, work_dir, overwrite=args.overwrite, progress=False if args.quiet else None))
+    """Build the training data set of a config, whole or one part of it; or merge its parts."""
+    from galsim_hub.training.datasets.shards import Part, merge_parts
+
+    if args.merge and (args.part or args.overwrite):
+        raise GalSimHubError("--merge completes a data set built with --part: give it alone")
+    part = Part.parse(args.part) if args.part else None
+    train, config, work_dir, dataset_dir, _ = _pipeline(args)
+    if args.merge:
+        print(merge_parts(dataset_dir))
+        return 0
+    progress = False if args.quiet else None
+    out = train.build_dataset(config, work_dir, overwrite=args.overwrite, progress=progress, part=part)
+    if part is not None:
+        print(f"{out}: part {part.number}/{part.of} written; when every part is, run `galsim-hub dataset --merge`")
+    else:
+        print(out)
     return 0
 
 
@@ -172,6 +185,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub = commands.add_parser("dataset", help="build the training data set of a config")
     _pipeline_arguments(sub)
     sub.add_argument("--overwrite", action="store_true", help="rebuild an existing data set")
+    sub.add_argument(
+        "--part",
+        metavar="I/N",
+        help="build only part I of N (shards I-1, I-1+N, ...), one job of N; the same bytes as one run "
+        "once --merge has run",
+    )
+    sub.add_argument(
+        "--merge",
+        action="store_true",
+        help="check that every part of a data set built with --part is there and complete it",
+    )
     sub.set_defaults(func=cmd_dataset)
 
     sub = commands.add_parser("train", help="train a model: the VAE, the flow, or all (data set to export)")

@@ -40,6 +40,7 @@ from galsim_hub.training.datasets.drawing import (
     flux_radius_pixels,
 )
 from galsim_hub.training.datasets.shards import (
+    Part,
     ShardWriter,
     check_layout,
     check_positive_float,
@@ -283,6 +284,7 @@ def build_chromatic_dataset(
     shard_size: int = 1024,
     jobs: int = 1,
     overwrite: bool = False,
+    part: Part | None = None,
     progress: bool | None = None,
 ) -> pathlib.Path:
     """Build a multi-band synthetic data set with colour gradients (format 1 with ``bands``).
@@ -320,6 +322,9 @@ def build_chromatic_dataset(
         Processes drawing galaxies (the data set does not depend on it).
     overwrite : bool, optional
         Replace a data set already in ``out_dir``.
+    part : Part, optional
+        Build only this part of the data set (its shards and a part manifest), one job of several;
+        :func:`~galsim_hub.training.datasets.shards.merge_parts` then writes ``dataset.json``.
     progress : bool or None, optional
         Show a progress bar; None shows it on a terminal only.
 
@@ -358,10 +363,11 @@ def build_chromatic_dataset(
         stamp_size=stamp_size,
         pixel_scale=pixel_scale,
     )
-    writer = ShardWriter(out_dir, shard_size, overwrite)
-    with progress_bar(n_examples, progress, "chromatic galaxies") as bar, _example_map(jobs) as map_examples:
-        for example in map_examples(draw, range(n_examples)):
-            writer.add(example)
+    writer = ShardWriter(out_dir, shard_size, overwrite, part)
+    selected = writer.selected(n_examples)
+    with progress_bar(len(selected), progress, "chromatic galaxies") as bar, _example_map(jobs) as map_examples:
+        for index, example in zip(selected, map_examples(draw, selected)):
+            writer.add(example, index)
             bar.update()
     band_metadata = [
         {
@@ -399,4 +405,4 @@ def build_chromatic_dataset(
             "shard_size": shard_size,
         },
     }
-    return writer.finish(metadata, chromatic_condition_names(bands), _condition_info(bands))
+    return writer.finish(metadata, chromatic_condition_names(bands), _condition_info(bands), n_total=n_examples)

@@ -19,7 +19,7 @@ from galsim_hub.training.datasets.drawing import (
     draw_psf_array,
     power_spectrum_from_correlated_noise,
 )
-from galsim_hub.training.datasets.shards import ShardWriter, check_layout, check_positive_int, progress_bar
+from galsim_hub.training.datasets.shards import Part, ShardWriter, check_layout, check_positive_int, progress_bar
 from galsim_hub.training.datasets.stamps import catalog_noise, clean_stamp, edge_taper, stamp_background
 
 EXCLUSION_LEVELS = ("none", "bad_stamp", "bad_fits", "marginal")
@@ -332,6 +332,7 @@ def build_cosmos_dataset(
     seed: int = 0,
     shard_size: int = 1024,
     overwrite: bool = False,
+    part: Part | None = None,
     progress: bool | None = None,
 ) -> pathlib.Path:
     """Build a data set of real HST/ACS COSMOS galaxies (format 1), as in Lanusse et al. 2021.
@@ -399,6 +400,9 @@ def build_cosmos_dataset(
         Galaxies per shard file.
     overwrite : bool, optional
         Replace a data set already in ``out_dir``.
+    part : Part, optional
+        Build only this part of the data set (its shards and a part manifest), one job of several;
+        :func:`~galsim_hub.training.datasets.shards.merge_parts` then writes ``dataset.json``.
     progress : bool or None, optional
         Show a progress bar; None shows it on a terminal only.
 
@@ -454,10 +458,11 @@ def build_cosmos_dataset(
     tasks = [(g, o, k) for g in galaxies for o in range(orientations) for k in range(1 + shifts)]
     order = rng.permutation(len(tasks)) if len(tasks) > len(galaxies) else np.arange(len(tasks))
 
-    writer = ShardWriter(out_dir, shard_size, overwrite)
-    with progress_bar(len(tasks), progress, "COSMOS galaxies") as bar:
-        for task in order:
-            galaxy, orientation, k = tasks[task]
+    writer = ShardWriter(out_dir, shard_size, overwrite, part)
+    selected = writer.selected(len(tasks))
+    with progress_bar(len(selected), progress, "COSMOS galaxies") as bar:
+        for position in selected:
+            galaxy, orientation, k = tasks[order[position]]
             example_rng = np.random.default_rng([seed, galaxy.ident, orientation, k])
             shift = (0.0, 0.0) if k == 0 else tuple(example_rng.uniform(-max_shift, max_shift, 2))
             turns, mirrored = ORIENTATIONS[orientation]
@@ -471,7 +476,8 @@ def build_cosmos_dataset(
                     pixel_scale,
                     int(example_rng.integers(1, 2**31)),
                     parametric,
-                )
+                ),
+                position,
             )
             bar.update()
     metadata = {
@@ -513,4 +519,4 @@ def build_cosmos_dataset(
             "shard_size": shard_size,
         },
     }
-    return writer.finish(metadata, conditions, CONDITION_INFO)
+    return writer.finish(metadata, conditions, CONDITION_INFO, n_total=len(tasks))

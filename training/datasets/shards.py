@@ -41,7 +41,7 @@ import math
 import os
 import pathlib
 import tempfile
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -51,7 +51,15 @@ from galsim_hub.errors import MetadataError
 from galsim_hub.hub.permissions import follow_umask
 from galsim_hub.metadata import validate_bands
 
-__all__ = ["DATASET_FORMAT", "DATASET_FILE", "read_dataset_metadata", "load_arrays", "make_tf_dataset"]
+__all__ = [
+    "DATASET_FORMAT",
+    "DATASET_FILE",
+    "Part",
+    "merge_parts",
+    "read_dataset_metadata",
+    "load_arrays",
+    "make_tf_dataset",
+]
 
 #: Version of the data set format (not the model format of galsim_hub.json).
 DATASET_FORMAT = 1
@@ -86,15 +94,49 @@ def _atomic_write(path: pathlib.Path, write: Callable[[Any], None], mode: str = 
         raise
 
 
-class ShardWriter:
-    """Collects examples and writes them as shards; ``finish`` writes ``dataset.json``."""
+class Part(NamedTuple):
+    """Part ``number`` of ``of`` (1-based) of a data set built in several jobs: the shards
+    ``s`` with ``s % of == number - 1``."""
 
-    def __init__(self, out_dir: str | os.PathLike, shard_size: int, overwrite: bool):
+    number: int
+    of: int
+
+    @classmethod
+    def parse(cls, text: str) -> Part:
+        """``"i/n"`` (``1 <= i <= n``) as a Part, or a ValueError that says what is expected."""
+        index, _, count = str(text).partition("/")
+        try:
+            part = cls(int(index), int(count))
+        except ValueError:
+            raise ValueError(f"--part {text!r}: give I/N, this job's part I of N (e.g. 2/8)") from None
+        if not 1 <= part.number <= part.of:
+            raise ValueError(f"--part {text!r}: I must be from 1 to N")
+        return part
+
+    def manifest(self) -> str:
+        """The file name of this part's manifest in the data set directory."""
+        return f"part-{self.number:05d}-of-{self.of:05d}.json"
+
+
+class ShardWriter:
+    """Collects examples and writes them as shards; ``finish`` writes ``dataset.json``.
+
+    With ``part``, the writer belongs to one job of several (:class:`Part`): it writes only its
+    shards (:meth:`selected` tells a builder which examples to draw) and, instead of
+    ``dataset.json``, a part manifest; :func:`merge_parts` checks that every part is there and
+    writes the ``dataset.json`` a single job would have written, so the directory holds the
+    same bytes as one run.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, shard_size: int, overwrite: bool, part: Part | None = None):
         self.out_dir = pathlib.Path(out_dir)
         self.shard_size = shard_size
+        self.part = part
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise NotADirectoryError(f"out_dir {str(self.out_dir)!r} exists and is not a directory")
-        if self.out_dir.is_dir() and any(self.out_dir.iterdir()):
+        if part is not None:
+            self._prepare_part(overwrite)
+        elif self.out_dir.is_dir() and any(self.out_dir.iterdir()):
             leftover = not (self.out_dir / DATASET_FILE).exists() and all(
                 p.name.startswith(("shard-", ".shard-")) for p in self.out_dir.iterdir()
             )
@@ -114,10 +156,38 @@ class ShardWriter:
         self.shards: list[str] = []
         self.n_examples = 0
         self._buffer: list[dict] = []
+        self._first_index = 0  # of the buffer's first example in the whole data set
+        self._shard_ranges: dict[str, tuple[list[float], list[float], int]] = {}
         self._cond_min: np.ndarray | None = None
         self._cond_max: np.ndarray | None = None
 
-    def add(self, example: dict) -> None:
+    def _prepare_part(self, overwrite: bool) -> None:
+        """Let the other parts' files be; remove what an earlier run of this part left."""
+        if (self.out_dir / DATASET_FILE).exists():
+            if not overwrite:
+                raise FileExistsError(
+                    f"out_dir {str(self.out_dir)!r} holds a merged data set; pass overwrite=True (--overwrite) "
+                    "to build its parts again"
+                )
+            (self.out_dir / DATASET_FILE).unlink()
+        if self.out_dir.is_dir():
+            assert self.part is not None
+            (self.out_dir / self.part.manifest()).unlink(missing_ok=True)
+            for old in self.out_dir.glob("shard-*.npz"):
+                if self._owns(int(old.stem.split("-")[1])):
+                    old.unlink()
+
+    def _owns(self, shard: int) -> bool:
+        return self.part is None or shard % self.part.of == self.part.number - 1
+
+    def selected(self, n_examples: int) -> list[int]:
+        """The example indexes (of ``range(n_examples)``) this writer writes, in order."""
+        return [i for i in range(n_examples) if self._owns(i // self.shard_size)]
+
+    def add(self, example: dict, index: int | None = None) -> None:
+        """Add the example of index ``index`` in the whole data set (default: the next one)."""
+        if not self._buffer:
+            self._first_index = self.n_examples if index is None else index
         self._buffer.append(example)
         if len(self._buffer) == self.shard_size:
             self._flush()
@@ -132,44 +202,139 @@ class ShardWriter:
         low, high = cond.min(axis=0), cond.max(axis=0)
         self._cond_min = low if self._cond_min is None else np.minimum(self._cond_min, low)
         self._cond_max = high if self._cond_max is None else np.maximum(self._cond_max, high)
-        name = f"shard-{len(self.shards):05d}.npz"
+        name = f"shard-{self._first_index // self.shard_size:05d}.npz"
         _atomic_write(self.out_dir / name, lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]  # numpy's stub types every keyword as allow_pickle
         self.shards.append(name)
+        self._shard_ranges[name] = ([float(v) for v in low], [float(v) for v in high], len(self._buffer))
         self.n_examples += len(self._buffer)
         self._buffer = []
 
     def finish(
-        self, metadata: dict, condition_names: Sequence[str], condition_info: Mapping[str, tuple[str, str]]
+        self,
+        metadata: dict,
+        condition_names: Sequence[str],
+        condition_info: Mapping[str, tuple[str, str]],
+        n_total: int | None = None,
     ) -> pathlib.Path:
-        """Write the last shard and ``dataset.json``; ``condition_info`` maps a lower-case
-        condition name to its ``(unit, description)``."""
+        """Write the last shard and ``dataset.json`` (a part: its manifest); ``condition_info``
+        maps a lower-case condition name to its ``(unit, description)``; ``n_total`` is the
+        number of examples of the whole data set (needed by parts)."""
         self._flush()
+        if self.part is not None:
+            manifest = {
+                "part": list(self.part),
+                "n_total": n_total,
+                "shard_size": self.shard_size,
+                "metadata": metadata,
+                "condition_names": list(condition_names),
+                "condition_info": {
+                    name.lower(): list(condition_info.get(name.lower(), ("", f"catalog column {name}")))
+                    for name in condition_names
+                },
+                "shards": {name: {"min": lo, "max": hi, "n": n} for name, (lo, hi, n) in self._shard_ranges.items()},
+            }
+            text = json.dumps(manifest, indent=2) + "\n"
+            _atomic_write(self.out_dir / self.part.manifest(), lambda handle: handle.write(text), mode="w")
+            return self.out_dir
         if self.n_examples == 0:
             raise ValueError("no galaxy was written: the data set would be empty")
         assert self._cond_min is not None and self._cond_max is not None  # set by the first shard
-        conditions = []
-        for i, name in enumerate(condition_names):
-            unit, description = condition_info.get(name.lower(), ("", f"catalog column {name}"))
-            conditions.append(
-                {
-                    "name": name,
-                    "unit": unit,
-                    "description": description,
-                    "min": float(self._cond_min[i]),
-                    "max": float(self._cond_max[i]),
-                }
-            )
-        full = {
-            "format": DATASET_FORMAT,
-            **metadata,
-            "conditions": conditions,
-            "n_examples": self.n_examples,
-            "shards": self.shards,
-            "created_by": f"galsim-hub {__version__}",
-        }
-        text = json.dumps(full, indent=2, sort_keys=False) + "\n"
-        _atomic_write(self.out_dir / DATASET_FILE, lambda handle: handle.write(text), mode="w")
-        return self.out_dir
+        return _write_dataset_json(
+            self.out_dir,
+            metadata,
+            condition_names,
+            condition_info,
+            self._cond_min,
+            self._cond_max,
+            self.n_examples,
+            self.shards,
+        )
+
+
+def _write_dataset_json(
+    out_dir: pathlib.Path,
+    metadata: dict,
+    condition_names: Sequence[str],
+    condition_info: Mapping[str, Sequence[str]],
+    cond_min: Sequence[float] | np.ndarray,
+    cond_max: Sequence[float] | np.ndarray,
+    n_examples: int,
+    shards: Sequence[str],
+) -> pathlib.Path:
+    conditions = []
+    for i, name in enumerate(condition_names):
+        unit, description = condition_info.get(name.lower(), ("", f"catalog column {name}"))
+        conditions.append(
+            {
+                "name": name,
+                "unit": unit,
+                "description": description,
+                "min": float(cond_min[i]),
+                "max": float(cond_max[i]),
+            }
+        )
+    full = {
+        "format": DATASET_FORMAT,
+        **metadata,
+        "conditions": conditions,
+        "n_examples": n_examples,
+        "shards": list(shards),
+        "created_by": f"galsim-hub {__version__}",
+    }
+    text = json.dumps(full, indent=2, sort_keys=False) + "\n"
+    _atomic_write(out_dir / DATASET_FILE, lambda handle: handle.write(text), mode="w")
+    return out_dir
+
+
+def merge_parts(out_dir: str | os.PathLike) -> pathlib.Path:
+    """Check that every part of a data set built in parts is there, then write its ``dataset.json``.
+
+    The result is byte for byte what one job would have written: the same shards and the
+    same ``dataset.json`` (condition ranges, counts and shard list over the whole data set).
+
+    Raises
+    ------
+    MetadataError
+        When no part manifest is found, parts are missing or disagree, or a shard is missing.
+    """
+    out_dir = pathlib.Path(out_dir)
+    manifests = sorted(out_dir.glob("part-*-of-*.json"))
+    if not manifests:
+        raise MetadataError(f"{out_dir} holds no part manifest (part-I-of-N.json): build it with --part I/N first")
+    parts = [json.loads(path.read_text()) for path in manifests]
+    counts = {tuple(p["part"])[1] for p in parts}
+    if len(counts) != 1:
+        raise MetadataError(f"{out_dir} holds parts of different splits ({sorted(counts)} parts): rebuild one split")
+    count = counts.pop()
+    missing = sorted(set(range(1, count + 1)) - {p["part"][0] for p in parts})
+    if missing:
+        raise MetadataError(
+            f"{out_dir}: parts {', '.join(f'{i}/{count}' for i in missing)} are missing; build them before merging"
+        )
+    first = parts[0]
+    for key in ("metadata", "n_total", "shard_size", "condition_names", "condition_info"):
+        if any(p[key] != first[key] for p in parts):
+            raise MetadataError(f"{out_dir}: the parts disagree on {key}: were they built from the same config?")
+    shards = {name: info for p in parts for name, info in p["shards"].items()}
+    n_shards = math.ceil(first["n_total"] / first["shard_size"])
+    names = [f"shard-{i:05d}.npz" for i in range(n_shards)]
+    absent = [name for name in names if name not in shards or not (out_dir / name).is_file()]
+    if absent or len(shards) != n_shards:
+        raise MetadataError(
+            f"{out_dir}: shards {', '.join(absent[:5]) or sorted(set(shards) - set(names))[:5]} "
+            f"are missing or extra; expected {n_shards} shards"
+        )
+    if not names:
+        raise ValueError("no galaxy was written: the data set would be empty")
+    low = np.min([shards[name]["min"] for name in names], axis=0)
+    high = np.max([shards[name]["max"] for name in names], axis=0)
+    n_examples = sum(int(shards[name]["n"]) for name in names)
+    _write_dataset_json(
+        out_dir, first["metadata"], first["condition_names"], first["condition_info"], low, high, n_examples, names
+    )
+    for path in manifests:
+        path.unlink()
+    return out_dir
 
 
 def progress_bar(total: int, progress: bool | None, desc: str) -> tqdm:

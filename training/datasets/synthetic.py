@@ -28,7 +28,7 @@ from galsim_hub.training.datasets.drawing import (
     flux_radius_pixels,
     hst_psf,
 )
-from galsim_hub.training.datasets.shards import ShardWriter, check_layout, check_positive_int, progress_bar
+from galsim_hub.training.datasets.shards import Part, ShardWriter, check_layout, check_positive_int, progress_bar
 
 __all__ = [
     "sample_synthetic_parameters",
@@ -265,6 +265,7 @@ def build_synthetic_dataset(
     seed: int = 0,
     shard_size: int = 1024,
     overwrite: bool = False,
+    part: Part | None = None,
     progress: bool | None = None,
 ) -> pathlib.Path:
     """Build a synthetic data set of bulge + disc + knots galaxies (format 1).
@@ -300,6 +301,9 @@ def build_synthetic_dataset(
         Galaxies per shard file.
     overwrite : bool, optional
         Replace a data set already in ``out_dir``.
+    part : Part, optional
+        Build only this part of the data set (its shards and a part manifest), one job of several;
+        :func:`~galsim_hub.training.datasets.shards.merge_parts` then writes ``dataset.json``.
     progress : bool or None, optional
         Show a progress bar; None shows it on a terminal only.
 
@@ -338,10 +342,12 @@ def build_synthetic_dataset(
     psf_array = draw_psf_array(psf_profile, stamp_size, pixel_scale)
     psf_hlr = psf_profile.calculateHLR(scale=pixel_scale / 4, size=stamp_size * 4)
     noise = NoiseModel(noise_sigma, stamp_size, correlated_noise)
-    writer = ShardWriter(out_dir, shard_size, overwrite)
-    with progress_bar(n_examples, progress, "synthetic galaxies") as bar:
-        for ident in range(n_examples):
-            writer.add(_synthetic_example(ident, seed, psf_profile, psf_array, psf_hlr, noise, stamp_size, pixel_scale))
+    writer = ShardWriter(out_dir, shard_size, overwrite, part)
+    selected = writer.selected(n_examples)
+    with progress_bar(len(selected), progress, "synthetic galaxies") as bar:
+        for ident in selected:
+            example = _synthetic_example(ident, seed, psf_profile, psf_array, psf_hlr, noise, stamp_size, pixel_scale)
+            writer.add(example, ident)
             bar.update()
     metadata = {
         "source": "synthetic",
@@ -362,4 +368,4 @@ def build_synthetic_dataset(
             "shard_size": shard_size,
         },
     }
-    return writer.finish(metadata, ("mag_auto", "flux_radius", "zphot"), CONDITION_INFO)
+    return writer.finish(metadata, ("mag_auto", "flux_radius", "zphot"), CONDITION_INFO, n_total=n_examples)

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from galsim_hub.errors import GalSimHubError
+from galsim_hub.training.datasets.shards import Part
 from galsim_hub.training.fitting.checkpoints import (
     ARCHITECTURE_FILE,
     RESUME_SETTINGS,
@@ -98,9 +99,17 @@ def dataset_path(config: TrainingConfig, work_dir: str | Path) -> Path:
 
 
 def build_dataset(
-    config: TrainingConfig, work_dir: str | Path, overwrite: bool = False, progress: bool | None = None
+    config: TrainingConfig,
+    work_dir: str | Path,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    part: Part | None = None,
 ) -> Path:
-    """Build the training set described by ``config.dataset``; return its directory."""
+    """Build the training set described by ``config.dataset``; return its directory.
+
+    With ``part`` only that part of it (see :class:`~galsim_hub.training.datasets.shards.Part`);
+    :func:`~galsim_hub.training.datasets.shards.merge_parts` completes it once every part is built.
+    """
     from galsim_hub.training.datasets import data
 
     d = config.dataset
@@ -112,6 +121,7 @@ def build_dataset(
         shard_size=d.shard_size,
         overwrite=overwrite,
         progress=progress,
+        part=part,
     )
     if d.source == "cosmos":
         catalog_dir = Path(d.catalog_dir).expanduser() if d.catalog_dir else None
