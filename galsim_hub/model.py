@@ -127,6 +127,12 @@ class GenerativeGalaxyModel:
         return float(self._meta()["pixel_scale"])
 
     @property
+    def pixel_size(self) -> float:
+        """Upstream galsim_hub's name of :attr:`pixel_scale` (arcsec per pixel), kept so that its
+        notebooks and scripts run unchanged."""
+        return self.pixel_scale
+
+    @property
     def latent_dim(self) -> int:
         """Dimension of the base noise drawn per galaxy."""
         return int(self._meta()["latent_dim"])

@@ -1,0 +1,126 @@
+"""Data set building at COSMOS 25.2 size: examples/s against the number of part jobs.
+
+A RealGalaxyCatalog of 81,500 rows (the size of COSMOS 25.2) is made from GalSim's 100-galaxy
+example (``../shared/data/cosmos_23.5_example``): row ``k`` is a copy of galaxy ``k mod 100``
+(the same image, PSF and fit HDUs, by reference) with IDENT ``1_000_000 * (k // 100) + IDENT``,
+so every copy gets its own noise padding and, with ``--orientations 8``, its own one of the 8
+exact symmetries of the pixel grid. The three catalog files are replicated together.
+
+Then ``--examples`` examples are drawn from it (``max_galaxies``, after the catalog's cuts) once
+by one job, and again by ``J`` jobs, each ``--part j/J`` in its own process, followed by the
+merge; the merged directory is checked byte for byte against the single run. The table gives
+wall time, examples/s and the 81,500-example build time that rate implies.
+
+    python benchmarks/dataset_scale.py [--examples 256] [--jobs 1,2] [--rows 81500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+SOURCE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cosmos_23.5_example"
+CATALOG = "real_galaxy_catalog_23.5_example"
+
+
+def replicate_catalog(source: Path, out: Path, rows: int) -> None:
+    """The three catalog files of ``source`` with ``rows`` rows of copies; image files linked."""
+    out.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        if not path.name.startswith(CATALOG):
+            os.symlink(path, out / path.name)
+    for suffix in ("", "_fits", "_selection"):
+        with fits.open(source / f"{CATALOG}{suffix}.fits") as hdus:
+            table = hdus[1].data
+            copies = np.arange(rows) // len(table)
+            index = np.arange(rows) % len(table)
+            data = table[index].copy()
+            data["IDENT"] = table["IDENT"][index] + 1_000_000 * copies
+            fits.BinTableHDU(data, header=hdus[1].header).writeto(out / f"{CATALOG}{suffix}.fits")
+
+
+def build(catalog_dir: Path, out: Path, examples: int, orientations: int, part: tuple[int, int] | None) -> None:
+    from galsim_hub.training.datasets import data
+    from galsim_hub.training.datasets.shards import Part
+
+    data.build_cosmos_dataset(
+        out,
+        catalog_dir,
+        catalog_file=f"{CATALOG}.fits",
+        stamp_size=64,
+        pixel_scale=0.03,
+        exclusion_level="none",
+        max_galaxies=examples // orientations,
+        orientations=orientations,
+        shard_size=32,
+        seed=5,
+        progress=False,
+        part=None if part is None else Part(*part),
+    )
+
+
+def files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=256)
+    parser.add_argument("--rows", type=int, default=81_500)
+    parser.add_argument("--jobs", default="1,2")
+    parser.add_argument("--orientations", type=int, default=1, choices=(1, 8))
+    args = parser.parse_args()
+    from galsim_hub.training.datasets.shards import merge_parts
+
+    work = Path(tempfile.mkdtemp(prefix="dataset_scale_"))
+    try:
+        start = time.perf_counter()
+        replicate_catalog(SOURCE, work / "catalog", args.rows)
+        made = time.perf_counter() - start
+        print(
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; catalog of {args.rows} rows "
+            f'made in {made:.1f} s; {args.examples} examples of 64x64 at 0.03"/px, orientations {args.orientations}'
+        )
+        print("\n| jobs | wall s | examples/s | 81,500 examples at this rate | same bytes as 1 job |")
+        print("| --- | --- | --- | --- | --- |")
+        reference = None
+        context = multiprocessing.get_context("spawn")
+        for jobs in (int(j) for j in args.jobs.split(",")):
+            out = work / f"jobs{jobs}"
+            start = time.perf_counter()
+            if jobs == 1:
+                build(work / "catalog", out, args.examples, args.orientations, None)
+            else:
+                workers = [
+                    context.Process(
+                        target=build, args=(work / "catalog", out, args.examples, args.orientations, (j, jobs))
+                    )
+                    for j in range(1, jobs + 1)
+                ]
+                for worker in workers:
+                    worker.start()
+                for worker in workers:
+                    worker.join()
+                    if worker.exitcode:
+                        raise SystemExit(f"a part job failed (exit {worker.exitcode})")
+                merge_parts(out)
+            wall = time.perf_counter() - start
+            got = files(out)
+            reference = reference or got
+            rate = args.examples / wall
+            print(f"| {jobs} | {wall:.1f} | {rate:.1f} | {81_500 / rate / 3600:.2f} h | {got == reference} |")
+    finally:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
