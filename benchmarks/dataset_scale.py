@@ -9,24 +9,30 @@ exact symmetries of the pixel grid. The three catalog files are replicated toget
 Then ``--examples`` examples are drawn from it (``max_galaxies``, after the catalog's cuts) once
 by one job, and again by ``J`` jobs, each ``--part j/J`` in its own process, followed by the
 merge; the merged directory is checked byte for byte against the single run. The table gives
-wall time, examples/s and the 81,500-example build time that rate implies.
+wall time, examples/s and the 81,500-example build time that rate implies. Every job runs one
+thread (``OMP_NUM_THREADS=1``, set before any import): jobs sharing a machine with GalSim's
+OpenMP threads each oversubscribe the cores (measured: 2 jobs then took twice as long as 1).
 
     python benchmarks/dataset_scale.py [--examples 256] [--jobs 1,2] [--rows 81500]
 """
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing
 import os
-import platform
-import shutil
-import tempfile
-import time
-from pathlib import Path
 
-import numpy as np
-from astropy.io import fits
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy and GalSim start their thread pools
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import multiprocessing  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from astropy.io import fits  # noqa: E402
 
 SOURCE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cosmos_23.5_example"
 CATALOG = "real_galaxy_catalog_23.5_example"
