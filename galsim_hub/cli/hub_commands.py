@@ -147,6 +147,9 @@ def cmd_publish(args: argparse.Namespace) -> None:
     from galsim_hub.hub.publish import publish
 
     entry = publish(args.model_dir, args.hub, name=args.name, version=args.version)
+    if "commit" in entry:  # a Hugging Face repository
+        print(f"published {entry['name']} {entry['version']} to {args.hub}: {entry['handle']}")
+        return
     print(f"published hub:{entry['name']}@{entry['version']} to {args.hub}")
     print(f"  archive {entry['path']} ({entry['size']} bytes, sha256 {entry['sha256']})")
 
@@ -172,7 +175,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     sub = commands.add_parser("publish", help="validate a model and publish it into a hub")
     sub.add_argument("model_dir")
-    sub.add_argument("--hub", required=True, help="hub folder (with index.json) or http(s) URL accepting PUT")
+    sub.add_argument(
+        "--hub", required=True, help="hub folder (with index.json), http(s) URL accepting PUT, or hf:ORG/REPO"
+    )
     sub.add_argument("--name", help="published name (default: the metadata's)")
     sub.add_argument("--version", help="published version (default: the metadata's)")
     sub.set_defaults(func=cmd_publish)

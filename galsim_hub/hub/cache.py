@@ -169,7 +169,7 @@ def _find_model_dir(extracted: Path, label: str) -> Path:
     )
 
 
-def _check_model_files(model_dir: Path, label: str) -> None:
+def check_model_files(model_dir: Path, label: str) -> None:
     """Refuse an incomplete model before its cache entry becomes visible.
 
     The metadata are read and validated; a SavedModel (galsim-hub formats, TF1 Hub modules)
@@ -219,7 +219,7 @@ def _fill_work_folder(source: ModelSource, work: Path, record: dict, progress: b
             size_bytes=_download_files(source, extracted, progress),
         )
         model_dir = _find_model_dir(extracted, source.location)
-        _check_model_files(model_dir, source.location)
+        check_model_files(model_dir, source.location)
         return model_dir
     if source.kind == "url":
         archive = work / "download.tar.gz"
@@ -239,7 +239,7 @@ def _fill_work_folder(source: ModelSource, work: Path, record: dict, progress: b
         }
     )
     model_dir = _find_model_dir(extracted, source.location)
-    _check_model_files(model_dir, source.location)
+    check_model_files(model_dir, source.location)
     return model_dir
 
 
@@ -358,6 +358,10 @@ def fetch(source: ModelSource, *, progress: bool | None = None) -> Path:
     HandleError
         A local source vanished or is not a readable archive.
     """
+    if source.kind == "hf":  # the Hugging Face Hub: its own cache, revisions and offline mode
+        from galsim_hub.hub.hf import fetch_hf
+
+        return fetch_hf(source.handle, source.location, source.revision, progress)
     if source.kind not in ("directory", "archive", "url", "files"):
         raise HandleError(f"{source.handle!r}: unknown source kind {source.kind!r}")
     candidates = [source, *source.alternatives]

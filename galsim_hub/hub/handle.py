@@ -30,6 +30,7 @@ from urllib.parse import unquote, urljoin, urlparse
 
 from galsim_hub.errors import DownloadError, HandleError, MetadataError
 from galsim_hub.hub import settings
+from galsim_hub.hub.hf import HF_PREFIX, parse_hf_handle
 
 __all__ = [
     "ModelSource",
@@ -52,6 +53,7 @@ _SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 
 ACCEPTED_FORMS = (
     "accepted handles are 'hub:NAME' or 'hub:NAME@VERSION' (a model of the hub index), "
+    "hf:ORG/REPO[@REVISION] (a Hugging Face model repository), "
     "an http(s):// URL of a .tar.gz archive, a local model directory, "
     "or a local .tar.gz/.tgz archive"
 )
@@ -67,8 +69,8 @@ class ModelSource:
         The handle as the user gave it.
     kind : str
         ``"directory"`` (a local model directory), ``"archive"`` (a local ``.tar.gz``),
-        ``"url"`` (an archive to download) or ``"files"`` (files to download one by one
-        from ``location``, a base URL ending in ``/``).
+        ``"url"`` (an archive to download), ``"files"`` (files to download one by one
+        from ``location``, a base URL ending in ``/``) or ``"hf"`` (a Hugging Face model repo).
     location : str
         Absolute local path, or the URL.
     sha256 : str or None
@@ -83,6 +85,9 @@ class ModelSource:
         For ``"files"`` sources: ``(path, size or None, git_blob_sha1)`` per file.
     alternatives : tuple of ModelSource
         Further sources of the same model, tried in order when this one fails.
+    revision : str or None
+        For ``"hf"`` sources (``location`` is ``ORG/REPO`` on the Hugging Face Hub): the branch,
+        tag or commit asked for.
     """
 
     handle: str
@@ -94,6 +99,7 @@ class ModelSource:
     sha256_prefix: str | None = None
     files: tuple = ()
     alternatives: tuple = ()
+    revision: str | None = None
 
 
 def parse_hub_handle(handle: str) -> tuple[str, str | None]:
@@ -543,7 +549,7 @@ def resolve(handle: str | os.PathLike) -> ModelSource:
     Parameters
     ----------
     handle : str or os.PathLike
-        ``hub:NAME``, ``hub:NAME@VERSION``, an ``http(s)://`` URL of a ``.tar.gz``
+        ``hub:NAME``, ``hub:NAME@VERSION``, ``hf:ORG/REPO[@REVISION]``, an ``http(s)://`` URL of a ``.tar.gz``
         archive, a ``file://`` URL, a local model directory or a local ``.tar.gz``/``.tgz``.
 
     Returns
@@ -565,6 +571,9 @@ def resolve(handle: str | os.PathLike) -> ModelSource:
         raise HandleError(f"empty handle; {ACCEPTED_FORMS}")
     if text.startswith("hub:"):
         return _entry_source(handle, find_entry(*parse_hub_handle(text)))
+    if text.startswith(HF_PREFIX):
+        repo_id, revision = parse_hf_handle(text)
+        return ModelSource(handle, "hf", repo_id, revision=revision)
     parsed = urlparse(text)
     if parsed.scheme in ("http", "https"):
         if not parsed.netloc:

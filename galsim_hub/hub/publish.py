@@ -385,8 +385,10 @@ def publish(
     model_dir : str or os.PathLike
         A format-1 model directory.
     hub : str or os.PathLike
-        A hub folder (its ``index.json`` is created when missing) or an ``http(s)://``
-        base URL accepting ``PUT`` (bearer token from ``GALSIM_HUB_TOKEN``).
+        A hub folder (its ``index.json`` is created when missing), an ``http(s)://``
+        base URL accepting ``PUT`` (bearer token from ``GALSIM_HUB_TOKEN``), or
+        ``hf:ORG/REPO``, a Hugging Face model repository (:func:`galsim_hub.hub.hf.publish_hf`;
+        the result is then its dict).
     name, version : str, optional
         Published name and version; default: those of the metadata (the archived
         metadata are updated when they differ).
@@ -409,6 +411,14 @@ def publish(
     """
     from galsim_hub.hub.handle import parse_hub_handle
 
+    if str(hub).startswith("hf:"):
+        if name is not None or version is not None:
+            raise HandleError(
+                "a Hugging Face repository publishes the model as its metadata name it: leave --name and --version out"
+            )
+        from galsim_hub.hub.hf import publish_hf
+
+        return publish_hf(model_dir, str(hub))
     for label, value in (("name", name), ("version", version)):
         if value is not None and not isinstance(value, str):
             raise HandleError(f"the published {label} must be a string, got {value!r} ({type(value).__name__})")
