@@ -32,7 +32,7 @@ import numpy as np
 from astropy.io import fits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import uniform_catalog  # noqa: E402
+from speed import uniform_catalog
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

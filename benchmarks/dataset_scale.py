@@ -23,16 +23,16 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy and GalSim start their thread pools
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import multiprocessing  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import multiprocessing
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-from astropy.io import fits  # noqa: E402
+import numpy as np
+from astropy.io import fits
 
 SOURCE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cosmos_23.5_example"
 CATALOG = "real_galaxy_catalog_23.5_example"

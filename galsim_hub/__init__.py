@@ -30,7 +30,7 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # A GalSim YAML with ``modules: [galsim_hub]`` imports this package: register the config
 # types ``generative_model`` and ``GenerativeGalaxy`` (this imports GalSim, not TensorFlow).
-from galsim_hub import config as _config  # noqa: E402,F401
+from galsim_hub import config as _config  # noqa: F401
 
 __all__ = [
     "__version__",

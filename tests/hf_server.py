@@ -144,7 +144,7 @@ class FakeHub:
                         lines = [json.loads(line) for line in self._body().decode().splitlines() if line.strip()]
                         return self._json(200, hub.commit(repo, rev, lines))
                     return self._json(404, {"error": f"no route {method} {path}"})
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     return self._json(500, {"error": repr(exc)})
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)

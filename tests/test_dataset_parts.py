@@ -62,6 +62,7 @@ def test_a_lost_shard_is_named_at_merge(tmp_path):
         merge_parts(tmp_path / "p")
 
 
+@pytest.mark.slow
 def test_real_cosmos_galaxies_in_parts_match_one_run(tmp_path):
     """Shuffled examples of real galaxies (orientations and shifts): each part draws its own."""
     options = dict(
@@ -88,6 +89,7 @@ def test_part_parsing():
             Part.parse(text)
 
 
+@pytest.mark.slow
 def test_cli_dataset_parts_and_merge(tmp_path, capsys):
     config = {"dataset": {"source": "synthetic", "n_examples": 7, "stamp_size": 16, "shard_size": 2, "seed": 1}}
     path = tmp_path / "config.yaml"

@@ -215,7 +215,7 @@ def _run_bash(block: Block, cwd: Path) -> None:
 
 def _run_python(block: Block, namespace: dict) -> None:
     code = compile(block.body, block.where, "exec")
-    exec(code, namespace)  # noqa: S102 - the documentation's own examples
+    exec(code, namespace)
 
 
 @pytest.mark.slow

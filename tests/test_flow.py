@@ -1,9 +1,10 @@
 """Conditional MAF: invertibility, densities, autoregressive structure, checkpoints, fitting."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from galsim_hub.training.networks.flow import ConditionalMAF, block_orders  # noqa: E402
+from galsim_hub.training.networks.flow import ConditionalMAF, block_orders
 
 
 def _random_flow(latent_dim=4, n_conditions=2, seed=0, **kwargs):
@@ -109,6 +110,7 @@ def test_sample_traces_in_tf_function():
     np.testing.assert_allclose(fn(noise, cond).numpy(), flow.sample(noise, cond).numpy(), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_fit_conditional_gaussian():
     rng = np.random.default_rng(7)
     n = 4096

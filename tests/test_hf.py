@@ -43,6 +43,7 @@ def publish(model_dir, capsys) -> str:
     return printed.split(": ")[-1].strip()
 
 
+@pytest.mark.slow
 def test_publish_then_sample_pinned_and_latest(hf_hub, toy_dir, tmp_path, capsys):
     first = publish(toy_dir, capsys)
     assert first.startswith("hf:galaxies/toy@") and len(first.split("@")[1]) == 40

@@ -7,7 +7,7 @@ import scipy.signal
 import scipy.stats
 import tensorflow as tf
 
-from galsim_hub.training.networks import likelihood as lk  # noqa: E402
+from galsim_hub.training.networks import likelihood as lk
 
 
 def _compact_images(rng, batch, size):

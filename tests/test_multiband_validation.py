@@ -11,10 +11,10 @@ import shutil
 import numpy as np
 import pytest
 
-from galsim_hub.errors import MetadataError  # noqa: E402
-from galsim_hub.training.datasets.shards import load_arrays, read_dataset_metadata  # noqa: E402
-from galsim_hub.training.validation import morphology, multiband  # noqa: E402
-from galsim_hub.training.validation.colours import no_gradient_profiles  # noqa: E402
+from galsim_hub.errors import MetadataError
+from galsim_hub.training.datasets.shards import load_arrays, read_dataset_metadata
+from galsim_hub.training.validation import morphology, multiband
+from galsim_hub.training.validation.colours import no_gradient_profiles
 
 pytestmark = pytest.mark.slow  # these tests train models
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from galsim_hub.training.fitting.config import (  # noqa: E402
+from galsim_hub.training.fitting.config import (
     ConfigError,
     config_from_dict,
     config_to_dict,

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import galsim
 import numpy as np
+import pytest
 from astropy.table import Table
 
 import galsim_hub
 
 
+@pytest.mark.slow
 def test_the_upstream_demo_steps_run_on_a_bundled_model():
     model = galsim_hub.GenerativeGalaxyModel("hub:cosmos_real")
     assert sorted(model.quantities) == ["flux_radius", "mag_auto", "zphot"]

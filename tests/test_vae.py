@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from galsim_hub.training.networks.vae import VAE, stage_depths  # noqa: E402
+from galsim_hub.training.networks.vae import VAE, stage_depths
 
 SMALL = dict(stamp_size=32, latent_dim=6, num_stages=3, base_depth=8, max_depth=16)
 

@@ -376,6 +376,7 @@ def test_run_validation_with_a_faithful_model_passes(good_run):
     assert len(results["targets"]) == 4 + len(morphology.MORPH_COLUMNS)
 
 
+@pytest.mark.slow
 def test_figures_are_valid_pngs(good_run):
     results, _, out = good_run
     names = {p.name for p in results["figures"]}
@@ -385,6 +386,7 @@ def test_figures_are_valid_pngs(good_run):
         assert matplotlib.image.imread(path).shape[0] > 100
 
 
+@pytest.mark.slow
 def test_report_and_json(good_run):
     results, _, out = good_run
     text = (out / "validation.md").read_text()

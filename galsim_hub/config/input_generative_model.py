@@ -182,7 +182,7 @@ class GenerativeModelInput(GenerativeGalaxyModel):
         def decode() -> None:
             try:
                 self.decodeBlock(key, conditions, noise, image_options, out_of_range, claimed=True)
-            except Exception:  # noqa: BLE001  (see the docstring)
+            except Exception:
                 self.dropClaim(key)
 
         # Not a daemon: the interpreter waits for it at exit. A daemon thread inside a TensorFlow
