@@ -35,6 +35,8 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2  # argparse's own status for usage errors
 EXIT_INTERRUPTED = 130
+#: Commands whose errors are printed as their first line only (TensorFlow's messages run long).
+_TRAINING = ("dataset", "train", "export")
 
 
 def build_parser(prog: str = "galsim-hub") -> argparse.ArgumentParser:
@@ -80,6 +82,3 @@ def main(argv: Sequence[str] | None = None, prog: str = "galsim-hub") -> int:
             return EXIT_ERROR
         raise
     return EXIT_OK if status is None else int(status)
-
-
-_TRAINING = ("dataset", "train", "export")

@@ -273,7 +273,7 @@ def BuildGenerativeGalaxy(config: dict, base: dict, ignore: list, gsparams: dict
     galaxy = galaxy_profile(
         np.array(image),
         float(metadata["pixel_scale"]),
-        band_set_of(metadata, source=model.getFileName()),
+        band_set_of(metadata, source=str(metadata.get("name", "model"))),
         profile_options(image_options, kwargs.get("k_interpolant")),
         maxk,
     )

@@ -49,7 +49,7 @@ def _endpoint() -> str | None:
 
 
 def _offline() -> bool:
-    return settings.is_offline() or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+    return settings.is_offline() or settings.env_flag("HF_HUB_OFFLINE")
 
 
 def fetch_hf(handle: str, repo_id: str, revision: str | None, progress: bool | None = None) -> Path:

@@ -77,9 +77,14 @@ def cache_root() -> Path:
     return root
 
 
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` is set to ``1``, ``true`` or ``yes`` (any case)."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
 def is_offline() -> bool:
     """Whether ``GALSIM_HUB_OFFLINE`` is set to ``1``, ``true`` or ``yes`` (any case)."""
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes")
+    return env_flag(OFFLINE_ENV)
 
 
 def _number_from_env(name: str, default: float | None) -> float | None:

@@ -226,11 +226,7 @@ class ShardWriter:
                 "n_total": n_total,
                 "shard_size": self.shard_size,
                 "metadata": metadata,
-                "condition_names": list(condition_names),
-                "condition_info": {
-                    name.lower(): list(condition_info.get(name.lower(), ("", f"catalog column {name}")))
-                    for name in condition_names
-                },
+                "conditions": _condition_entries(condition_names, condition_info),
                 "shards": {name: {"min": lo, "max": hi, "n": n} for name, (lo, hi, n) in self._shard_ranges.items()},
             }
             text = json.dumps(manifest, indent=2) + "\n"
@@ -242,8 +238,7 @@ class ShardWriter:
         return _write_dataset_json(
             self.out_dir,
             metadata,
-            condition_names,
-            condition_info,
+            _condition_entries(condition_names, condition_info),
             self._cond_min,
             self._cond_max,
             self.n_examples,
@@ -251,28 +246,30 @@ class ShardWriter:
         )
 
 
+def _condition_entries(
+    condition_names: Sequence[str], condition_info: Mapping[str, tuple[str, str]]
+) -> list[dict[str, str]]:
+    """``name``, ``unit`` and ``description`` of each condition (``condition_info`` by lower-case name)."""
+    entries = []
+    for name in condition_names:
+        unit, description = condition_info.get(name.lower(), ("", f"catalog column {name}"))
+        entries.append({"name": name, "unit": unit, "description": description})
+    return entries
+
+
 def _write_dataset_json(
     out_dir: pathlib.Path,
     metadata: dict,
-    condition_names: Sequence[str],
-    condition_info: Mapping[str, Sequence[str]],
+    condition_entries: Sequence[Mapping[str, str]],
     cond_min: Sequence[float] | np.ndarray,
     cond_max: Sequence[float] | np.ndarray,
     n_examples: int,
     shards: Sequence[str],
 ) -> pathlib.Path:
-    conditions = []
-    for i, name in enumerate(condition_names):
-        unit, description = condition_info.get(name.lower(), ("", f"catalog column {name}"))
-        conditions.append(
-            {
-                "name": name,
-                "unit": unit,
-                "description": description,
-                "min": float(cond_min[i]),
-                "max": float(cond_max[i]),
-            }
-        )
+    conditions = [
+        {**entry, "min": float(low), "max": float(high)}
+        for entry, low, high in zip(condition_entries, cond_min, cond_max)
+    ]
     full = {
         "format": DATASET_FORMAT,
         **metadata,
@@ -312,26 +309,25 @@ def merge_parts(out_dir: str | os.PathLike) -> pathlib.Path:
             f"{out_dir}: parts {', '.join(f'{i}/{count}' for i in missing)} are missing; build them before merging"
         )
     first = parts[0]
-    for key in ("metadata", "n_total", "shard_size", "condition_names", "condition_info"):
+    for key in ("metadata", "n_total", "shard_size", "conditions"):
         if any(p[key] != first[key] for p in parts):
             raise MetadataError(f"{out_dir}: the parts disagree on {key}: were they built from the same config?")
     shards = {name: info for p in parts for name, info in p["shards"].items()}
     n_shards = math.ceil(first["n_total"] / first["shard_size"])
     names = [f"shard-{i:05d}.npz" for i in range(n_shards)]
     absent = [name for name in names if name not in shards or not (out_dir / name).is_file()]
-    if absent or len(shards) != n_shards:
+    extra = sorted(set(shards) - set(names))
+    if absent or extra:
         raise MetadataError(
-            f"{out_dir}: shards {', '.join(absent[:5]) or sorted(set(shards) - set(names))[:5]} "
-            f"are missing or extra; expected {n_shards} shards"
+            f"{out_dir}: shards {', '.join((absent or extra)[:5])} are {'missing' if absent else 'not expected'}; "
+            f"the data set has {n_shards} shards"
         )
     if not names:
         raise ValueError("no galaxy was written: the data set would be empty")
     low = np.min([shards[name]["min"] for name in names], axis=0)
     high = np.max([shards[name]["max"] for name in names], axis=0)
     n_examples = sum(int(shards[name]["n"]) for name in names)
-    _write_dataset_json(
-        out_dir, first["metadata"], first["condition_names"], first["condition_info"], low, high, n_examples, names
-    )
+    _write_dataset_json(out_dir, first["metadata"], first["conditions"], low, high, n_examples, names)
     for path in manifests:
         path.unlink()
     return out_dir
