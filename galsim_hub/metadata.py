@@ -24,8 +24,13 @@ _REQUIRED = ("format", "name", "version", "stamp_size", "pixel_scale", "latent_d
 #: Single-band models are still written as format 1 (:data:`MODEL_FORMAT_VERSION`), which
 #: galsim-hub versions that predate format 2 read.
 MULTIBAND_FORMAT_VERSION = 2
+#: Format 3 adds a Keras-native file (``keras_model``, e.g. ``model.keras``) beside the
+#: SavedModel: the same networks, which the JAX and PyTorch backends run through Keras 3.
+#: It means what format 2 does otherwise (``bands`` optional); galsim-hub versions that
+#: predate it refuse it by its number rather than misread it.
+KERAS_FORMAT_VERSION = 3
 #: The model format versions this galsim-hub reads.
-SUPPORTED_FORMATS = (MODEL_FORMAT_VERSION, MULTIBAND_FORMAT_VERSION)
+SUPPORTED_FORMATS = (MODEL_FORMAT_VERSION, MULTIBAND_FORMAT_VERSION, KERAS_FORMAT_VERSION)
 
 
 def _finite_number(value: object) -> bool:
@@ -133,6 +138,23 @@ def validate_metadata(metadata: dict, source: str = "model") -> dict:
                 f"{source}: 'bands' needs metadata format 2, the metadata says format {metadata['format']}"
             )
         validate_bands(metadata["bands"], source)
+    if metadata["format"] >= KERAS_FORMAT_VERSION:
+        keras_model = metadata.get("keras_model")
+        if (
+            not isinstance(keras_model, str)
+            or not keras_model.endswith(".keras")
+            or "/" in keras_model
+            or "\\" in keras_model
+        ):
+            raise MetadataError(
+                f"{source}: format {metadata['format']} needs 'keras_model', the name of the model's Keras-native "
+                f'file in its directory (e.g. "model.keras"), got {keras_model!r}'
+            )
+    elif "keras_model" in metadata:
+        raise MetadataError(
+            f"{source}: 'keras_model' needs metadata format {KERAS_FORMAT_VERSION}, "
+            f"the metadata says format {metadata['format']}"
+        )
     return metadata
 
 

@@ -59,8 +59,15 @@ def test_format2_metadata_is_valid_and_bands_need_format_2():
     )
     with pytest.raises(MetadataError, match="'bands' needs metadata format 2"):
         validate_metadata({**metadata, "format": 1})
-    with pytest.raises(MetadataError, match="format 3 is not supported"):
+    with pytest.raises(MetadataError, match="format 4 is not supported"):
+        validate_metadata({**metadata, "format": 4})
+    assert validate_metadata({**metadata, "format": 3, "keras_model": "model.keras"})
+    with pytest.raises(MetadataError, match="format 3 needs 'keras_model'"):
         validate_metadata({**metadata, "format": 3})
+    with pytest.raises(MetadataError, match="format 3 needs 'keras_model'"):
+        validate_metadata({**metadata, "format": 3, "keras_model": "../model.keras"})
+    with pytest.raises(MetadataError, match="'keras_model' needs metadata format 3"):
+        validate_metadata({**metadata, "keras_model": "model.keras"})
 
 
 @pytest.mark.parametrize(

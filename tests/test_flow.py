@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from galsim_hub.training.networks.flow import ConditionalMAF, block_orders
+from galsim_hub.networks.flow import ConditionalMAF, block_orders
 
 
 def _random_flow(latent_dim=4, n_conditions=2, seed=0, **kwargs):

@@ -76,7 +76,7 @@ def test_bad_flux_calibration_metadata_is_refused(toy_dir, change, message):
 
 def test_stamp_window_fades_the_stamp_edge(toy_dir, tmp_path):
     """metadata stamp_window: the stamps are multiplied by a circular window (corners zero)."""
-    from galsim_hub.backends.tensorflow import stamp_window
+    from galsim_hub.backends.base import stamp_window
 
     path = tmp_path / "windowed"
     shutil.copytree(toy_dir, path)

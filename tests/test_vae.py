@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from galsim_hub.training.networks.vae import VAE, stage_depths
+from galsim_hub.networks.convolutional import stage_depths
+from galsim_hub.training.networks.vae import VAE
 
 SMALL = dict(stamp_size=32, latent_dim=6, num_stages=3, base_depth=8, max_depth=16)
 

@@ -17,27 +17,22 @@ TF1 Hub format
 from __future__ import annotations
 
 import copy
-import functools
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 
+from galsim_hub.backends.base import ModelRunner, load_or_explain, missing_directory_error
 from galsim_hub.backends.tf1_hub import attached_geometry, is_tf1_hub_module
-from galsim_hub.errors import MetadataError, ModelOutputWarning
+from galsim_hub.errors import MetadataError
 from galsim_hub.metadata import (
     MODEL_FORMAT_VERSION,
     MODEL_METADATA_FILE,
     NOISE_INPUT,
     SUPPORTED_FORMATS,
-    band_names,
-    condition_names,
     read_metadata,
     validate_metadata,
 )
-from galsim_hub.profiles.bands import band_set_of
-from galsim_hub.sampling.catalog import float32_conditions
 
 TF1_NOISE_INPUT = "random_normal"
 TF1_SIGNATURE = "default"
@@ -50,50 +45,12 @@ def default_device() -> str:
     return "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
 
 
-@functools.lru_cache(maxsize=8)
-def stamp_window(stamp_size: int, inner: float) -> np.ndarray:
-    """A circular window over a stamp: 1 out to ``inner`` times its half-width, then a cosine
-    fall to 0 at the half-width, 0 in the corners.
-
-    A model whose metadata has ``stamp_window: {"inner": f}`` multiplies its stamps by it:
-    a galaxy larger than the stamp's field of view then fades out instead of ending on the
-    stamp's square edge (which shows as a square, or an octagon once rotated, in a field).
-    """
-    centre = (stamp_size - 1) / 2.0
-    y, x = np.mgrid[:stamp_size, :stamp_size]
-    radius = np.hypot(x - centre, y - centre) / (stamp_size / 2.0)
-    ramp = np.clip((radius - inner) / (1.0 - inner), 0.0, 1.0)
-    window = 0.5 + 0.5 * np.cos(np.pi * ramp)
-    window.setflags(write=False)
-    return window
-
-
-def _load_or_explain(load, directory: Path):
-    """Run ``load()``; a failure becomes a `MetadataError` naming the model folder (and the
-    cache entry to clear when the folder is one)."""
-    try:
-        return load()
-    except Exception as exc:  # TensorFlow raises many types for unreadable SavedModels
-        from galsim_hub.hub.settings import cache_root
-
-        hint = ""
-        try:
-            entry = directory.resolve().relative_to(cache_root().resolve()).parts[0]
-            hint = f"; it is the cache entry {entry}: remove it with `galsim-hub cache clear {entry}` and fetch again"
-        except (ValueError, IndexError, OSError):
-            pass
-        raise MetadataError(
-            f"the model in {directory} cannot be loaded ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else exc!r}){hint}"
-        ) from exc
-
-
 def _input_specs(signature) -> dict:
     return dict(signature.structured_input_signature[1])
 
 
-class LoadedModel:
-    """A loaded generative model: one call maps conditions and base noise to images.
+class LoadedModel(ModelRunner):
+    """A model loaded on TensorFlow: one call maps conditions and base noise to images.
 
     Parameters
     ----------
@@ -114,16 +71,13 @@ class LoadedModel:
         tf = import_tensorflow()
         self.directory = Path(model_dir)
         if not self.directory.is_dir():
-            raise MetadataError(
-                f"the model directory {self.directory} does not exist (any more): was the cache cleared "
-                "(`galsim-hub cache clear`) while the model was in use? Load the model again to fetch it anew"
-            )
+            raise missing_directory_error(self.directory)
         self.device = device or default_device()
         if (self.directory / MODEL_METADATA_FILE).is_file():
             self.metadata = read_metadata(self.directory)
             self.format = f"galsim-hub-{self.metadata['format']}"
             with tf.device(self.device):
-                self._saved_model = _load_or_explain(lambda: tf.saved_model.load(str(self.directory)), self.directory)
+                self._saved_model = load_or_explain(lambda: tf.saved_model.load(str(self.directory)), self.directory)
             self._signature = self._require_signature("sample")
             self._noise_input = NOISE_INPUT
             self._output = "image"
@@ -132,7 +86,7 @@ class LoadedModel:
 
             self.format = "tf1-hub"
             with tf.device(self.device):
-                self._saved_model = _load_or_explain(lambda: hub.load(str(self.directory)), self.directory)
+                self._saved_model = load_or_explain(lambda: hub.load(str(self.directory)), self.directory)
             self._signature = self._require_signature(TF1_SIGNATURE)
             self._noise_input = TF1_NOISE_INPUT
             self._output = TF1_SIGNATURE
@@ -142,15 +96,7 @@ class LoadedModel:
                 f"{self.directory} is not a galsim-hub model: it has neither {MODEL_METADATA_FILE} "
                 f"(formats {', '.join(map(str, SUPPORTED_FORMATS))}) nor tfhub_module.pb (TF1 Hub format)"
             )
-        self.conditions = condition_names(self.metadata)
-        self.latent_dim = int(self.metadata["latent_dim"])
-        self.stamp_size = int(self.metadata["stamp_size"])
-        #: Band names of a multi-band model (``None``: a single-band model, one band).
-        self.bands = band_names(self.metadata)
-        #: ``B``, the last axis of every batch of stamps (1 for a single-band model).
-        self.n_bands = 1 if self.bands is None else len(self.bands)
-        #: Its bandpasses and chromatic SEDs (built here so that bad bands fail at load).
-        self.band_set = band_set_of(self.metadata, source=str(self.directory))
+        self._describe()
         self._check_signature()
 
     def _require_signature(self, name: str):
@@ -265,41 +211,6 @@ class LoadedModel:
         with tf.device(self.device):
             images = self._signature(**inputs)[self._output]
         return self._checked_images(images.numpy(), len(conditions))
-
-    def _float32_conditions(self, conditions: np.ndarray) -> np.ndarray:
-        return float32_conditions(conditions, self.conditions)
-
-    def _checked_images(self, images: np.ndarray, count: int) -> np.ndarray:
-        size = self.stamp_size
-        shape = (count, size, size, self.n_bands)
-        if images.size != np.prod(shape) or (self.bands is not None and images.shape != shape):
-            raise MetadataError(
-                f"{self.directory}: the model returned an array of shape {images.shape} for {count} galaxies; "
-                f"expected {count} stamps of {size}x{size} pixels (stamp_size in its metadata)"
-                + ("" if self.bands is None else f" in {len(self.bands)} bands, {list(shape)}")
-            )
-        images = images.reshape(shape)
-        bad = ~np.isfinite(images).reshape(count, -1).all(axis=1)
-        if bad.any():
-            raise MetadataError(
-                f"{self.directory}: the model returned NaN or infinite pixels for galaxy(ies) "
-                f"{', '.join(map(str, np.flatnonzero(bad)[:10]))} of this batch"
-            )
-        if (images < 0).any():
-            warnings.warn(
-                f"the model {self.directory.name} returned negative pixels; they are passed on unchanged",
-                ModelOutputWarning,
-                stacklevel=3,
-            )
-        return self._windowed(images)
-
-    def _windowed(self, images: np.ndarray) -> np.ndarray:
-        """``images`` times the model's :func:`stamp_window`, when its metadata has one."""
-        window = self.metadata.get("stamp_window")
-        if not window:
-            return images
-        taper = stamp_window(self.stamp_size, float(window["inner"])).astype(np.float32)
-        return images * taper[:, :, None]
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Decode latent vectors ``z`` ``[N, L]`` into ``[N, S, S, B]`` images.

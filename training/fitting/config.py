@@ -132,7 +132,7 @@ class ExportConfig:
     galaxy the flux of that catalog magnitude unless the caller passes ``flux=``/``mag=``
     (:func:`galsim_hub.metadata.validate_flux_calibration`). ``stamp_window`` (a fraction
     ``0 < f < 1``) makes the model multiply its stamps by a circular window that falls from 1 at
-    ``f`` times the stamp's half-width to 0 at its edge (:func:`galsim_hub.backends.tensorflow.stamp_window`).
+    ``f`` times the stamp's half-width to 0 at its edge (:func:`galsim_hub.backends.base.stamp_window`).
     """
 
     name: str = "my-model"

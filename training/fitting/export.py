@@ -1,7 +1,11 @@
-"""Export a trained flow and decoder as a galsim-hub model (format 1, or 2 with bands).
+"""Export a trained flow and decoder as a galsim-hub model.
 
 A model is a directory holding a TF2 SavedModel and ``galsim_hub.json`` (see
-``docs/model_format.md``). Its signatures are
+``docs/model_format.md``); galsim-hub's own Keras networks (a
+:class:`~galsim_hub.networks.flow.ConditionalMAF` and a
+:class:`~galsim_hub.networks.convolutional.Decoder`) are also written as the Keras-native
+``model.keras`` (format 3, which the JAX and PyTorch backends read); other networks give
+format 1 (or 2 with bands). The SavedModel's signatures are
 
 ``sample``
     one float32 ``[N]`` input per condition (raw catalog units, standardised inside the
@@ -28,7 +32,14 @@ import tensorflow as tf
 
 from galsim_hub import __version__
 from galsim_hub.hub.permissions import follow_umask
-from galsim_hub.metadata import MODEL_FORMAT_VERSION, MODEL_METADATA_FILE, MULTIBAND_FORMAT_VERSION, validate_metadata
+from galsim_hub.metadata import (
+    KERAS_FORMAT_VERSION,
+    MODEL_FORMAT_VERSION,
+    MODEL_METADATA_FILE,
+    MULTIBAND_FORMAT_VERSION,
+    validate_metadata,
+)
+from galsim_hub.networks.generator import KERAS_MODEL_FILE
 
 DEFAULT_CITATION = (
     "Lanusse F., Mandelbaum R., Ravanbakhsh S., Li C.-L., Freeman P., Poczos B., 2021, "
@@ -36,32 +47,76 @@ DEFAULT_CITATION = (
 )
 
 
-class _ExportModule(tf.Module):
-    """The traceable object saved as the SavedModel: flow + decoder + condition scaling."""
+class _PlainNetworks(tf.Module):
+    """Flow, decoder and encoder that are not galsim-hub Keras networks (e.g. test models):
+    the interface of :class:`~galsim_hub.networks.generator.GalaxyGenerator`."""
 
-    def __init__(self, flow, decoder, encoder, condition_mean, condition_std, stamp_size, n_bands):
-        super().__init__(name="galsim_hub_model")
+    def __init__(self, flow, decoder, encoder, condition_mean, condition_std):
+        super().__init__()
         self.flow = flow
         self.decoder = decoder
         self.encoder = encoder
         self.condition_mean = tf.constant(np.asarray(condition_mean, np.float32))
         self.condition_std = tf.constant(np.asarray(condition_std, np.float32))
-        self.stamp_size = int(stamp_size)
-        self.image_shape = [-1, self.stamp_size, self.stamp_size] + ([int(n_bands)] if n_bands else [])
 
     def decode(self, z):
-        image = self.decoder(z)
-        image = tf.reshape(image, self.image_shape)
         # The decoder ends in a softplus; the clamp only guards against round-off.
-        return tf.maximum(tf.cast(image, tf.float32), 0.0)
+        return tf.maximum(tf.cast(self.decoder(z), tf.float32), 0.0)
 
     def sample(self, conditions, noise):
         standardised = (conditions - self.condition_mean) / self.condition_std
-        z = self.flow.sample(noise, standardised)
-        return self.decode(z)
+        return self.decode(self.flow.sample(noise, standardised))
 
     def encode(self, image, psf):
         return self.encoder.encode_mean(image, psf)
+
+
+class _ExportModule(tf.Module):
+    """The traceable object saved as the SavedModel: the networks at the model's output shape."""
+
+    def __init__(self, networks, stamp_size, n_bands, has_encoder):
+        super().__init__(name="galsim_hub_model")
+        self.networks = networks
+        self.has_encoder = has_encoder
+        self.image_shape = [-1, int(stamp_size), int(stamp_size)] + ([int(n_bands)] if n_bands else [])
+
+    def decode(self, z):
+        return tf.reshape(self.networks.decode(z), self.image_shape)
+
+    def sample(self, conditions, noise):
+        return tf.reshape(self.networks.sample(conditions, noise), self.image_shape)
+
+    def encode(self, image, psf):
+        return self.networks.encode(image, psf)
+
+
+def keras_generator(flow, decoder, encoder, condition_mean, condition_std):
+    """The :class:`~galsim_hub.networks.generator.GalaxyGenerator` holding copies of galsim-hub
+    Keras networks, or ``None`` when ``flow`` and ``decoder`` are other objects.
+
+    ``encoder`` may be an :class:`~galsim_hub.networks.convolutional.Encoder` or a VAE that has one.
+    """
+    from galsim_hub.networks.convolutional import Decoder, Encoder
+    from galsim_hub.networks.flow import ConditionalMAF
+    from galsim_hub.networks.generator import GalaxyGenerator
+
+    if not (isinstance(flow, ConditionalMAF) and isinstance(decoder, Decoder)):
+        return None
+    encoder = getattr(encoder, "encoder", encoder)
+    if encoder is not None and not isinstance(encoder, Encoder):
+        return None
+    generator = GalaxyGenerator(
+        decoder=decoder.architecture,
+        flow=flow.architecture,
+        condition_mean=condition_mean,
+        condition_std=condition_std,
+        encoder=None if encoder is None else encoder.architecture,
+    )
+    generator.decoder.set_weights(decoder.get_weights())
+    generator.flow.set_weights(flow.get_weights())
+    if encoder is not None:
+        generator.encoder.set_weights(encoder.get_weights())
+    return generator
 
 
 def _signatures(module: _ExportModule, names: Sequence[str], latent_dim: int):
@@ -81,7 +136,7 @@ def _signatures(module: _ExportModule, names: Sequence[str], latent_dim: int):
     )
     signatures["decode"] = decode.get_concrete_function()
 
-    if module.encoder is not None:
+    if module.has_encoder:
         stamp = tf.TensorSpec([None] + module.image_shape[1:], tf.float32)
         encode = tf.function(
             lambda image, psf: {"z": module.encode(image, psf)},
@@ -120,19 +175,20 @@ def export_model(
     stamp_window: float | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write a galsim-hub model directory: format 1, or format 2 with ``bands``.
+    """Write a galsim-hub model directory: format 3 for galsim-hub's Keras networks, else 1 (2 with ``bands``).
 
     Parameters
     ----------
     output_dir : str or os.PathLike
         The model directory to create. It is written into a temporary sibling and renamed
         into place, so an interrupted export never leaves a half-written model.
-    flow : tf.Module
+    flow : ConditionalMAF or tf.Module
         Object with ``sample(noise, conditions) -> z``: ``noise`` is standard-normal
         ``[N, latent_dim]``, ``conditions`` the standardised ``[N, C]`` conditions.
-    decoder : callable
+    decoder : Decoder or callable
         ``decoder(z) -> [N, S, S, 1]`` or ``[N, S, S]`` non-negative light profiles
-        (``[N, S, S, B]`` with ``bands``).
+        (``[N, S, S, B]`` with ``bands``). With a ``ConditionalMAF`` flow and a galsim-hub
+        ``Decoder``, the model is written as format 3 (SavedModel and ``model.keras``).
     conditions : sequence of dict
         One ``{"name", "unit", "description", "min", "max"}`` per condition, in the order
         the flow expects them; ``min``/``max`` give the training range.
@@ -150,8 +206,9 @@ def export_model(
         Magnitude zero point of the flux units (``mag = -2.5 log10(flux) + zero_point``).
     training : dict, optional
         Description of the training (data set, sizes, PSF, noise, iterations).
-    encoder : tf.Module, optional
-        Object with ``encode_mean(image, psf) -> z``; adds the ``encode`` signature.
+    encoder : Encoder, VAE or tf.Module, optional
+        Object with ``encode_mean(image, psf) -> z`` (or a galsim-hub ``Encoder``); adds the
+        ``encode`` signature.
     description, license, citation : str
         Free text stored in the metadata.
     card : str, optional
@@ -166,7 +223,7 @@ def export_model(
         unless the caller passes ``flux=``/``mag=`` (metadata ``flux_calibration``).
     stamp_window : float, optional
         The model's stamps are multiplied by a circular window starting at this fraction of
-        the half-width (metadata ``stamp_window``, :func:`galsim_hub.backends.tensorflow.stamp_window`).
+        the half-width (metadata ``stamp_window``, :func:`galsim_hub.backends.base.stamp_window`).
     overwrite : bool
         Replace an existing ``output_dir``; otherwise an existing directory is an error.
 
@@ -188,8 +245,13 @@ def export_model(
     if len(condition_mean) != len(names) or len(condition_std) != len(names):
         raise ValueError("condition_mean and condition_std need one value per condition")
 
+    generator = keras_generator(flow, decoder, encoder, condition_mean, condition_std)
+    if generator is not None:
+        model_format = KERAS_FORMAT_VERSION
+    else:
+        model_format = MODEL_FORMAT_VERSION if bands is None else MULTIBAND_FORMAT_VERSION
     metadata = {
-        "format": MODEL_FORMAT_VERSION if bands is None else MULTIBAND_FORMAT_VERSION,
+        "format": model_format,
         "name": name,
         "version": str(version),
         "description": description,
@@ -228,11 +290,12 @@ def export_model(
         }
     if stamp_window is not None:
         metadata["stamp_window"] = {"inner": float(stamp_window)}
+    if generator is not None:
+        metadata["keras_model"] = KERAS_MODEL_FILE
     validate_metadata(metadata, source=str(output_dir))
 
-    module = _ExportModule(
-        flow, decoder, encoder, condition_mean, condition_std, stamp_size, None if bands is None else len(bands)
-    )
+    networks = generator or _PlainNetworks(flow, decoder, encoder, condition_mean, condition_std)
+    module = _ExportModule(networks, stamp_size, None if bands is None else len(bands), encoder is not None)
     signatures = _signatures(module, names, int(latent_dim))
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -240,6 +303,8 @@ def export_model(
     follow_umask(staging)
     try:
         tf.saved_model.save(module, str(staging), signatures=signatures)
+        if generator is not None:
+            generator.save(staging / KERAS_MODEL_FILE)
         (staging / MODEL_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
         (staging / "README.md").write_text(card if card is not None else default_card(metadata))
         if output_dir.exists():

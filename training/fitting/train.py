@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from galsim_hub.errors import GalSimHubError
+from galsim_hub.networks.flow import ConditionalMAF
 from galsim_hub.training.datasets.shards import Part
 from galsim_hub.training.fitting.checkpoints import (
     ARCHITECTURE_FILE,
@@ -37,7 +38,6 @@ from galsim_hub.training.fitting.checkpoints import (
 )
 from galsim_hub.training.fitting.config import TrainingConfig
 from galsim_hub.training.networks import likelihood as lk
-from galsim_hub.training.networks.flow import ConditionalMAF
 from galsim_hub.training.networks.vae import VAE
 
 __all__ = [

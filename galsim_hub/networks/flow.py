@@ -15,6 +15,9 @@ from ``permutation_seed``, and so on. Orders are stored as variables, so they ar
 the weights. A final fixed affine map ``z = latent_shift + latent_scale * y`` puts the flow at
 the scale of the data (identity by default; :meth:`ConditionalMAF.set_latent_normalisation`).
 The output layers start at zero, so an untrained flow is the identity map.
+
+Written with Keras 3 operations only (``keras.ops``), so the same layers and saved files run on
+the TensorFlow, JAX and PyTorch backends of Keras.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 __all__ = ["MADE", "ConditionalMAF", "block_orders", "LOG_SCALE_CLIP"]
 
@@ -89,7 +92,7 @@ class MADE(keras.layers.Layer):
         self.n_conditions = int(n_conditions)
         self.hidden_units = tuple(int(h) for h in hidden_units)
         self.activation = keras.activations.get(activation)
-        self._masks = [tf.constant(m) for m in _made_masks(self.latent_dim, self.hidden_units)]
+        self._masks = [ops.convert_to_tensor(m) for m in _made_masks(self.latent_dim, self.hidden_units)]
         widths = (self.latent_dim,) + self.hidden_units + (2 * self.latent_dim,)
         self.kernels: list = []
         self.biases: list = []
@@ -120,14 +123,14 @@ class MADE(keras.layers.Layer):
         n_layers = len(self.kernels)
         for i in range(n_layers):
             h = (
-                tf.matmul(h, self.kernels[i] * self._masks[i])
+                ops.matmul(h, self.kernels[i] * self._masks[i])
                 + self.biases[i]
-                + tf.matmul(conditions, self.condition_kernels[i])
+                + ops.matmul(conditions, self.condition_kernels[i])
             )
             if i < n_layers - 1:
                 h = self.activation(h)
-        shift, raw_log_scale = tf.split(h, 2, axis=-1)
-        log_scale = LOG_SCALE_CLIP * tf.tanh(raw_log_scale / LOG_SCALE_CLIP)
+        shift, raw_log_scale = ops.split(h, 2, axis=-1)
+        log_scale = LOG_SCALE_CLIP * ops.tanh(raw_log_scale / LOG_SCALE_CLIP)
         return shift, log_scale
 
 
@@ -215,54 +218,53 @@ class ConditionalMAF(keras.Model):
         self.latent_scale.assign(scale)
 
     def _conditions(self, conditions, n):
-        conditions = tf.convert_to_tensor(conditions, tf.float32)
         if self.n_conditions == 0:
-            return tf.zeros([n, 0], tf.float32)
-        return conditions
+            return ops.zeros((n, 0), "float32")
+        return ops.convert_to_tensor(conditions, "float32")
 
     def _block_forward(self, block, order, u, conditions):
         """Sampling direction of one block (sequential, ``latent_dim`` MADE passes)."""
-        u_ordered = tf.gather(u, order, axis=-1)
-        x = tf.zeros_like(u_ordered)
+        u_ordered = ops.take(u, order, axis=-1)
+        x = ops.zeros_like(u_ordered)
         for _ in range(self.latent_dim):
             shift, log_scale = block((x, conditions))
-            x = u_ordered * tf.exp(log_scale) + shift
-        return tf.gather(x, tf.math.invert_permutation(order), axis=-1)
+            x = u_ordered * ops.exp(log_scale) + shift
+        return ops.take(x, ops.argsort(order), axis=-1)
 
     def _block_inverse(self, block, order, x, conditions):
         """Density direction of one block: returns ``(u, sum of log-scales)``."""
-        x_ordered = tf.gather(x, order, axis=-1)
+        x_ordered = ops.take(x, order, axis=-1)
         shift, log_scale = block((x_ordered, conditions))
-        u = (x_ordered - shift) * tf.exp(-log_scale)
-        return tf.gather(u, tf.math.invert_permutation(order), axis=-1), tf.reduce_sum(log_scale, -1)
+        u = (x_ordered - shift) * ops.exp(-log_scale)
+        return ops.take(u, ops.argsort(order), axis=-1), ops.sum(log_scale, axis=-1)
 
     def sample(self, noise, conditions):
         """Map standard normal base noise to latent codes.
 
         Parameters
         ----------
-        noise : tf.Tensor
-            ``[N, latent_dim]`` float32 standard normal draws.
-        conditions : tf.Tensor
+        noise : array_like
+            ``[N, latent_dim]`` float32 standard normal draws (a tensor of the Keras backend).
+        conditions : array_like
             ``[N, n_conditions]`` float32 standardised conditions.
 
         Returns
         -------
-        tf.Tensor
-            ``[N, latent_dim]`` latent codes.
+        tensor
+            ``[N, latent_dim]`` latent codes, a tensor of the Keras backend.
         """
-        z = tf.convert_to_tensor(noise, tf.float32)
-        conditions = self._conditions(conditions, tf.shape(z)[0])
+        z = ops.convert_to_tensor(noise, "float32")
+        conditions = self._conditions(conditions, ops.shape(z)[0])
         for b, block in enumerate(self.blocks):
             z = self._block_forward(block, self.orders[b], z, conditions)
         return self.latent_shift + self.latent_scale * z
 
     def inverse(self, z, conditions):
         """Map latent codes back to base noise; returns ``(noise, log|det d noise / d z|)``."""
-        z = tf.convert_to_tensor(z, tf.float32)
-        conditions = self._conditions(conditions, tf.shape(z)[0])
+        z = ops.convert_to_tensor(z, "float32")
+        conditions = self._conditions(conditions, ops.shape(z)[0])
         y = (z - self.latent_shift) / self.latent_scale
-        log_det = -tf.reduce_sum(tf.math.log(self.latent_scale)) * tf.ones_like(z[:, 0])
+        log_det = -ops.sum(ops.log(self.latent_scale)) * ops.ones_like(z[:, 0])
         for b in reversed(range(len(self.blocks))):
             y, sum_log_scale = self._block_inverse(self.blocks[b], self.orders[b], y, conditions)
             log_det = log_det - sum_log_scale
@@ -271,7 +273,7 @@ class ConditionalMAF(keras.Model):
     def log_prob(self, z, conditions):
         """Log-density ``log p(z | conditions)``, ``[N]``."""
         u, log_det = self.inverse(z, conditions)
-        base = -0.5 * tf.reduce_sum(tf.square(u) + _LOG_2PI, axis=-1)
+        base = -0.5 * ops.sum(ops.square(u) + _LOG_2PI, axis=-1)
         return base + log_det
 
     def call(self, inputs):
