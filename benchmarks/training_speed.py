@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from galsim_hub.networks.flow import ConditionalMAF
 from galsim_hub.training.fitting.config import load_config
 from galsim_hub.training.fitting.train import _make_optimizer
 from galsim_hub.training.networks import likelihood as lk
-from galsim_hub.networks.flow import ConditionalMAF
 from galsim_hub.training.networks.vae import VAE
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"

@@ -21,7 +21,8 @@ from typing import Any, Callable, Iterator
 import galsim
 import numpy as np
 
-from galsim_hub.backends.tensorflow import LoadedModel
+from galsim_hub.backends import choose_backend, load_runner
+from galsim_hub.backends.base import ModelRunner
 from galsim_hub.constants import DEFAULT_BATCH_SIZE
 from galsim_hub.hub.cache import fetch
 from galsim_hub.hub.handle import resolve
@@ -44,8 +45,14 @@ class GenerativeGalaxyModel:
         index and in the indexes of ``GALSIM_HUB_INDEX``), an ``http(s)://`` URL of a
         ``.tar.gz`` archive, a local ``.tar.gz`` archive, or a model directory.
     device : str, optional
-        TensorFlow device, e.g. ``"/GPU:0"`` or ``"/CPU:0"``; default: the first GPU
-        TensorFlow sees, else the CPU.
+        Device in the backend's words: TensorFlow ``"/GPU:0"`` or ``"/CPU:0"``, JAX ``"gpu"``
+        or ``"cpu"``, PyTorch ``"cuda:0"`` or ``"cpu"``; default: the first GPU the backend
+        sees, else the CPU.
+    backend : {"tensorflow", "jax", "torch"}, optional
+        Where the networks run; default ``$GALSIM_HUB_BACKEND``, else ``"tensorflow"``. JAX and
+        PyTorch (``pip install 'galsim-hub[jax]'`` or ``'galsim-hub[torch]'``) run format-3
+        models through Keras 3; TensorFlow runs every format, TF1 Hub modules included. The
+        same seed gives the same galaxies on every backend, to float32 round-off.
     batch_size : int
         Number of galaxies decoded per model call.
     progress : bool, optional
@@ -67,7 +74,9 @@ class GenerativeGalaxyModel:
         device: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool | None = None,
+        backend: str | None = None,
     ):
+        self.backend = choose_backend(backend)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.file_name = str(file_name)
@@ -76,7 +85,7 @@ class GenerativeGalaxyModel:
         self._directory = Path(fetch(self.source, progress=progress))
         self._entry_metadata = (self.source.entry or {}).get("metadata")
         self._device = device
-        self._model: LoadedModel | None = None
+        self._model: ModelRunner | None = None
         self._load_lock = threading.Lock()
         self._metadata = self._files_metadata()
         if self._load_on_init:
@@ -97,11 +106,11 @@ class GenerativeGalaxyModel:
             return validate_metadata(metadata, source=self.file_name)
         return None
 
-    def _loaded(self) -> LoadedModel:
-        """The loaded model (TensorFlow is imported on the first call; thread-safe)."""
+    def _loaded(self) -> ModelRunner:
+        """The loaded model (its backend is imported on the first call; thread-safe)."""
         with self._load_lock:
             if self._model is None:
-                self._model = LoadedModel(self._directory, metadata=self._entry_metadata, device=self._device)
+                self._model = load_runner(self._directory, self._entry_metadata, self._device, self.backend)
                 self._metadata = self._model.metadata
             return self._model
 
@@ -144,7 +153,7 @@ class GenerativeGalaxyModel:
 
     @property
     def device(self) -> str:
-        """The TensorFlow device the model runs on."""
+        """The device the model runs on, in its backend's words."""
         return self._loaded().device
 
     @property
@@ -311,6 +320,46 @@ class GenerativeGalaxyModel:
             rows = slice(start, min(start + self.batch_size, len(conditions)))
             noise = standard_normal(deviate, rows.stop - start, latent_dim, one_by_one=odd_batches)
             yield self._public_arrays(plan.images(model.sample_images, noise, rows))
+
+    def sample_jax(self, conditions: Any, noise: Any):
+        """Differentiable stamps on the JAX backend: raw conditions and base noise -> JAX arrays.
+
+        Parameters
+        ----------
+        conditions : array_like
+            ``[N, C]`` conditions in the catalog units of :attr:`quantities`, in that order (a JAX
+            array to differentiate with respect to).
+        noise : array_like
+            ``[N, L]`` standard-normal base noise (e.g. ``jax.random.normal``).
+
+        Returns
+        -------
+        jax.Array
+            ``[N, S, S]`` (multi-band ``[N, S, S, B]``) float32 stamps: the model's stamp window
+            and flux calibration applied, as in :meth:`sample`, but without its out-of-range
+            policy or catalog checks. Wrap them with :meth:`jax_interpolated_image`.
+
+        Examples
+        --------
+        >>> model = GenerativeGalaxyModel("hub:cosmos_real", backend="jax")   # doctest: +SKIP
+        >>> loss = lambda c: model.sample_jax(c, noise).sum()                # doctest: +SKIP
+        >>> jax.grad(loss)(conditions)                                       # doctest: +SKIP
+        """
+        from galsim_hub.backends.keras_runtime import KerasModel, differentiable_sample
+
+        runner = self._loaded()
+        if not isinstance(runner, KerasModel) or runner.backend != "jax":
+            raise ValueError(f"sample_jax needs backend='jax'; {self.file_name} runs on {self.backend}")
+        images = differentiable_sample(runner, conditions, noise)
+        return images[..., 0] if self.bands is None else images
+
+    def jax_interpolated_image(self, stamp: Any, **options: Any):
+        """One ``[S, S]`` stamp of :meth:`sample_jax` as a ``jax_galsim.InterpolatedImage`` at the
+        model's pixel scale (``options``: those of
+        :func:`~galsim_hub.profiles.jax_profiles.jax_interpolated_image`)."""
+        from galsim_hub.profiles.jax_profiles import jax_interpolated_image
+
+        return jax_interpolated_image(stamp, self.pixel_scale, **options)
 
     def reconstruct(self, images: np.ndarray, psfs: np.ndarray) -> np.ndarray:
         """Encode observed stamps and decode them: the VAE's PSF-deconvolved, denoised profiles.

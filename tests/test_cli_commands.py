@@ -16,6 +16,7 @@ COMMANDS = {
     "dataset",
     "train",
     "export",
+    "upgrade",
     "validate",
     "aegis",
     "diagnose",

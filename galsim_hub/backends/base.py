@@ -8,6 +8,7 @@ calls :meth:`ModelRunner._describe`, and returns its raw ``[N, S, S, B]`` stamps
 
 from __future__ import annotations
 
+import abc
 import functools
 import warnings
 from pathlib import Path
@@ -68,7 +69,7 @@ def load_or_explain(load, directory: Path):
         ) from exc
 
 
-class ModelRunner:
+class ModelRunner(abc.ABC):
     """The part of a loaded model that does not depend on its backend."""
 
     directory: Path
@@ -124,3 +125,15 @@ class ModelRunner:
             return images
         taper = stamp_window(self.stamp_size, float(window["inner"])).astype(np.float32)
         return images * taper[:, :, None]
+
+    @abc.abstractmethod
+    def sample_images(self, conditions: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """``[N, C]`` raw conditions and ``[N, L]`` base noise -> checked ``[N, S, S, B]`` stamps."""
+
+    @abc.abstractmethod
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Latent vectors ``[N, L]`` -> ``[N, S, S, B]`` stamps."""
+
+    @abc.abstractmethod
+    def encode(self, image: np.ndarray, psf: np.ndarray) -> np.ndarray:
+        """Observed stamps and PSFs -> posterior-mean latents ``[N, L]``."""

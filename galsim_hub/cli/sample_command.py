@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+from galsim_hub.backends import BACKENDS
 from galsim_hub.constants import DEFAULT_BATCH_SIZE, DEFAULT_OUT_OF_RANGE, MAX_SEED, OUT_OF_RANGE_POLICIES
 from galsim_hub.errors import GalSimHubError
 
@@ -237,7 +238,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     if out.exists() and not args.overwrite:
         raise GalSimHubError(f"{out} exists; pass --overwrite to replace it")
     catalog = _read_catalog(args.catalog, args.n) if args.catalog else None
-    model = GenerativeGalaxyModel(args.handle, device=args.device, batch_size=args.batch_size)
+    model = GenerativeGalaxyModel(args.handle, device=args.device, batch_size=args.batch_size, backend=args.backend)
     if catalog is None:
         catalog = _uniform_catalog(model, args.n, args.seed)
     bands = _selected_bands(model, args)
@@ -310,6 +311,11 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         default=DEFAULT_BATCH_SIZE,
         help=f"galaxies per model call (default {DEFAULT_BATCH_SIZE})",
     )
-    sub.add_argument("--device", help="TensorFlow device, e.g. /CPU:0")
+    sub.add_argument(
+        "--device", help="device in the backend's words: /CPU:0 (TensorFlow), cpu or gpu (JAX), cuda:0 (PyTorch)"
+    )
+    sub.add_argument(
+        "--backend", choices=BACKENDS, help="where the networks run (default: $GALSIM_HUB_BACKEND, else tensorflow)"
+    )
     sub.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     sub.set_defaults(func=cmd_sample)

@@ -1,10 +1,11 @@
-"""``galsim-hub dataset | train | export | validate | aegis | diagnose | curve``: the training pipeline.
+"""``galsim-hub dataset | train | export | upgrade | validate | aegis | diagnose | curve``: the training pipeline.
 
 Usage::
 
     galsim-hub dataset  --config CFG.yaml --work-dir DIR [--overwrite] [--part I/N | --merge]
     galsim-hub train    --config CFG.yaml --work-dir DIR [--stage vae|flow|all] [--no-resume] [--heldout-data DIR]
     galsim-hub export   --config CFG.yaml --work-dir DIR [--out MODEL_DIR] [--overwrite]
+    galsim-hub upgrade  MODEL_DIR OUT [--overwrite]          (format 1/2 -> 3)
     galsim-hub validate MODEL --data DIR --out DIR [options]
     galsim-hub aegis    MODEL --aegis-dir DIR --out DIR [options]
     galsim-hub diagnose MODEL --data DIR --out DIR        (VAE or flow?)
@@ -93,6 +94,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Export a trained VAE decoder and flow as a galsim-hub model."""
     train, config, work_dir, dataset_dir, out_dir = _pipeline(args)
     print(train.export(config, work_dir, out_dir, dataset_dir=dataset_dir, overwrite=args.overwrite))
+    return 0
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    """Re-export a format-1/2 model directory as format 3 (adds model.keras for the JAX and PyTorch backends)."""
+    from galsim_hub.backends.tf_quiet import import_tensorflow
+
+    import_tensorflow()
+    from galsim_hub.training.fitting.upgrade import upgrade_model
+
+    print(upgrade_model(args.model_dir, args.out, overwrite=args.overwrite))
     return 0
 
 
@@ -222,6 +234,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--out", help="exported model directory (default WORK_DIR/export/NAME)")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing export")
     sub.set_defaults(func=cmd_export)
+
+    sub = commands.add_parser(
+        "upgrade", help="re-export a format-1/2 model as format 3 (for the jax and torch backends)"
+    )
+    sub.add_argument("model_dir", help="a galsim-hub model directory of format 1 or 2")
+    sub.add_argument("out", help="the format-3 model directory to write")
+    sub.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    sub.set_defaults(func=cmd_upgrade)
 
     sub = commands.add_parser("validate", help="validate a model against a held-out data set")
     sub.add_argument("model", help="model handle (hub:NAME, URL, directory or archive)")

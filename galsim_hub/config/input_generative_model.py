@@ -52,10 +52,14 @@ class GenerativeModelInput(GenerativeGalaxyModel):
         Model handle: ``hub:NAME[@VERSION]``, an ``http(s)://`` URL, a ``.tar.gz`` archive or
         a model directory.
     device : str, optional
-        TensorFlow device, e.g. ``"/CPU:0"``; default: the first GPU, else the CPU.
+        Device in the backend's words (TensorFlow ``"/CPU:0"``, JAX ``"cpu"``, PyTorch
+        ``"cuda:0"``); default: the first GPU, else the CPU.
     batch_size : int
         Number of consecutive objects decoded per model call (default 64). ``1`` samples each
         object on its own.
+    backend : {"tensorflow", "jax", "torch"}, optional
+        Where the networks run (default ``$GALSIM_HUB_BACKEND``, else TensorFlow); see
+        :class:`~galsim_hub.GenerativeGalaxyModel`.
 
     Notes
     -----
@@ -66,15 +70,24 @@ class GenerativeModelInput(GenerativeGalaxyModel):
     """
 
     _req_params = {"file_name": str}
-    _opt_params = {"device": str, "batch_size": int}
+    _opt_params = {"device": str, "batch_size": int, "backend": str}
     _single_params: list = []
     _takes_rng = False
     _load_on_init = False
 
-    def __init__(self, file_name: str, device: str | None = None, batch_size: int = DEFAULT_BLOCK_SIZE):
+    def __init__(
+        self,
+        file_name: str,
+        device: str | None = None,
+        batch_size: int = DEFAULT_BLOCK_SIZE,
+        backend: str | None = None,
+    ):
         if int(batch_size) < 1:
             raise galsim.GalSimConfigValueError("generative_model.batch_size must be a positive integer", batch_size)
-        super().__init__(file_name, device=device, batch_size=batch_size)
+        try:
+            super().__init__(file_name, device=device, batch_size=batch_size, backend=backend)
+        except ValueError as exc:
+            raise galsim.GalSimConfigValueError(f"generative_model.{exc}", backend) from None
         self._blocks: collections.OrderedDict = collections.OrderedDict()
         self._pending: dict = {}  # key -> Event set when that claimed block is decoded or given up
         self._blocks_lock = threading.Lock()
