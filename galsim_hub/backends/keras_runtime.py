@@ -24,7 +24,7 @@ from galsim_hub.backends.base import ModelRunner, load_or_explain, missing_direc
 from galsim_hub.errors import MetadataError
 from galsim_hub.metadata import KERAS_FORMAT_VERSION, MODEL_METADATA_FILE, read_metadata
 
-__all__ = ["KerasModel", "keras_backend", "KERAS_BACKENDS"]
+__all__ = ["KerasModel", "keras_backend", "pure_jax_function", "differentiable_sample", "KERAS_BACKENDS"]
 
 #: The Keras backends this module runs, with the package each needs and the extra that installs it.
 KERAS_BACKENDS = {"jax": ("jax", "galsim-hub[jax]"), "torch": ("torch", "galsim-hub[torch]")}
@@ -154,22 +154,10 @@ class KerasModel(ModelRunner):
         return [variable.value for variable in variables]
 
     def jax_function(self, method: str):
-        """The pure, compiled JAX function ``f(state, *inputs)`` of the generator's ``method``.
-
-        ``state`` is the list of the generator's variable values (see :meth:`jax_state`); ``f``
-        can be differentiated (``jax.grad``), vectorised and compiled further.
-        """
+        """The pure, compiled JAX function ``f(state, *inputs)`` of the generator's ``method``
+        (see :func:`pure_jax_function`); ``state`` is :meth:`jax_state`."""
         if method not in self._compiled:
-            import jax
-
-            variables = self.generator.trainable_variables + self.generator.non_trainable_variables
-            bound = getattr(self.generator, method)
-
-            def pure(state, *inputs):
-                with self._keras.StatelessScope(state_mapping=list(zip(variables, state))):
-                    return bound(*inputs)
-
-            self._compiled[method] = jax.jit(pure)
+            self._compiled[method] = pure_jax_function(self.generator, method)
         return self._compiled[method]
 
     def sample_images(self, conditions: np.ndarray, noise: np.ndarray) -> np.ndarray:
@@ -190,6 +178,26 @@ class KerasModel(ModelRunner):
         if self.generator.encoder is None:
             raise MetadataError(f"{self.directory}: the model was exported without an encoder (no encode signature)")
         return self._run("encode", np.asarray(image, np.float32), np.asarray(psf, np.float32))
+
+
+def pure_jax_function(network, method: str):
+    """``network.method`` as a pure, compiled JAX function ``f(state, *inputs)``.
+
+    ``state`` is the list of the values of ``network.trainable_variables +
+    network.non_trainable_variables``; ``f`` can be differentiated (``jax.grad``), vectorised
+    and compiled further.
+    """
+    import jax
+    import keras
+
+    variables = network.trainable_variables + network.non_trainable_variables
+    bound = getattr(network, method)
+
+    def pure(state, *inputs):
+        with keras.StatelessScope(state_mapping=list(zip(variables, state))):
+            return bound(*inputs)
+
+    return jax.jit(pure)
 
 
 def _default_device(backend: str) -> str:
