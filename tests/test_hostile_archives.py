@@ -267,6 +267,17 @@ def test_incomplete_model_is_refused_before_the_entry_appears(tmp_path, deep_cac
     assert _entries(deep_cache) == []
 
 
+def test_format3_model_without_its_keras_file_is_refused(tmp_path, deep_cache):
+    archive = tmp_path / "no-keras.tar.gz"
+    metadata = dict(minimal_metadata(), format=3, keras_model="model.keras")
+    with tarfile.open(archive, "w:gz") as tar:
+        add_file(tar, "model/galsim_hub.json", json.dumps(metadata).encode())
+        _add_saved_model(tar)
+    with pytest.raises(MetadataError, match=r"incomplete model: model.keras missing"):
+        fetch(resolve(archive))
+    assert _entries(deep_cache) == []
+
+
 def test_unloadable_cached_model_names_its_cache_entry(tmp_path, deep_cache):
     from galsim_hub.model import GenerativeGalaxyModel
 

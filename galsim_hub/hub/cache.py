@@ -173,14 +173,14 @@ def check_model_files(model_dir: Path, label: str) -> None:
     """Refuse an incomplete model before its cache entry becomes visible.
 
     The metadata are read and validated; a SavedModel (galsim-hub formats, TF1 Hub modules)
-    needs ``saved_model.pb`` and, where it has variables, their index and data shards.
+    needs ``saved_model.pb`` and, where it has variables, their index and data shards; a
+    format-3 model also its Keras-native file.
     """
     missing = []
     if (model_dir / "galsim_hub.json").is_file():
-        read_metadata(model_dir)
-        missing += [
-            name for name in ("saved_model.pb", "variables/variables.index") if not (model_dir / name).is_file()
-        ]
+        metadata = read_metadata(model_dir)
+        required = ["saved_model.pb", "variables/variables.index"] + [metadata.get("keras_model") or ""]
+        missing += [name for name in required if name and not (model_dir / name).is_file()]
     elif (model_dir / "tfhub_module.pb").is_file():
         missing += [] if (model_dir / "saved_model.pb").is_file() else ["saved_model.pb"]
         if (model_dir / "variables").is_dir() and not (model_dir / "variables/variables.index").is_file():
