@@ -213,7 +213,7 @@ def test_multiband_model_trains_exports_and_draws_through_its_bands(small_set, t
     model_dir = train.export(config, tmp_path / "work", tmp_path / "model", dataset_dir=small_set)
 
     metadata = json.loads((model_dir / "galsim_hub.json").read_text())
-    assert metadata["format"] == 2
+    assert metadata["format"] == 3  # format 3: a multi-band model too (bands came with format 2)
     assert [b["name"] for b in metadata["bands"]] == ["f435w", "f606w", "f814w"]
     assert set(metadata["bands"][0]) == {"name", "effective_wavelength", "zero_point", "bandpass"}
 

@@ -47,7 +47,7 @@ NORUN_ALLOWED = {
     "install.md": 3,  # pip install, from PyPI and from a checkout
     "handles.md": 2,  # the 52 MB download of hub:Lanusse2020 and its offline install
     "model_format.md": 1,  # publishing to an HTTP hub needs a server and a token
-    "training.md": 5,  # COSMOS download, full-size trainings (hours), the real-galaxy and multi-band models (an hour each)
+    "training.md": 6,  # COSMOS download, full-size trainings (hours), the real-galaxy and multi-band models (an hour each), multi-GPU and multi-machine runs
     "validation.md": 2,  # the full-size validation of the default model; the AEGIS check (reads ../shared)
     "real_galaxies.md": 1,  # validations on the real galaxies of ../shared/data
     "migration.md": 1,  # upstream TF1 galsim_hub code

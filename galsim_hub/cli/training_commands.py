@@ -4,6 +4,7 @@ Usage::
 
     galsim-hub dataset  --config CFG.yaml --work-dir DIR [--overwrite] [--part I/N | --merge]
     galsim-hub train    --config CFG.yaml --work-dir DIR [--stage vae|flow|all] [--no-resume] [--heldout-data DIR]
+                        [--distribute none|mirrored|multi-worker] [--cpu-replicas N]
     galsim-hub export   --config CFG.yaml --work-dir DIR [--out MODEL_DIR] [--overwrite]
     galsim-hub upgrade  MODEL_DIR OUT [--overwrite]          (format 1/2 -> 3)
     galsim-hub validate MODEL --data DIR --out DIR [options]
@@ -30,6 +31,8 @@ from galsim_hub.errors import GalSimHubError
 #: Exit status of ``validate --strict`` when a validation target fails.
 EXIT_TARGETS_FAILED = 3
 TRAIN_STAGES = ("vae", "flow", "all")
+#: The --distribute choices (galsim_hub.training.fitting.distribute.STRATEGIES, without importing TensorFlow).
+STRATEGIES = ("none", "mirrored", "multi-worker")
 
 
 def _pipeline(args: argparse.Namespace):
@@ -68,13 +71,36 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _strategy(args: argparse.Namespace):
+    """The distribution strategy of ``--distribute`` (created before TensorFlow runs anything)."""
+    if args.distribute == "none" and args.cpu_replicas is None:
+        return None
+    if args.stage == "flow":
+        raise GalSimHubError(
+            "--distribute applies to the VAE stage (--stage vae or all); the flow trains on one device"
+        )
+    from galsim_hub.backends.tf_quiet import import_tensorflow
+
+    import_tensorflow()
+    from galsim_hub.training.fitting.distribute import make_strategy
+
+    return make_strategy(args.distribute, args.cpu_replicas)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the VAE, the flow, or everything from the data set to the exported model."""
+    strategy = _strategy(args)
     train, config, work_dir, dataset_dir, out_dir = _pipeline(args)
     progress = False if args.quiet else None
     if args.stage == "vae":
         history = train.train_vae(
-            config, dataset_dir, work_dir, resume=not args.no_resume, progress=progress, heldout_dir=args.heldout_data
+            config,
+            dataset_dir,
+            work_dir,
+            resume=not args.no_resume,
+            progress=progress,
+            heldout_dir=args.heldout_data,
+            strategy=strategy,
         )
         print(f"VAE trained: final loss {history[-1]['loss']:.6g}" if history else "VAE already trained")
     elif args.stage == "flow":
@@ -82,11 +108,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         history = train.train_flow(config, work_dir, resume=not args.no_resume, progress=progress)
         print(f"flow trained: final loss {history[-1]['loss']:.6g}" if history else "flow already trained")
     else:
-        print(
-            train.run_all(
-                config, work_dir, out_dir, resume=not args.no_resume, progress=progress, heldout_dir=args.heldout_data
-            )
+        out = train.run_all(
+            config,
+            work_dir,
+            out_dir,
+            resume=not args.no_resume,
+            progress=progress,
+            heldout_dir=args.heldout_data,
+            strategy=strategy,
         )
+        print(out if out is not None else "VAE trained on this worker; the chief trains the flow and exports")
     return 0
 
 
@@ -226,6 +257,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--heldout-data",
         metavar="DIR",
         help="vae/all: a held-out data set whose loss is recorded at every checkpoint (WORK_DIR/vae_heldout.json)",
+    )
+    sub.add_argument(
+        "--distribute",
+        choices=STRATEGIES,
+        default="none",
+        help="train the VAE data-parallel: mirrored (this machine's GPUs, or --cpu-replicas) or multi-worker "
+        "(the machines of TF_CONFIG, each with its own --work-dir); the same weights as one device",
+    )
+    sub.add_argument(
+        "--cpu-replicas",
+        type=int,
+        metavar="N",
+        help="with --distribute mirrored: split the CPU into N devices (machines without an accelerator)",
     )
     sub.set_defaults(func=cmd_train)
 

@@ -35,6 +35,10 @@ __all__ = [
 ]
 
 
+#: ``vae.precision`` choices: Keras dtype policies.
+VAE_PRECISIONS = ("float32", "mixed_bfloat16")
+
+
 class ConfigError(GalSimHubError, ValueError):
     """A training configuration has an unknown key or an invalid value."""
 
@@ -81,7 +85,10 @@ class VAEConfig:
     ``likelihood`` ``"pixel"`` (diagonal, paper eq. 4) or ``"fourier"`` (noise power spectrum,
     eq. 5); ``free_bits`` (nats, eq. 10); ``tv_weight`` (total-variation penalty);
     ``kl_warmup_steps`` ramps the KL weight linearly from 0 to 1 (bottleneck warm-up, 0: off);
-    ``clip_norm`` clips the global gradient norm (``None``: no clipping).
+    ``clip_norm`` clips the global gradient norm (``None``: no clipping); ``precision``
+    ``"float32"`` or ``"mixed_bfloat16"`` (Keras mixed precision: float32 weights, bfloat16
+    arithmetic in the networks, the likelihood in float32; for accelerators with bfloat16 units,
+    whose range needs no loss scaling; the exported model is float32 either way).
     """
 
     latent_dim: int = 16
@@ -102,6 +109,7 @@ class VAEConfig:
     likelihood: str = "pixel"
     kl_warmup_steps: int = 0
     clip_norm: float | None = 1.0
+    precision: str = "float32"
     checkpoint_every: int = 500
     seed: int = 0
 
@@ -362,6 +370,10 @@ def _validate(config: TrainingConfig) -> None:
     _require(v.max_depth >= v.base_depth, f"vae.max_depth ({v.max_depth}) must be >= vae.base_depth ({v.base_depth})")
     _require(v.optimizer in ("adam", "adafactor"), f"vae.optimizer must be 'adam' or 'adafactor', got {v.optimizer!r}")
     _require(v.likelihood in ("pixel", "fourier"), f"vae.likelihood must be 'pixel' or 'fourier', got {v.likelihood!r}")
+    _require(
+        v.precision in VAE_PRECISIONS,
+        f"vae.precision must be one of {', '.join(VAE_PRECISIONS)}, got {v.precision!r}",
+    )
     for section, obj in (("vae", v), ("flow", f)):
         _require(
             obj.lr_schedule in ("rsqrt", "constant"),

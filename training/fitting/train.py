@@ -37,6 +37,8 @@ from galsim_hub.training.fitting.checkpoints import (
     write_json,
 )
 from galsim_hub.training.fitting.config import TrainingConfig
+from galsim_hub.training.fitting.distribute import DataParallelStep, is_chief
+from galsim_hub.training.fitting.heldout import heldout_evaluator, heldout_recorder
 from galsim_hub.training.networks import likelihood as lk
 from galsim_hub.training.networks.vae import VAE
 
@@ -85,10 +87,10 @@ def _learning_rate(learning_rate: float, schedule: str, warmup_steps: int):
     return learning_rate
 
 
-def _make_optimizer(name: str, learning_rate, clip_norm: float | None = None) -> keras.optimizers.Optimizer:
+def _make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
     if name == "adafactor":
-        return keras.optimizers.Adafactor(learning_rate=learning_rate, global_clipnorm=clip_norm)
-    return keras.optimizers.Adam(learning_rate=learning_rate, global_clipnorm=clip_norm)
+        return keras.optimizers.Adafactor(learning_rate=learning_rate)
+    return keras.optimizers.Adam(learning_rate=learning_rate)
 
 
 def dataset_path(config: TrainingConfig, work_dir: str | Path) -> Path:
@@ -161,11 +163,12 @@ def _vae_loss_fn(vae: VAE, config: TrainingConfig):
     use_fourier = v.likelihood == "fourier"
 
     def loss_terms(batch, noise, kl_weight):
-        mean, log_scale = vae.encode(batch["image"], batch["psf"])
+        # The networks may compute in bfloat16 (vae.precision): the likelihood is float32.
+        mean, log_scale = (tf.cast(t, tf.float32) for t in vae.encode(batch["image"], batch["psf"]))
         z = mean + tf.exp(log_scale) * noise
         # Every band in its own plane, [N, B, S, S]: the likelihood sums the bands, each with
         # its own PSF and noise.
-        profile = lk.bands_first(vae.decode(z))
+        profile = lk.bands_first(tf.cast(vae.decode(z), tf.float32))
         observed = lk.bands_first(batch["image"])
         observed_model = lk.convolve_with_psf(profile, lk.bands_first(batch["psf"]))
         if use_fourier:
@@ -206,6 +209,16 @@ def _raise_if_diverged(values: dict, step: int, what: str, dataset_dir=None) -> 
         )
 
 
+def _build_vae(architecture: dict, precision: str) -> VAE:
+    """A VAE whose layers compute with the dtype policy ``precision`` (weights float32)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        return VAE.from_architecture(architecture)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def load_vae(work_dir: str | Path) -> VAE:
     """Rebuild the VAE from ``<work_dir>/vae`` and restore its latest checkpoint."""
     directory = Path(work_dir) / "vae"
@@ -218,41 +231,6 @@ def load_vae(work_dir: str | Path) -> VAE:
     return vae
 
 
-def _heldout_evaluator(
-    vae: VAE, config: TrainingConfig, heldout_dir: Path, keys: tuple[str, ...], latent_dim: int, seed: int
-) -> Callable[[], dict]:
-    """A function returning the mean loss terms over every example of a held-out data set.
-
-    The latent noise is fixed (drawn once from ``seed``) so that successive evaluations differ
-    only by the weights: the held-out curve is smooth enough to tell when training stops helping.
-    """
-    from galsim_hub.training.datasets import data
-
-    metadata = data.read_dataset_metadata(heldout_dir)
-    arrays = data.load_arrays(heldout_dir, keys)
-    if arrays["image"].shape[1:3] != (config.dataset.stamp_size, config.dataset.stamp_size):
-        raise GalSimHubError(
-            f"the held-out data set {heldout_dir} has stamps of "
-            f"{arrays['image'].shape[1:3]} pixels, the training set "
-            f"{config.dataset.stamp_size}"
-        )
-    n = int(metadata["n_examples"])
-    noise = np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
-    loss_terms = tf.function(_vae_loss_fn(vae, config))
-
-    def evaluate() -> dict:
-        totals: dict[str, float] = {}
-        for start in range(0, n, 64):
-            batch = {k: tf.constant(arrays[k][start : start + 64]) for k in keys}
-            terms = loss_terms(batch, tf.constant(noise[start : start + 64]), tf.constant(1.0))
-            size = len(batch["image"])
-            for key, value in terms.items():
-                totals[key] = totals.get(key, 0.0) + float(value) * size
-        return {key: value / n for key, value in totals.items()}
-
-    return evaluate
-
-
 def train_vae(
     config: TrainingConfig,
     dataset_dir: str | Path,
@@ -261,6 +239,7 @@ def train_vae(
     progress: bool | None = None,
     log_every: int = 1,
     heldout_dir: str | Path | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> list[dict]:
     """Train (or resume training) the VAE.
 
@@ -282,6 +261,10 @@ def train_vae(
         A held-out data set of the same layout: at every checkpoint, its mean loss terms
         (fixed latent noise) are appended to ``work_dir/vae_heldout.json``, the held-out curve
         that tells when more steps stop helping.
+    strategy : tf.distribute.Strategy, optional
+        Train data-parallel over its replicas (:func:`~galsim_hub.training.fitting.distribute.make_strategy`):
+        each trains on an equal slice of every batch of ``vae.batch_size`` examples, so the
+        weights follow those of one device. Default: one device.
 
     Returns
     -------
@@ -318,39 +301,41 @@ def train_vae(
         directory, architecture, resume, "VAE", history_file, {key: getattr(v, key) for key in RESUME_SETTINGS["vae"]}
     )
 
+    strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(v.seed)
-    vae = VAE.from_architecture(architecture)
-    optimizer = _make_optimizer(
-        v.optimizer, _learning_rate(v.learning_rate, v.lr_schedule, v.warmup_steps), v.clip_norm
-    )
-    optimizer.build(vae.trainable_variables)
+    with strategy.scope():
+        vae = _build_vae(architecture, v.precision)
+        # No clipping inside the optimizer: the step clips the gradient summed over the replicas.
+        optimizer = _make_optimizer(v.optimizer, _learning_rate(v.learning_rate, v.lr_schedule, v.warmup_steps))
+        optimizer.build(vae.trainable_variables)
     state = TrainingState(directory, history_file, v.seed, restore, vae=vae, optimizer=optimizer)
-    generator = state.generator
-
     loss_terms = _vae_loss_fn(vae, config)
 
-    @tf.function
-    def train_step(batch, kl_weight):
-        noise = generator.normal([tf.shape(batch["image"])[0], vae.latent_dim])
-        with tf.GradientTape() as tape:
-            terms = loss_terms(batch, noise, kl_weight)
-        gradients = tape.gradient(terms["loss"], vae.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, vae.trainable_variables))
-        terms["inputs_valid"] = _batch_is_valid(batch)
+    def checked_loss_terms(batch, noise, kl_weight):
+        terms = loss_terms(batch, noise, kl_weight)
+        terms["inputs_valid"] = tf.cast(_batch_is_valid(batch), tf.float32)
         return terms
+
+    train_step = DataParallelStep(
+        strategy, checked_loss_terms, vae.trainable_variables, optimizer, v.batch_size, v.clip_norm
+    )
 
     def run_step(s: int) -> dict:
         batch = first_batch if s == start else next(batches)
         kl_weight = min(1.0, (s + 1) / v.kl_warmup_steps) if v.kl_warmup_steps else 1.0
-        values = {k: x.numpy().item() for k, x in train_step(batch, tf.constant(kl_weight)).items()}
+        noise = state.generator.normal([v.batch_size, vae.latent_dim])
+        values = {k: x.numpy().item() for k, x in train_step(batch, noise, tf.constant(kl_weight)).items()}
+        values["inputs_valid"] = values["inputs_valid"] == 1.0  # on every replica
         _raise_if_diverged(values, s, "VAE", dataset_dir)
         return values
 
     start = state.start
     on_checkpoint = None
     if heldout_dir is not None:
-        on_checkpoint = _heldout_recorder(
-            _heldout_evaluator(vae, config, Path(heldout_dir), keys, vae.latent_dim, v.seed + 1),
+        on_checkpoint = heldout_recorder(
+            heldout_evaluator(
+                loss_terms, config.dataset.stamp_size, Path(heldout_dir), keys, vae.latent_dim, v.seed + 1
+            ),
             work_dir / "vae_heldout.json",
             start,
             restore,
@@ -358,22 +343,6 @@ def train_vae(
     return state.run(
         run_step, v.steps, "VAE", progress, log_every, v.checkpoint_every, ("loss", "kl"), on_checkpoint=on_checkpoint
     )
-
-
-def _heldout_recorder(
-    evaluate: Callable[[], dict], heldout_file: Path, start: int, restore: bool
-) -> Callable[[int], None]:
-    """The checkpoint hook that appends the held-out loss to ``heldout_file`` (resumed runs keep
-    the points before their start; a run without any is evaluated at its start first)."""
-    heldout = [h for h in (read_json(heldout_file) or []) if h["step"] <= start] if restore else []
-
-    def record(step: int) -> None:
-        heldout.append({"step": step, **evaluate()})
-        write_json(heldout_file, heldout)
-
-    if not heldout:
-        record(start)
-    return record
 
 
 def encode_latents(
@@ -585,10 +554,13 @@ def run_all(
     progress: bool | None = None,
     log: Callable[[str], None] = print,
     heldout_dir: str | Path | None = None,
-) -> Path:
+    strategy: tf.distribute.Strategy | None = None,
+) -> Path | None:
     """Build the data set (if absent), train the VAE, encode, train the flow and export.
 
-    ``heldout_dir`` is passed to :func:`train_vae` (the held-out loss curve).
+    ``heldout_dir`` and ``strategy`` are passed to :func:`train_vae` (the held-out loss curve,
+    data-parallel training). The flow (seconds of training) and the export run on one device, on
+    the chief only: another worker returns None once the VAE is trained.
     """
     from galsim_hub.training.datasets import data
 
@@ -600,7 +572,11 @@ def run_all(
     except (OSError, GalSimHubError, ValueError):
         log(f"building the {config.dataset.source} data set in {dataset_dir}")
         build_dataset(config, work_dir, progress=progress)
-    train_vae(config, dataset_dir, work_dir, resume=resume, progress=progress, heldout_dir=heldout_dir)
+    train_vae(
+        config, dataset_dir, work_dir, resume=resume, progress=progress, heldout_dir=heldout_dir, strategy=strategy
+    )
+    if strategy is not None and not is_chief(strategy):
+        return None
     encode_latents(config, dataset_dir, work_dir)
     train_flow(config, work_dir, resume=resume, progress=progress)
     out_dir = Path(out_dir) if out_dir is not None else work_dir / "export" / config.export.name
