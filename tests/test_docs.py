@@ -51,7 +51,11 @@ NORUN_ALLOWED = {
     "validation.md": 2,  # the full-size validation of the default model; the AEGIS check (reads ../shared)
     "real_galaxies.md": 1,  # validations on the real galaxies of ../shared/data
     "migration.md": 1,  # upstream TF1 galsim_hub code
+    "backends.md": 1,  # pip install of the extras
 }
+#: Pages whose Python runs in a process of its own (Keras runs one backend per process, and this
+#: one already runs TensorFlow's).
+FRESH_PROCESS_PAGES = {"backends.md"}
 BLOCK_TIMEOUT_S = 300
 
 _FENCE = re.compile(r"^```(?P<info>[^\n`]*)\n(?P<body>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
@@ -213,6 +217,17 @@ def _run_bash(block: Block, cwd: Path) -> None:
     )
 
 
+def _run_python_in_a_new_process(blocks: list[Block], cwd: Path) -> None:
+    """Run a page's Python blocks, in order, as one script in a new interpreter."""
+    script = cwd / "page_code.py"
+    script.write_text("\n\n".join(block.body for block in blocks))
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=cwd, capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S
+    )
+    where = ", ".join(block.where for block in blocks)
+    assert result.returncode == 0, f"{where}: Python blocks failed\n--- stderr\n{result.stderr[-4000:]}"
+
+
 def _run_python(block: Block, namespace: dict) -> None:
     code = compile(block.body, block.where, "exec")
     exec(code, namespace)
@@ -233,6 +248,9 @@ def test_page_code_runs(page, tmp_path, monkeypatch):
         monkeypatch.setenv("GALSIM_HUB_INDEX", os.environ["GALSIM_HUB_INDEX"])
     else:
         monkeypatch.delenv("GALSIM_HUB_INDEX", raising=False)
+    if page in FRESH_PROCESS_PAGES:
+        _run_python_in_a_new_process([block for block in blocks if block.language == "python"], work)
+        blocks = [block for block in blocks if block.language != "python"]
     namespace = {"__name__": f"docs_{page[:-3]}"}
     for block in blocks:
         if block.language == "python":
