@@ -52,6 +52,7 @@ NORUN_ALLOWED = {
     "real_galaxies.md": 1,  # validations on the real galaxies of ../shared/data
     "migration.md": 1,  # upstream TF1 galsim_hub code
     "backends.md": 1,  # pip install of the extras
+    "btk.md": 1,  # pip install of the extra
 }
 #: Pages whose Python runs in a process of its own (Keras runs one backend per process, and this
 #: one already runs TensorFlow's).
