@@ -55,6 +55,9 @@ class GalsimHubCatalog(Catalog):
         ``{survey}_{band}`` (e.g. ``LSST_r``) or as the generator's ``mag_column`` says.
     """
 
+    def __init__(self, raw_catalog: Table):
+        super().__init__(raw_catalog)
+
     def _prepare_table(self, raw_catalog: Table) -> Table:
         table = Table(raw_catalog, copy=True)
         table["btk_index"] = np.arange(len(table))
