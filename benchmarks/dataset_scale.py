@@ -1,10 +1,14 @@
 """Data set building at COSMOS 25.2 size: examples/s against the number of part jobs.
 
-A RealGalaxyCatalog of 81,500 rows (the size of COSMOS 25.2) is made from GalSim's 100-galaxy
-example (``../shared/data/cosmos_23.5_example``): row ``k`` is a copy of galaxy ``k mod 100``
-(the same image, PSF and fit HDUs, by reference) with IDENT ``1_000_000 * (k // 100) + IDENT``,
-so every copy gets its own noise padding and, with ``--orientations 8``, its own one of the 8
-exact symmetries of the pixel grid. The three catalog files are replicated together.
+A RealGalaxyCatalog of 81,500 rows (the size of COSMOS 25.2) is made from the 200 real galaxies of
+``../shared/data``: GalSim's 100-galaxy example (``cosmos_23.5_example``) and BlendingToolKit's 100
+(``cosmos_btk100``) each give half the rows. Row ``k`` of a half is a copy of galaxy ``k mod 100`` of
+its catalog (the same image, PSF and fit HDUs, by reference: the image files are linked, not copied)
+with IDENT ``1_000_000 * (k // 100) + IDENT`` (every original IDENT is below 1,000,000 and the two
+catalogs share none), so every copy gets its own noise padding and, with ``--orientations 8``, its
+own one of the 8 exact symmetries of the pixel grid. Each catalog's files (main, ``_fits``,
+``_selection``) are replicated together; both halves are built as one data set (``catalogs``), with
+``exclusion_level='none'`` since the BTK half has no parametric fits.
 
 Then ``--examples`` examples are drawn from it (``max_galaxies``, after the catalog's cuts) once
 by one job, and again by ``J`` jobs, each ``--part j/J`` in its own process, followed by the
@@ -34,37 +38,53 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-SOURCE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cosmos_23.5_example"
-CATALOG = "real_galaxy_catalog_23.5_example"
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: (directory, main catalog stem) of each half of the rows.
+SOURCES = (
+    ("cosmos_23.5_example", "real_galaxy_catalog_23.5_example"),
+    ("cosmos_btk100", "real_galaxy_catalog_26_extension_example"),
+)
 
 
-def replicate_catalog(source: Path, out: Path, rows: int) -> None:
-    """The three catalog files of ``source`` with ``rows`` rows of copies; image files linked."""
+def replicate_catalog(source: Path, stem: str, out: Path, rows: int) -> None:
+    """The catalog files ``stem*.fits`` of ``source`` with ``rows`` rows of copies; other files linked."""
     out.mkdir(parents=True, exist_ok=True)
     for path in source.iterdir():
-        if not path.name.startswith(CATALOG):
+        if not path.name.startswith(stem):
             os.symlink(path, out / path.name)
     for suffix in ("", "_fits", "_selection"):
-        with fits.open(source / f"{CATALOG}{suffix}.fits") as hdus:
+        if not (source / f"{stem}{suffix}.fits").exists():
+            continue
+        with fits.open(source / f"{stem}{suffix}.fits") as hdus:
             table = hdus[1].data
             copies = np.arange(rows) // len(table)
             index = np.arange(rows) % len(table)
             data = table[index].copy()
             data["IDENT"] = table["IDENT"][index] + 1_000_000 * copies
-            fits.BinTableHDU(data, header=hdus[1].header).writeto(out / f"{CATALOG}{suffix}.fits")
+            fits.BinTableHDU(data, header=hdus[1].header).writeto(out / f"{stem}{suffix}.fits")
 
 
-def build(catalog_dir: Path, out: Path, examples: int, orientations: int, part: tuple[int, int] | None) -> None:
+def replicate_all(out: Path, rows: int) -> list[dict[str, str]]:
+    """Both halves of the ``rows``-row catalog under ``out``; the ``catalogs`` entries that read them."""
+    specs = []
+    for number, (name, stem) in enumerate(SOURCES):
+        half = rows // len(SOURCES) + (number < rows % len(SOURCES))
+        replicate_catalog(DATA / name, stem, out / name, half)
+        specs.append({"dir": str(out / name), "file": f"{stem}.fits", "exclusion_level": "none"})
+    return specs
+
+
+def build(
+    catalogs: list[dict[str, str]], out: Path, examples: int, orientations: int, part: tuple[int, int] | None
+) -> None:
     from galsim_hub.training.datasets import data
     from galsim_hub.training.datasets.shards import Part
 
     data.build_cosmos_dataset(
         out,
-        catalog_dir,
-        catalog_file=f"{CATALOG}.fits",
+        catalogs=catalogs,
         stamp_size=64,
         pixel_scale=0.03,
-        exclusion_level="none",
         max_galaxies=examples // orientations,
         orientations=orientations,
         shard_size=32,
@@ -90,7 +110,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="dataset_scale_"))
     try:
         start = time.perf_counter()
-        replicate_catalog(SOURCE, work / "catalog", args.rows)
+        catalogs = replicate_all(work / "catalog", args.rows)
         made = time.perf_counter() - start
         print(
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; catalog of {args.rows} rows "
@@ -104,12 +124,10 @@ def main() -> None:
             out = work / f"jobs{jobs}"
             start = time.perf_counter()
             if jobs == 1:
-                build(work / "catalog", out, args.examples, args.orientations, None)
+                build(catalogs, out, args.examples, args.orientations, None)
             else:
                 workers = [
-                    context.Process(
-                        target=build, args=(work / "catalog", out, args.examples, args.orientations, (j, jobs))
-                    )
+                    context.Process(target=build, args=(catalogs, out, args.examples, args.orientations, (j, jobs)))
                     for j in range(1, jobs + 1)
                 ]
                 for worker in workers:
