@@ -1,4 +1,4 @@
-"""Start-up time and CPU decode throughput of the three backends, side by side.
+"""Start-up time and CPU decode throughput of the four backends, side by side.
 
 Each measurement runs in a fresh process (a process runs one Keras backend):
 
@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-BACKENDS = ("tensorflow", "jax", "torch")
+BACKENDS = ("tensorflow", "jax", "torch", "numpy")
 
 CHILD = r"""
 import time

@@ -33,6 +33,9 @@ def sample(backend: str) -> dict:
         out[f"{handle}:batched"] = galsim_hub.GenerativeGalaxyModel(
             f"hub:{handle}", backend=backend, batch_size=3
         ).sample(catalog(model), seed=7, return_arrays=True)
+    out["imported_after_sampling"] = np.array(
+        sorted(m for m in ("tensorflow", "jax", "torch", "keras") if m in sys.modules), dtype=str
+    )
     return out
 
 

@@ -1,4 +1,4 @@
-"""Backends: the same galaxies on TensorFlow, JAX and PyTorch; gradients through JAX-GalSim.
+"""Backends: the same galaxies on TensorFlow, JAX, PyTorch and NumPy; gradients through JAX-GalSim.
 
 Keras runs one backend per process, and this test process runs TensorFlow's, so each other
 backend is run in a fresh process (``backend_probe.py``) and compared here.
@@ -88,18 +88,20 @@ def test_upgrade_needs_galsim_hub_architectures(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_three_backends_draw_the_same_galaxies(tmp_path):
+def test_every_backend_draws_the_same_galaxies(tmp_path):
     """Every bundled model, rows inside and beyond its training range, two batch sizes."""
-    results = {backend: probe(tmp_path, backend, "sample") for backend in ("tensorflow", "jax", "torch")}
+    results = {backend: probe(tmp_path, backend, "sample") for backend in ("tensorflow", "jax", "torch", "numpy")}
     reference = results["tensorflow"]
     for backend, result in results.items():
         assert list(result["imported_by_galsim_hub"]) == [], f"importing galsim_hub imported a backend ({backend})"
         for key, stamps in reference.items():
-            if key == "imported_by_galsim_hub":
+            if key.startswith("imported_"):
                 continue
             assert result[key].shape == stamps.shape, (backend, key)
             scale = np.abs(stamps).max()
             np.testing.assert_allclose(result[key], stamps, rtol=0, atol=1e-5 * scale, err_msg=f"{backend} {key}")
+    assert list(results["numpy"]["imported_after_sampling"]) == []  # NumPy alone: no framework at all
+    assert "keras" in results["jax"]["imported_after_sampling"]
     chromatic = reference["synthetic_chromatic@1.0"]
     assert chromatic.ndim == 4 and chromatic.shape[-1] == 3
 
@@ -122,10 +124,11 @@ def test_a_gradient_flows_from_a_jax_galsim_image_to_the_conditions(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_galsim_config_runs_on_jax(tmp_path):
-    """The example field through the ``galsim`` executable, TensorFlow vs JAX backend."""
+def test_the_galsim_config_runs_on_jax_and_numpy(tmp_path):
+    """The example field through the ``galsim`` executable: TensorFlow, JAX, and NumPy with two
+    processes (nothing to break in a forked worker)."""
     images = {}
-    for backend in ("tensorflow", "jax"):
+    for backend in ("tensorflow", "jax", "numpy"):
         env = dict(os.environ, GALSIM_HUB_CACHE=str(tmp_path / "cache"))
         env.pop("KERAS_BACKEND", None)
         command = [
@@ -137,9 +140,12 @@ def test_the_galsim_config_runs_on_jax(tmp_path):
             f"input.generative_model.backend={backend}",
             "image.nobjects=12",
             f"output.dir={backend}",
-        ]
+        ] + (["image.nproc=2"] if backend == "numpy" else [])
         result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT)
         assert result.returncode == 0, result.stderr[-3000:]
         images[backend] = fits.getdata(tmp_path / backend / "field.fits")
     assert images["jax"].max() > 10 * 0.02  # galaxies above the noise
-    np.testing.assert_allclose(images["jax"], images["tensorflow"], rtol=0, atol=1e-4 * images["tensorflow"].max())
+    for backend in ("jax", "numpy"):
+        np.testing.assert_allclose(
+            images[backend], images["tensorflow"], rtol=0, atol=1e-4 * images["tensorflow"].max()
+        )

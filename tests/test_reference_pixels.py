@@ -23,9 +23,11 @@ def test_every_bundled_model_has_a_reference():
     assert sorted(make_reference.bundled_handles()) == sorted(REFERENCE.files)
 
 
+@pytest.mark.parametrize("backend", ["tensorflow", "numpy"])
 @pytest.mark.parametrize("handle", sorted(REFERENCE.files))
-def test_bundled_model_pixels_match_the_reference(handle):
-    model = galsim_hub.GenerativeGalaxyModel(handle)
+def test_bundled_model_pixels_match_the_reference(handle, backend):
+    """The reference was drawn on TensorFlow; the NumPy backend, in this process too, draws it again."""
+    model = galsim_hub.GenerativeGalaxyModel(handle, backend=backend)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         images = model.sample(make_reference.reference_catalog(model), seed=1234, return_arrays=True)

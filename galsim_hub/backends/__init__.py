@@ -1,4 +1,4 @@
-"""Runtime backends: where a model's networks run (TensorFlow, JAX or PyTorch).
+"""Runtime backends: where a model's networks run (TensorFlow, JAX, PyTorch or NumPy alone).
 
 Importing this package imports no backend; :func:`load_runner` imports the one it is asked for.
 """
@@ -13,7 +13,7 @@ from galsim_hub.backends.base import ModelRunner
 __all__ = ["BACKENDS", "BACKEND_ENV", "DEFAULT_BACKEND", "choose_backend", "load_runner"]
 
 #: The backends a model runs on.
-BACKENDS = ("tensorflow", "jax", "torch")
+BACKENDS = ("tensorflow", "jax", "torch", "numpy")
 #: The backend used when none is passed (TensorFlow runs every format, TF1 Hub modules included).
 DEFAULT_BACKEND = "tensorflow"
 #: Environment variable naming the backend used when none is passed.
@@ -40,6 +40,10 @@ def load_runner(directory: Path, metadata: dict | None, device: str | None, back
         from galsim_hub.backends.tensorflow import LoadedModel
 
         return LoadedModel(directory, metadata=metadata, device=device)
+    if backend == "numpy":
+        from galsim_hub.backends.numpy_runtime import NumpyModel
+
+        return NumpyModel(directory, device=device)
     from galsim_hub.backends.keras_runtime import KerasModel
 
     return KerasModel(directory, backend, device=device)

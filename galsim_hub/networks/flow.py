@@ -28,44 +28,12 @@ import keras
 import numpy as np
 from keras import ops
 
+from galsim_hub.networks.masks import block_orders, made_masks
+
 __all__ = ["MADE", "ConditionalMAF", "block_orders", "LOG_SCALE_CLIP"]
 
 LOG_SCALE_CLIP = 3.0
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-def block_orders(latent_dim: int, n_blocks: int, seed: int = 0) -> np.ndarray:
-    """Autoregressive orders of the blocks: reversed for even blocks, seeded random for odd ones.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``[n_blocks, latent_dim]`` int32; row ``b`` lists the latent dimensions in the order in
-        which block ``b`` generates them.
-    """
-    rng = np.random.default_rng(seed)
-    orders = []
-    for b in range(n_blocks):
-        if b % 2 == 0:
-            orders.append(np.arange(latent_dim)[::-1])
-        else:
-            orders.append(rng.permutation(latent_dim))
-    return np.asarray(orders, np.int32).reshape(n_blocks, latent_dim)
-
-
-def _made_masks(latent_dim: int, hidden_units) -> list[np.ndarray]:
-    """Masks of the input, hidden and output layers for inputs in natural order 1..D."""
-    input_degrees = np.arange(1, latent_dim + 1)
-    degrees = [input_degrees]
-    for units in hidden_units:
-        degrees.append(np.arange(units) % max(1, latent_dim - 1) + 1)
-    masks = [
-        (later[None, :] >= earlier[:, None]).astype(np.float32) for earlier, later in zip(degrees[:-1], degrees[1:])
-    ]
-    # Output i (shift and log-scale of dimension i) sees hidden units of degree < i only.
-    output_mask = (input_degrees[None, :] > degrees[-1][:, None]).astype(np.float32)
-    masks.append(np.concatenate([output_mask, output_mask], axis=1))
-    return masks
 
 
 class MADE(keras.layers.Layer):
@@ -92,7 +60,7 @@ class MADE(keras.layers.Layer):
         self.n_conditions = int(n_conditions)
         self.hidden_units = tuple(int(h) for h in hidden_units)
         self.activation = keras.activations.get(activation)
-        self._masks = [ops.convert_to_tensor(m) for m in _made_masks(self.latent_dim, self.hidden_units)]
+        self._masks = [ops.convert_to_tensor(m) for m in made_masks(self.latent_dim, self.hidden_units)]
         widths = (self.latent_dim,) + self.hidden_units + (2 * self.latent_dim,)
         self.kernels: list = []
         self.biases: list = []

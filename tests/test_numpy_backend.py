@@ -1,0 +1,145 @@
+"""The NumPy backend: the networks of a format-3 model without any machine-learning framework.
+
+Its sampled pixels are held to the TensorFlow reference in ``test_reference_pixels.py`` and to
+the other backends in ``test_backends.py``; here: reconstruction, batch-size independence, the
+imports of a fresh process, and files it must refuse.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import galsim_hub
+from galsim_hub.backends.numpy_networks import conv2d, upsample_bilinear
+from galsim_hub.backends.numpy_runtime import NumpyModel
+from galsim_hub.errors import MetadataError
+
+CATALOG = {"mag_auto": [21.0, 23.0, 24.5], "flux_radius": [12.0, 6.0, 4.0], "zphot": [0.4, 1.0, 2.0]}
+
+
+def test_reconstruction_matches_tensorflow():
+    """Encoder and decoder of cosmos_real@2.0 on NumPy and on TensorFlow."""
+    on = {b: galsim_hub.GenerativeGalaxyModel("hub:cosmos_real@2.0", backend=b) for b in ("tensorflow", "numpy")}
+    truth = on["tensorflow"].sample(CATALOG, seed=3, return_arrays=True)
+    rng = np.random.default_rng(0)
+    observed = truth + 0.002 * rng.standard_normal(truth.shape).astype(np.float32)
+    psf = np.zeros_like(truth)
+    psf[:, 31:34, 31:34] = 1.0 / 9.0
+    out = {b: model.reconstruct(observed, psf) for b, model in on.items()}
+    np.testing.assert_allclose(out["numpy"], out["tensorflow"], rtol=0, atol=1e-5 * np.abs(out["tensorflow"]).max())
+
+
+def test_same_galaxies_whatever_the_batch_size():
+    cat = {k: v * 3 for k, v in CATALOG.items()}
+    whole = galsim_hub.GenerativeGalaxyModel("hub:cosmos_real", backend="numpy").sample(cat, seed=5, return_arrays=True)
+    parts = galsim_hub.GenerativeGalaxyModel("hub:cosmos_real", backend="numpy", batch_size=2).sample(
+        cat, seed=5, return_arrays=True
+    )
+    np.testing.assert_allclose(parts, whole, rtol=0, atol=1e-6 * whole.max())
+
+
+def test_a_fresh_process_samples_galaxies_without_any_framework(tmp_path):
+    script = (
+        "import json, sys, galsim, galsim_hub\n"
+        "model = galsim_hub.GenerativeGalaxyModel('hub:cosmos_real', backend='numpy')\n"
+        f"galaxies = model.sample({CATALOG!r}, seed=1)\n"
+        "assert all(isinstance(g, galsim.InterpolatedImage) for g in galaxies)\n"
+        "print(json.dumps(sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"GALSIM_HUB_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    assert "tensorflow" not in result.stderr.lower()
+
+
+def test_convolutions_pad_as_keras_does():
+    """A delta through a stride-1 and a stride-2 convolution lands where Keras puts it."""
+    x = np.zeros((1, 6, 6, 1), np.float32)
+    x[0, 2, 3, 0] = 1.0
+    kernel = np.arange(9, dtype=np.float32).reshape(3, 3, 1, 1)
+    same = conv2d(x, kernel, np.zeros(1, np.float32))[0, :, :, 0]
+    # out[y, x] = sum_{dy,dx} in[y + dy - 1, x + dx - 1] k[dy, dx]: the kernel, flipped, around the delta.
+    np.testing.assert_array_equal(same[1:4, 2:5], kernel[::-1, ::-1, 0, 0])
+    strided = conv2d(x, kernel, np.zeros(1, np.float32), stride=2)[0, :, :, 0]
+    # "same" with the extra padding after: out[y, x] = sum in[2y + dy, 2x + dx] k[dy, dx].
+    np.testing.assert_array_equal(strided, [[0, kernel[2, 1, 0, 0], 0], [0, kernel[0, 1, 0, 0], 0], [0, 0, 0]])
+    up = upsample_bilinear(np.arange(4, dtype=np.float32).reshape(1, 2, 2, 1))[0, :, :, 0]
+    np.testing.assert_allclose(up[0], [0.0, 0.25, 0.75, 1.0])  # half-pixel centres, edges clamped
+
+
+def _bundled_copy(tmp_path: Path) -> Path:
+    source = galsim_hub.GenerativeGalaxyModel("hub:cosmos_real@2.0", backend="numpy")._directory
+    return Path(shutil.copytree(source, tmp_path / "model"))
+
+
+def _rewrite_weights(directory: Path, change) -> None:
+    """Apply ``change(h5py.File)`` to the weights inside ``directory/model.keras``."""
+    path = directory / "model.keras"
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    buffer = io.BytesIO(members["model.weights.h5"])
+    with h5py.File(buffer, "r+") as store:
+        change(store)
+    members["model.weights.h5"] = buffer.getvalue()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def test_a_missing_weight_is_named(tmp_path):
+    directory = _bundled_copy(tmp_path)
+    _rewrite_weights(directory, lambda store: store.__delitem__("decoder/layers/conv2d_4/vars/1"))
+    with pytest.raises(MetadataError, match="cannot be loaded .*no decoder/layers/conv2d_4/vars/1"):
+        NumpyModel(directory)
+
+
+def test_a_weight_of_the_wrong_shape_or_an_extra_one_is_refused(tmp_path):
+    directory = _bundled_copy(tmp_path)
+
+    def reshape(store):
+        del store["flow/vars/2"]
+        store["flow/vars/2"] = np.ones(7, np.float32)
+
+    _rewrite_weights(directory, reshape)
+    with pytest.raises(MetadataError, match=r"flow/vars/2 has shape \(7,\), the architecture gives \(16,\)"):
+        NumpyModel(directory)
+    directory = _bundled_copy(tmp_path / "extra")
+    _rewrite_weights(directory, lambda store: store.create_dataset("decoder/layers/conv2d_9/vars/0", data=[1.0]))
+    with pytest.raises(MetadataError, match="no place for: decoder/layers/conv2d_9/vars/0"):
+        NumpyModel(directory)
+
+
+def test_metadata_that_disagrees_with_the_networks_is_refused(tmp_path):
+    directory = _bundled_copy(tmp_path)
+    metadata = json.loads((directory / "galsim_hub.json").read_text())
+    metadata["latent_dim"] = 8
+    (directory / "galsim_hub.json").write_text(json.dumps(metadata))
+    with pytest.raises(MetadataError, match="16 latents, the metadata says 3 and 8"):
+        NumpyModel(directory)
+
+
+def test_a_format1_model_or_a_gpu_is_refused_with_the_way_out(tmp_path):
+    from toy_models import build_toy_model
+
+    path = build_toy_model(tmp_path / "toy")
+    with pytest.raises(MetadataError, match="format-1 model .*use backend='tensorflow', or convert it"):
+        NumpyModel(path)
+    with pytest.raises(ValueError, match="runs on the CPU only"), warnings.catch_warnings():
+        NumpyModel(path, device="/GPU:0")
