@@ -46,13 +46,14 @@ class GenerativeGalaxyModel:
         ``.tar.gz`` archive, a local ``.tar.gz`` archive, or a model directory.
     device : str, optional
         Device in the backend's words: TensorFlow ``"/GPU:0"`` or ``"/CPU:0"``, JAX ``"gpu"``
-        or ``"cpu"``, PyTorch ``"cuda:0"`` or ``"cpu"``; default: the first GPU the backend
-        sees, else the CPU.
-    backend : {"tensorflow", "jax", "torch"}, optional
+        or ``"cpu"``, PyTorch ``"cuda:0"`` or ``"cpu"``, NumPy ``"cpu"``; default: the first
+        GPU the backend sees, else the CPU.
+    backend : {"tensorflow", "jax", "torch", "numpy"}, optional
         Where the networks run; default ``$GALSIM_HUB_BACKEND``, else ``"tensorflow"``. JAX and
         PyTorch (``pip install 'galsim-hub[jax]'`` or ``'galsim-hub[torch]'``) run format-3
-        models through Keras 3; TensorFlow runs every format, TF1 Hub modules included. The
-        same seed gives the same galaxies on every backend, to float32 round-off.
+        models through Keras 3; NumPy runs them on the CPU with no machine-learning framework
+        at all (the fastest start-up); TensorFlow runs every format, TF1 Hub modules included.
+        The same seed gives the same galaxies on every backend, to float32 round-off.
     batch_size : int
         Number of galaxies decoded per model call.
     progress : bool, optional

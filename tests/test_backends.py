@@ -46,7 +46,7 @@ def test_choose_backend_reads_the_argument_then_the_environment(monkeypatch):
     monkeypatch.setenv(BACKEND_ENV, "torch")
     assert choose_backend() == "torch"
     assert choose_backend("jax") == "jax"
-    with pytest.raises(ValueError, match="backend must be one of tensorflow, jax, torch, got 'mxnet'"):
+    with pytest.raises(ValueError, match="backend must be one of tensorflow, jax, torch, numpy, got 'mxnet'"):
         choose_backend("mxnet")
     monkeypatch.setenv(BACKEND_ENV, "tf")
     with pytest.raises(ValueError, match="GALSIM_HUB_BACKEND must be one of"):

@@ -49,23 +49,47 @@ def test_same_galaxies_whatever_the_batch_size():
     np.testing.assert_allclose(parts, whole, rtol=0, atol=1e-6 * whole.max())
 
 
-def test_a_fresh_process_samples_galaxies_without_any_framework(tmp_path):
-    script = (
-        "import json, sys, galsim, galsim_hub\n"
-        "model = galsim_hub.GenerativeGalaxyModel('hub:cosmos_real', backend='numpy')\n"
-        f"galaxies = model.sample({CATALOG!r}, seed=1)\n"
-        "assert all(isinstance(g, galsim.InterpolatedImage) for g in galaxies)\n"
-        "print(json.dumps(sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules)))\n"
-    )
+CHILD = """
+import json, multiprocessing, sys
+import galsim, galsim_hub
+import numpy as np
+
+def in_child(model, queue):
+    queue.put(model.sample(CATALOG, seed=2, return_arrays=True))
+
+if __name__ == "__main__":
+    model = galsim_hub.GenerativeGalaxyModel("hub:cosmos_real", backend="numpy")
+    galaxies = model.sample(CATALOG, seed=1)
+    assert all(isinstance(g, galsim.InterpolatedImage) for g in galaxies)
+    # GalSim's config multiprocessing forks: a child forked after the model ran samples as well.
+    parent = model.sample(CATALOG, seed=2, return_arrays=True)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=in_child, args=(model, queue))
+    child.start()
+    same = bool(np.array_equal(queue.get(timeout=120), parent))
+    child.join(timeout=60)
+    imported = sorted(m for m in ("tensorflow", "keras", "jax", "torch") if m in sys.modules)
+    print(json.dumps({"imported": imported, "forked_child_same": same, "exitcode": child.exitcode}))
+"""
+
+
+def test_a_fresh_process_samples_galaxies_without_any_framework_and_forks(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.replace("CATALOG", repr(CATALOG)))
     result = subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, str(script)],
         capture_output=True,
         text=True,
         timeout=300,
         env={"GALSIM_HUB_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "imported": [],
+        "forked_child_same": True,
+        "exitcode": 0,
+    }
     assert "tensorflow" not in result.stderr.lower()
 
 

@@ -312,7 +312,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         help=f"galaxies per model call (default {DEFAULT_BATCH_SIZE})",
     )
     sub.add_argument(
-        "--device", help="device in the backend's words: /CPU:0 (TensorFlow), cpu or gpu (JAX), cuda:0 (PyTorch)"
+        "--device",
+        help="device in the backend's words: /CPU:0 (TensorFlow), cpu or gpu (JAX), cuda:0 (PyTorch), cpu (NumPy)",
     )
     sub.add_argument(
         "--backend", choices=BACKENDS, help="where the networks run (default: $GALSIM_HUB_BACKEND, else tensorflow)"

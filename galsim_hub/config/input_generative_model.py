@@ -53,11 +53,11 @@ class GenerativeModelInput(GenerativeGalaxyModel):
         a model directory.
     device : str, optional
         Device in the backend's words (TensorFlow ``"/CPU:0"``, JAX ``"cpu"``, PyTorch
-        ``"cuda:0"``); default: the first GPU, else the CPU.
+        ``"cuda:0"``, NumPy ``"cpu"``); default: the first GPU, else the CPU.
     batch_size : int
         Number of consecutive objects decoded per model call (default 64). ``1`` samples each
         object on its own.
-    backend : {"tensorflow", "jax", "torch"}, optional
+    backend : {"tensorflow", "jax", "torch", "numpy"}, optional
         Where the networks run (default ``$GALSIM_HUB_BACKEND``, else TensorFlow); see
         :class:`~galsim_hub.GenerativeGalaxyModel`.
 
