@@ -167,3 +167,51 @@ def test_a_format1_model_or_a_gpu_is_refused_with_the_way_out(tmp_path):
         NumpyModel(path)
     with pytest.raises(ValueError, match="runs on the CPU only"), warnings.catch_warnings():
         NumpyModel(path, device="/GPU:0")
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+@pytest.mark.parametrize(
+    "layout",
+    [
+        {"num_stages": 3, "blocks_per_stage": 2, "n_bands": 2, "activation": "elu", "hidden": [32, 48], "blocks": 3},
+        {"num_stages": 2, "blocks_per_stage": 1, "n_bands": 1, "activation": "relu", "hidden": [24], "blocks": 2},
+    ],
+)
+def test_other_architectures_evaluate_as_keras_does(tmp_path, layout):
+    """Random weights in every array of a generator unlike the bundled ones, saved by Keras,
+    evaluated by NumPy and by Keras (TensorFlow)."""
+    from keras import ops
+
+    from galsim_hub.backends.numpy_networks import GeneratorWeights
+    from galsim_hub.networks.generator import GalaxyGenerator
+
+    arch = {
+        "stamp_size": 16,
+        "latent_dim": 6,
+        "num_stages": layout["num_stages"],
+        "base_depth": 4,
+        "max_depth": 8,
+        "blocks_per_stage": layout["blocks_per_stage"],
+        "activation": layout["activation"],
+        "image_scale": 0.5,
+        "n_bands": layout["n_bands"],
+    }
+    flow = {"latent_dim": 6, "n_conditions": 2, "n_blocks": layout["blocks"], "hidden_units": layout["hidden"]}
+    generator = GalaxyGenerator(arch, flow, [1.0, -2.0], [0.5, 3.0], encoder=arch)
+    rng = np.random.default_rng(1)
+    for variable in generator.weights:
+        if "int" not in str(variable.dtype):
+            variable.assign(0.3 * rng.standard_normal(variable.shape).astype(np.float32))
+    generator.save(tmp_path / "model.keras")
+    numpy_networks = GeneratorWeights(tmp_path / "model.keras")
+    conditions = rng.standard_normal((5, 2)).astype(np.float32)
+    noise = rng.standard_normal((5, 6)).astype(np.float32)
+    expected = ops.convert_to_numpy(generator.sample(conditions, noise))
+    np.testing.assert_allclose(
+        numpy_networks.sample(conditions, noise), expected, rtol=1e-4, atol=1e-5 * expected.max()
+    )
+    stamps = rng.uniform(size=(5, 16, 16, layout["n_bands"])).astype(np.float32)
+    encoded = ops.convert_to_numpy(generator.encode(stamps, stamps))
+    np.testing.assert_allclose(
+        numpy_networks.encode(stamps, stamps), encoded, rtol=1e-4, atol=1e-5 * np.abs(encoded).max()
+    )
