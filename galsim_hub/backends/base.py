@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from galsim_hub.errors import MetadataError, ModelOutputWarning
-from galsim_hub.metadata import band_names, condition_names
+from galsim_hub.metadata import KERAS_FORMAT_VERSION, MODEL_METADATA_FILE, band_names, condition_names, read_metadata
 from galsim_hub.profiles.bands import band_set_of
 from galsim_hub.sampling.catalog import float32_conditions
 
-__all__ = ["ModelRunner", "stamp_window", "missing_directory_error", "load_or_explain"]
+__all__ = ["ModelRunner", "stamp_window", "missing_directory_error", "load_or_explain", "keras_model_metadata"]
 
 
 @functools.lru_cache(maxsize=8)
@@ -47,6 +47,27 @@ def missing_directory_error(directory: Path) -> MetadataError:
         f"the model directory {directory} does not exist (any more): was the cache cleared "
         "(`galsim-hub cache clear`) while the model was in use? Load the model again to fetch it anew"
     )
+
+
+def keras_model_metadata(directory: Path, backend: str) -> dict:
+    """The metadata of the format-3 model in ``directory``, for a backend that reads only its
+    Keras-native file; a missing folder, a TF1 Hub module or a format-1/2 model is refused with
+    the way out."""
+    if not directory.is_dir():
+        raise missing_directory_error(directory)
+    if not (directory / MODEL_METADATA_FILE).is_file():
+        raise MetadataError(
+            f"{directory} is not a galsim-hub model of format {KERAS_FORMAT_VERSION}: the {backend} backend "
+            "reads the Keras-native file of format-3 models (a TF1 Hub module needs backend='tensorflow')"
+        )
+    metadata = read_metadata(directory)
+    if metadata["format"] < KERAS_FORMAT_VERSION:
+        raise MetadataError(
+            f"{directory} is a format-{metadata['format']} model (a TensorFlow SavedModel only); the "
+            f"{backend} backend reads format {KERAS_FORMAT_VERSION} (SavedModel + model.keras): use "
+            "backend='tensorflow', or convert it with `galsim-hub upgrade MODEL_DIR NEW_DIR`"
+        )
+    return metadata
 
 
 def load_or_explain(load, directory: Path):
@@ -90,6 +111,19 @@ class ModelRunner(abc.ABC):
         self.n_bands = 1 if self.bands is None else len(self.bands)
         #: Its bandpasses and chromatic SEDs (built here so that bad bands fail at load).
         self.band_set = band_set_of(self.metadata, source=str(self.directory))
+
+    def _check_networks(self, path: Path, n_conditions: int, latent_dim: int, stamp_size: int, n_bands: int) -> None:
+        """Refuse networks (in ``path``) whose inputs or stamps disagree with :attr:`metadata`."""
+        if n_conditions != len(self.conditions) or latent_dim != self.latent_dim:
+            raise MetadataError(
+                f"{path}: the networks take {n_conditions} conditions and {latent_dim} "
+                f"latents, the metadata says {len(self.conditions)} and {self.latent_dim}"
+            )
+        if stamp_size != self.stamp_size or n_bands != self.n_bands:
+            raise MetadataError(
+                f"{path}: the decoder draws {n_bands}-band {stamp_size}-pixel stamps, "
+                f"the metadata says {self.n_bands} band(s) of {self.stamp_size} pixels"
+            )
 
     def _float32_conditions(self, conditions: np.ndarray) -> np.ndarray:
         return float32_conditions(conditions, self.conditions)

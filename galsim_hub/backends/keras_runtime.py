@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from galsim_hub.backends.base import ModelRunner, load_or_explain, missing_directory_error
+from galsim_hub.backends.base import ModelRunner, keras_model_metadata, load_or_explain
 from galsim_hub.errors import MetadataError
-from galsim_hub.metadata import KERAS_FORMAT_VERSION, MODEL_METADATA_FILE, read_metadata
 
 __all__ = ["KerasModel", "keras_backend", "pure_jax_function", "differentiable_sample", "KERAS_BACKENDS"]
 
@@ -96,20 +95,7 @@ class KerasModel(ModelRunner):
 
     def __init__(self, model_dir: str | os.PathLike, backend: str, device: str | None = None):
         self.directory = Path(model_dir)
-        if not self.directory.is_dir():
-            raise missing_directory_error(self.directory)
-        if not (self.directory / MODEL_METADATA_FILE).is_file():
-            raise MetadataError(
-                f"{self.directory} is not a galsim-hub model of format {KERAS_FORMAT_VERSION}: the {backend} backend "
-                "reads the Keras-native file of format-3 models (a TF1 Hub module needs backend='tensorflow')"
-            )
-        self.metadata = read_metadata(self.directory)
-        if self.metadata["format"] < KERAS_FORMAT_VERSION:
-            raise MetadataError(
-                f"{self.directory} is a format-{self.metadata['format']} model (a TensorFlow SavedModel only); the "
-                f"{backend} backend reads format {KERAS_FORMAT_VERSION} (SavedModel + model.keras): use "
-                "backend='tensorflow', or convert it with `galsim-hub upgrade MODEL_DIR NEW_DIR`"
-            )
+        self.metadata = keras_model_metadata(self.directory, backend)
         self.backend = backend
         self.format = f"galsim-hub-{self.metadata['format']}"
         self._keras = keras_backend(backend)
@@ -120,16 +106,10 @@ class KerasModel(ModelRunner):
         with self._keras.device(self.device):
             self.generator = load_or_explain(lambda: load_generator(path), self.directory)
         self._describe()
-        if self.generator.n_conditions != len(self.conditions) or self.generator.latent_dim != self.latent_dim:
-            raise MetadataError(
-                f"{path}: the networks take {self.generator.n_conditions} conditions and {self.generator.latent_dim} "
-                f"latents, the metadata says {len(self.conditions)} and {self.latent_dim}"
-            )
-        if self.generator.stamp_size != self.stamp_size or self.generator.n_bands != self.n_bands:
-            raise MetadataError(
-                f"{path}: the decoder draws {self.generator.n_bands}-band {self.generator.stamp_size}-pixel stamps, "
-                f"the metadata says {self.n_bands} band(s) of {self.stamp_size} pixels"
-            )
+        generator = self.generator
+        self._check_networks(
+            path, generator.n_conditions, generator.latent_dim, generator.stamp_size, generator.n_bands
+        )
         self._compiled: dict = {}
 
     def _run(self, method: str, *arrays: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ gives it, so a file of another layout is refused rather than misread.
 
 The arithmetic is that of :mod:`galsim_hub.networks.convolutional` and
 :mod:`galsim_hub.networks.flow` (``"same"``-padded convolutions as Keras pads them, half-pixel
-bilinear upsampling, the MADE masks of :mod:`galsim_hub.networks.masks`), in float32.
+bilinear upsampling, the stage depths and MADE masks of :mod:`galsim_hub.networks.layout`), in float32.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import zipfile
 
 import numpy as np
 
-from galsim_hub.networks.masks import made_masks
+from galsim_hub.networks.layout import made_masks, stage_depths
 
 __all__ = ["GeneratorWeights", "ACTIVATIONS"]
 
@@ -153,7 +153,7 @@ class GeneratorWeights:
 
     def _decoder_weights(self, arch: dict) -> dict:
         stages = arch["num_stages"]
-        depths = [min(arch["base_depth"] * 2**i, arch["max_depth"]) for i in range(stages + 1)]
+        depths = stage_depths(stages, arch["base_depth"], arch["max_depth"])
         bottom = arch["stamp_size"] // 2**stages
         up_depths = [depths[i] for i in reversed(range(stages))]
         inputs = [depths[-1]] + up_depths[:-1]
@@ -174,7 +174,7 @@ class GeneratorWeights:
 
     def _encoder_weights(self, arch: dict) -> dict:
         stages, base, bands = arch["num_stages"], arch["base_depth"], arch["n_bands"]
-        depths = [min(base * 2**i, arch["max_depth"]) for i in range(stages + 1)]
+        depths = stage_depths(stages, base, arch["max_depth"])
         flat = (arch["stamp_size"] // 2**stages) ** 2 * depths[-1]
         return {
             "arch": arch,

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from galsim_hub.backends.base import ModelRunner, load_or_explain, missing_directory_error
+from galsim_hub.backends.base import ModelRunner, keras_model_metadata, load_or_explain
 from galsim_hub.errors import MetadataError
-from galsim_hub.metadata import KERAS_FORMAT_VERSION, MODEL_METADATA_FILE, read_metadata
 
 __all__ = ["NumpyModel"]
 
@@ -42,20 +41,7 @@ class NumpyModel(ModelRunner):
         if device not in (None, "cpu"):
             raise ValueError(f"the numpy backend runs on the CPU only, not on device {device!r}")
         self.device = "cpu"
-        if not self.directory.is_dir():
-            raise missing_directory_error(self.directory)
-        if not (self.directory / MODEL_METADATA_FILE).is_file():
-            raise MetadataError(
-                f"{self.directory} is not a galsim-hub model of format {KERAS_FORMAT_VERSION}: the numpy backend "
-                "reads the Keras-native file of format-3 models (a TF1 Hub module needs backend='tensorflow')"
-            )
-        self.metadata = read_metadata(self.directory)
-        if self.metadata["format"] < KERAS_FORMAT_VERSION:
-            raise MetadataError(
-                f"{self.directory} is a format-{self.metadata['format']} model (a TensorFlow SavedModel only); the "
-                f"numpy backend reads format {KERAS_FORMAT_VERSION} (SavedModel + model.keras): use "
-                "backend='tensorflow', or convert it with `galsim-hub upgrade MODEL_DIR NEW_DIR`"
-            )
+        self.metadata = keras_model_metadata(self.directory, "numpy")
         self.format = f"galsim-hub-{self.metadata['format']}"
         self._describe()
         path = self.directory / self.metadata["keras_model"]
@@ -63,16 +49,9 @@ class NumpyModel(ModelRunner):
 
         self.networks = load_or_explain(lambda: GeneratorWeights(path), self.directory)
         flow, decoder = self.networks.config["flow"], self.networks.config["decoder"]
-        if flow["n_conditions"] != len(self.conditions) or flow["latent_dim"] != self.latent_dim:
-            raise MetadataError(
-                f"{path}: the networks take {flow['n_conditions']} conditions and {flow['latent_dim']} "
-                f"latents, the metadata says {len(self.conditions)} and {self.latent_dim}"
-            )
-        if decoder["stamp_size"] != self.stamp_size or decoder.get("n_bands", 1) != self.n_bands:
-            raise MetadataError(
-                f"{path}: the decoder draws {decoder.get('n_bands', 1)}-band {decoder['stamp_size']}-pixel stamps, "
-                f"the metadata says {self.n_bands} band(s) of {self.stamp_size} pixels"
-            )
+        self._check_networks(
+            path, flow["n_conditions"], flow["latent_dim"], decoder["stamp_size"], decoder.get("n_bands", 1)
+        )
 
     def sample_images(self, conditions: np.ndarray, noise: np.ndarray) -> np.ndarray:
         """Decode one batch: ``[N, C]`` raw conditions and ``[N, L]`` base noise -> ``[N, S, S, B]``.

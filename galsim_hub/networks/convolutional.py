@@ -14,15 +14,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from galsim_hub.networks.layout import stage_depths
+
 __all__ = ["ResidualBlock", "Encoder", "Decoder", "stage_depths", "architecture_of"]
-
-
-def stage_depths(num_stages: int, base_depth: int, max_depth: int) -> list[int]:
-    """Channels at each resolution: ``min(base_depth * 2**i, max_depth)`` for ``i = 0..num_stages``.
-
-    The last entry is the depth of the bottleneck feature map (after ``num_stages`` halvings).
-    """
-    return [min(base_depth * 2**i, max_depth) for i in range(num_stages + 1)]
 
 
 class ResidualBlock(keras.layers.Layer):

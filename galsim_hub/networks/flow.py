@@ -28,7 +28,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from galsim_hub.networks.masks import block_orders, made_masks
+from galsim_hub.networks.layout import block_orders, made_masks
 
 __all__ = ["MADE", "ConditionalMAF", "block_orders", "LOG_SCALE_CLIP"]
 

@@ -1,14 +1,24 @@
-"""The fixed structure of the conditional MAF: block orders and MADE masks, in NumPy alone.
+"""The fixed structure of the networks, in NumPy alone: channel depths of the VAE's stages,
+block orders and MADE masks of the conditional MAF.
 
-Shared by the Keras layers (:mod:`galsim_hub.networks.flow`) and the NumPy runtime
-(:mod:`galsim_hub.backends.numpy_networks`), which must not import Keras.
+Shared by the Keras layers (:mod:`galsim_hub.networks.convolutional`,
+:mod:`galsim_hub.networks.flow`) and the NumPy runtime (:mod:`galsim_hub.backends.numpy_networks`),
+which must not import Keras.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["block_orders", "made_masks"]
+__all__ = ["stage_depths", "block_orders", "made_masks"]
+
+
+def stage_depths(num_stages: int, base_depth: int, max_depth: int) -> list[int]:
+    """Channels at each resolution: ``min(base_depth * 2**i, max_depth)`` for ``i = 0..num_stages``.
+
+    The last entry is the depth of the bottleneck feature map (after ``num_stages`` halvings).
+    """
+    return [min(base_depth * 2**i, max_depth) for i in range(num_stages + 1)]
 
 
 def block_orders(latent_dim: int, n_blocks: int, seed: int = 0) -> np.ndarray:
